@@ -1,0 +1,258 @@
+"""The application: settings, the task registry, and sending workflows.
+
+::
+
+    app = Flowq("proj", broker="redis://127.0.0.1:6379/0", backend="redis://127.0.0.1:6379/0")
+
+    @app.task
+    def add(x, y):
+        return x + y
+
+    (add.s(2, 2) | add.s(4)).delay().get(timeout=10)   # 8
+
+With no broker or backend configured (and no ``FLOWQ_BROKER_URL`` /
+``FLOWQ_RESULT_BACKEND``), an embedded default keeps both in SQLite files under
+``./.flowq/``: no server needed, and it works across processes on one machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from functools import cached_property
+from typing import Any, TypeVar, overload
+
+from flowq import _state
+from flowq.canvas.dag import Workflow, compile_workflow
+from flowq.canvas.signature import Canvas, Signature
+from flowq.canvas.validate import unknown_task_message, validate
+from flowq.exceptions import InvalidWorkflow
+from flowq.result import AsyncResult, GroupResult
+from flowq.runtime.codec import ResultCodec, accepted_types
+from flowq.runtime.outgoing import TASK_CALL_DEFAULTS
+from flowq.settings import Settings
+from flowq.task import Task, current_request
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _GroupResults:
+    """``app.GroupResult``: build a group handle, or ``restore(id)`` a saved one."""
+
+    def __init__(self, app: Flowq):
+        self.app = app
+
+    def __call__(self, id: str, results: Iterable[Any], **kwargs: Any) -> GroupResult:
+        return GroupResult(id, list(results), app=self.app, **kwargs)
+
+    def restore(self, group_id: str) -> GroupResult | None:
+        return GroupResult.restore(group_id, app=self.app)
+
+
+class Flowq:
+    """A flowq application: configuration plus the tasks registered on it."""
+
+    def __init__(self, main: str | None = None, broker: str | None = None,
+                 backend: str | None = None, **settings: Any):
+        self.main = main
+        self.conf = Settings(**settings)
+        if broker is not None:
+            self.conf.broker_url = broker
+        if backend is not None:
+            self.conf.result_backend = backend
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.task_options: set[str] = set()
+        self._runtime: Any = None
+        self._runtime_pid: int | None = None
+        self._lock = threading.Lock()
+        _state.set_current_app(self)
+
+    # -- configuration ------------------------------------------------------------------
+
+    def config_from_object(self, obj: Any, namespace: str | None = None) -> None:
+        """Load settings from a module, an object, a dict or a dotted import path.
+
+        Lower-case attributes are settings (Celery's names); with ``namespace="FLOWQ"``,
+        upper-case ``FLOWQ_BROKER_URL``-style names are read instead.
+        """
+        if isinstance(obj, str):
+            obj = importlib.import_module(obj)
+        items = obj.items() if isinstance(obj, Mapping) else (
+            (name, getattr(obj, name)) for name in dir(obj) if not name.startswith("_"))
+        for name, value in items:
+            if namespace:
+                prefix = namespace.upper() + "_"
+                if not name.startswith(prefix):
+                    continue
+                name = name[len(prefix):].lower()
+            elif not name.islower():
+                continue
+            if callable(value) and not isinstance(value, type) and name != "task_routes":
+                continue  # helper functions in a config module are not settings
+            self.conf[name] = value
+        self._reset_runtime()
+
+    def _reset_runtime(self) -> None:
+        self._runtime = None
+        self.__dict__.pop("result_codec", None)
+        self.__dict__.pop("accepted_content", None)
+
+    # -- tasks --------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: F) -> Task[Any, Any]: ...
+
+    @overload
+    def task(self, *, name: str | None = None, bind: bool = False,
+             **options: Any) -> Callable[[F], Task[Any, Any]]: ...
+
+    def task(self, fn: Any = None, *, name: str | None = None, bind: bool = False,
+             **options: Any) -> Any:
+        """Register a function as a task: ``@app.task`` or ``@app.task(bind=True, ...)``.
+
+        The default name is ``module.function``, as in Celery. Unknown options fail here,
+        naming the option.
+        """
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            task_name = name or f"{func.__module__}.{func.__qualname__}"
+            task = Task(self, func, task_name, bind=bind, options=options,
+                        known_options=self.task_options)
+            self.tasks[task_name] = task
+            return task
+
+        return register(fn) if fn is not None else register
+
+    def task_defaults(self, name: str) -> dict[str, Any]:
+        """Options a task sets for every call of it (queue, priority, time limits, ...)."""
+        task = self.tasks.get(name)
+        if task is None:
+            return {}
+        return {k: getattr(task, k) for k in TASK_CALL_DEFAULTS if getattr(task, k) is not None}
+
+    def unknown_task_message(self, name: str) -> str:
+        return unknown_task_message(name, self.tasks) + (
+            f"; known tasks: {', '.join(sorted(self.tasks)[:10])}" if self.tasks else "")
+
+    def track_started(self, task: Task[Any, Any]) -> bool:
+        flag = task.track_started
+        return self.conf.task_track_started if flag is None else bool(flag)
+
+    def acks_late(self, task: Task[Any, Any] | None) -> bool:
+        flag = None if task is None else task.acks_late
+        return self.conf.task_acks_late if flag is None else bool(flag)
+
+    # -- per-process runtime ----------------------------------------------------------------
+
+    @property
+    def runtime(self) -> Any:
+        """Connections of this process (rebuilt in a forked child)."""
+        pid = os.getpid()
+        if self._runtime is None or self._runtime_pid != pid:
+            with self._lock:
+                if self._runtime is None or self._runtime_pid != pid:
+                    from flowq.runtime.runtime import Runtime
+
+                    self._runtime = Runtime(self)
+                    self._runtime_pid = pid
+        return self._runtime
+
+    @property
+    def backend(self) -> Any:
+        return self.runtime.backend
+
+    @cached_property
+    def result_codec(self) -> ResultCodec:
+        accept = self.conf.result_accept_content or self.conf.accept_content
+        return ResultCodec(self.conf.result_serializer, accept)
+
+    @cached_property
+    def accepted_content(self) -> set[str]:
+        return accepted_types(self.conf.accept_content)
+
+    # -- workflows ------------------------------------------------------------------------
+
+    def compile(self, canvas: Canvas, args: Iterable[Any] | None = None,
+                kwargs: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None,
+                strict: bool = False) -> Workflow:
+        """Compile and check ``canvas``; raise InvalidWorkflow naming every bad node.
+
+        ``strict`` also rejects task names this app does not know.
+        """
+        workflow = compile_workflow(canvas, args, kwargs, options)
+        problems = validate(workflow, self.tasks.get, self.tasks if strict else None)
+        if problems:
+            raise InvalidWorkflow(problems)
+        return workflow
+
+    def validate(self, canvas: Canvas, args: Iterable[Any] | None = None,
+                 kwargs: Mapping[str, Any] | None = None, **options: Any) -> Workflow:
+        """Check ``canvas`` against the registered tasks without sending anything."""
+        return self.compile(canvas, args, kwargs, options, strict=True)
+
+    def send(self, canvas: Canvas, args: Iterable[Any] | None = None,
+             kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
+        """Send a workflow (any canvas) and return the handle of its result."""
+        if self.conf.task_always_eager:
+            return self.apply(canvas, args, kwargs, **options)
+        workflow = self.compile(canvas, args, kwargs, options)
+        caller = current_request()
+        root_id = caller.root_id if caller and caller.root_id else workflow.seed
+        runtime = self.runtime
+        carried = runtime.workflows.carry(workflow)
+        runtime.advancer.start(carried, root_id, caller.id if caller else None)
+        return self.result_for(workflow)
+
+    def apply(self, canvas: Canvas, args: Iterable[Any] | None = None,
+              kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
+        """Run a workflow in this process (eagerly) and return its result handle."""
+        from flowq.runtime.eager import run_eagerly
+
+        return run_eagerly(self, self.compile(canvas, args, kwargs, options))
+
+    def send_task(self, name: str, args: Iterable[Any] | None = None,
+                  kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
+        """Send a task by name; the producer need not have it registered."""
+        return self.send(Signature(name, tuple(args or ()), kwargs or {}, bound_app=self),
+                         **options)
+
+    def signature(self, name: str, args: Iterable[Any] = (),
+                  kwargs: Mapping[str, Any] | None = None, **options: Any) -> Signature:
+        return Signature(name, tuple(args), kwargs or {}, options, bound_app=self)
+
+    def result_for(self, workflow: Workflow, backend: Any = None) -> Any:
+        """The handle of ``workflow``'s result, with ``.parent`` links back to its start."""
+        handles: list[Any] = []
+        for position, node in enumerate(workflow.nodes):
+            task_id = workflow.node_id(position)
+            if node.members:
+                handles.append(GroupResult(task_id, [handles[m] for m in node.members], self,
+                                           backend=backend, joined=True))
+            elif node.kind == "join":
+                handles.append(GroupResult(task_id, [], self, backend=backend, joined=True))
+            else:
+                parent = handles[node.input] if node.input is not None else None
+                handles.append(AsyncResult(task_id, self, parent, backend))
+        return handles[workflow.output]
+
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802
+        return AsyncResult(task_id, app=self, **kwargs)
+
+    @cached_property
+    def GroupResult(self) -> _GroupResults:  # noqa: N802 - Celery's name
+        return _GroupResults(self)
+
+    @cached_property
+    def control(self) -> Any:
+        from flowq.runtime.control import Control
+
+        return Control(self)
+
+    def close(self) -> None:
+        if self._runtime is not None and self._runtime_pid == os.getpid():
+            self._runtime.close()
+        self._runtime = None
+
+    def __repr__(self) -> str:
+        return f"<Flowq {self.main or '__main__'}: {len(self.tasks)} tasks>"

@@ -1,0 +1,49 @@
+"""Chords: a group (the header) whose list of results is passed to a body."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from flowq.canvas.frozen import EMPTY, FrozenDict
+from flowq.canvas.group import Group
+from flowq.canvas.signature import Canvas, freeze_options, tasks_arg
+
+
+@attrs.frozen(slots=True, repr=False)
+class Chord(Canvas):
+    """The body runs once, after every header member, with their results in order.
+
+    An empty header calls the body with ``[]``. A chord without a body cannot be sent.
+    """
+
+    header: Group
+    body: Canvas | None = None
+    options: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=freeze_options)
+
+    @property
+    def tasks(self) -> tuple[Canvas, ...]:
+        return self.header.tasks
+
+    def children(self) -> tuple[Canvas, ...]:
+        return (self.header,) if self.body is None else (self.header, self.body)
+
+    def partial(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Chord:
+        return attrs.evolve(self, header=self.header.partial(args, kwargs))
+
+    def __call__(self, body: Canvas | None = None, **options: Any) -> Any:
+        """``chord(header)(body)``: send the chord with ``body`` and return its result."""
+        whole = self if body is None else attrs.evolve(self, body=body)
+        return whole.apply_async(**options)
+
+    def __repr__(self) -> str:
+        return f"chord({self.header!r}, {self.body!r})"
+
+
+def chord(header: Any, body: Canvas | None = None, **options: Any) -> Chord:
+    """``chord(header, body)`` or ``chord(header)(body)``; ``header`` is a group or a list."""
+    if not isinstance(header, Group):
+        header = Group(tasks_arg((header,)))
+    return Chord(header, body, options)

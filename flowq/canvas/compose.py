@@ -1,0 +1,39 @@
+"""The ``|`` operator: how two canvases combine, following Celery's rules.
+
+* ``a | b`` is a chain; chains without options of their own are flattened.
+* ``group | x`` is a chord with ``x`` as its body, and so is a chain ending in a group
+  followed by a step (``chain(a, group) | b`` is ``chain(a, chord(group, b))``).
+
+Nothing else is rewritten: a group of one stays a group, chords are never merged.
+"""
+
+from __future__ import annotations
+
+from flowq.canvas.chain import Chain
+from flowq.canvas.chord import Chord
+from flowq.canvas.group import Group
+from flowq.canvas.signature import Canvas
+
+
+def pipe(left: Canvas, right: Canvas) -> Canvas:
+    """``left | right``."""
+    if isinstance(left, Group):
+        return Chord(left, right)
+    steps: list[Canvas] = list(left.tasks) if _flat(left) else [left]  # type: ignore[attr-defined]
+    push_step(steps, right)
+    return Chain(tuple(steps))
+
+
+def push_step(steps: list[Canvas], step: Canvas) -> None:
+    """Append ``step`` to a chain under construction, in place."""
+    if _flat(step):
+        for inner in step.tasks:  # type: ignore[attr-defined]
+            push_step(steps, inner)
+    elif steps and isinstance(steps[-1], Group):
+        steps[-1] = Chord(steps[-1], step)
+    else:
+        steps.append(step)
+
+
+def _flat(canvas: Canvas) -> bool:
+    return isinstance(canvas, Chain) and not canvas.options

@@ -1,0 +1,109 @@
+"""The options a signature may carry: their types and how they apply inside a workflow.
+
+An option set on a chain, group or chord is a default for the tasks inside it (the
+task's own value wins); options given at call time (``apply_async(queue=...)``) win over
+both, as in Celery. Three kinds of option do not simply propagate:
+
+* ``ENTRY``: ``countdown``, ``eta`` and ``expires`` delay or bound a workflow's first
+  steps, not every step (a chain with ``countdown=10`` starts 10 s late once).
+* ``SCOPE``: ``link`` and ``link_error`` attach to the sub-workflow as a whole.
+* ``task_id`` names the sub-workflow's result: its output node.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+from collections.abc import Mapping
+from numbers import Real
+from typing import Any, Callable
+
+ENTRY = frozenset({"countdown", "eta", "expires"})
+SCOPE = frozenset({"link", "link_error"})
+NOT_PROPAGATED = ENTRY | SCOPE | {"task_id"}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and value == value
+
+
+def _non_negative(value: Any) -> bool:
+    return _number(value) and value >= 0
+
+
+def _moment(value: Any) -> bool:
+    return isinstance(value, (datetime.datetime, str))
+
+
+def _expiry(value: Any) -> bool:
+    return _number(value) or isinstance(value, (datetime.datetime, str))
+
+
+def _priority(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _mapping(value: Any) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _maybe_seconds(value: Any) -> bool:
+    return value is None or _non_negative(value)
+
+
+def _anything(value: Any) -> bool:
+    return True
+
+
+#: option name -> (check, what a valid value looks like)
+OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "task_id": (_text, "a non-empty string"),
+    "queue": (_text, "a queue name"),
+    "routing_key": (_text, "a routing key string"),
+    "exchange": (lambda v: isinstance(v, str), "an exchange name"),
+    "priority": (_priority, "an int from 0 to 255 (0-9 is portable)"),
+    "countdown": (_non_negative, "seconds >= 0"),
+    "eta": (_moment, "a datetime or ISO 8601 string"),
+    "expires": (_expiry, "seconds, a datetime or an ISO 8601 string"),
+    "time_limit": (_maybe_seconds, "seconds >= 0"),
+    "soft_time_limit": (_maybe_seconds, "seconds >= 0"),
+    "serializer": (_text, "a serializer name such as 'json'"),
+    "ignore_result": (_flag, "True or False"),
+    "acks_late": (_flag, "True or False"),
+    "max_retries": (lambda v: v is None or (isinstance(v, int) and v >= 0), "an int >= 0 or None"),
+    "retry": (_flag, "True or False"),
+    "retry_policy": (_mapping, "a dict"),
+    "headers": (_mapping, "a dict"),
+    "shadow": (_text, "a display name"),
+    "link": (_anything, "a signature or a list of signatures"),
+    "link_error": (_anything, "a signature or a list of signatures"),
+}
+
+
+def check_option(name: str, value: Any) -> str | None:
+    """Return what is wrong with option ``name=value``, or None when it is fine."""
+    spec = OPTIONS.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, OPTIONS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown option {name!r}{hint}"
+    check, wanted = spec
+    if not check(value):
+        return f"option {name!r} must be {wanted}, got {value!r}"
+    return None
+
+
+def check_time_limits(options: Mapping[str, Any]) -> str | None:
+    """Reject a soft time limit above the hard one, which could never fire."""
+    soft, hard = options.get("soft_time_limit"), options.get("time_limit")
+    if _number(soft) and _number(hard) and soft > hard:
+        return f"soft_time_limit ({soft}) is greater than time_limit ({hard})"
+    return None

@@ -1,0 +1,241 @@
+"""Signatures: immutable descriptions of a task call, and the base every canvas shares.
+
+A :class:`Signature` names a task, holds its (partial) arguments and call options, and
+composes with ``|`` into chains and chords. Every "modifying" method returns a new value;
+nothing is ever changed in place (unlike Celery, where ``sig.link(cb)`` mutates ``sig``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+
+from flowq.canvas.frozen import EMPTY, FrozenDict, freeze
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from flowq.app import Flowq
+
+C = TypeVar("C", bound="Canvas")
+
+
+def freeze_options(options: Mapping[str, Any] | None) -> FrozenDict[str, Any]:
+    """Freeze call options; ``link``/``link_error`` become tuples of canvases."""
+    if not options:
+        return EMPTY
+    if isinstance(options, FrozenDict):
+        return options
+    frozen = {}
+    for name, value in options.items():
+        if name in ("link", "link_error"):
+            frozen[name] = canvas_tuple(value)
+        else:
+            frozen[name] = freeze(value)
+    return FrozenDict(frozen)
+
+
+def canvas_tuple(value: Any) -> tuple[Canvas, ...]:
+    """``None``, one canvas or an iterable of canvases as a tuple; anything else is an error."""
+    if value is None:
+        return ()
+    if isinstance(value, Canvas):
+        return (value,)
+    out = tuple(value)
+    for position, item in enumerate(out):
+        if not isinstance(item, Canvas):
+            raise TypeError(f"workflow step {position} is not a signature: {item!r}")
+    return out
+
+
+def tasks_arg(tasks: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Accept both ``f(a, b)`` and ``f([a, b])`` / ``f(generator)``."""
+    if len(tasks) == 1 and not isinstance(tasks[0], Canvas) and isinstance(tasks[0], Iterable):
+        return tuple(tasks[0])
+    return tasks
+
+
+class Canvas:
+    """What every workflow shape (signature, chain, group, chord, fanout) can do."""
+
+    __slots__ = ()
+    options: FrozenDict[str, Any]
+
+    # -- composition -------------------------------------------------------------------
+
+    def __or__(self, other: Canvas) -> Canvas:
+        from flowq.canvas.compose import pipe
+
+        if not isinstance(other, Canvas):
+            return NotImplemented
+        return pipe(self, other)
+
+    # -- options -----------------------------------------------------------------------
+
+    def set(self: C, **options: Any) -> C:
+        """A copy with ``options`` merged over the stored ones."""
+        return attrs.evolve(self, options=self.options.merged(freeze_options(options)))  # type: ignore[misc]
+
+    def link(self: C, callback: Canvas) -> C:
+        """A copy that, on success, also starts ``callback`` with this part's result."""
+        return self._add_scope("link", callback)
+
+    def link_error(self: C, errback: Canvas) -> C:
+        """A copy that starts ``errback`` once (with the failed task's id) if this part fails."""
+        return self._add_scope("link_error", errback)
+
+    on_error = link_error
+
+    def _add_scope(self: C, name: str, canvas: Canvas) -> C:
+        if not isinstance(canvas, Canvas):
+            raise TypeError(f"{name} expects a signature, got {canvas!r}")
+        current = self.options.get(name, ())
+        return self.set(**{name: (*current, canvas)})
+
+    @property
+    def id(self) -> str | None:
+        """The task id given with ``task_id=``, if any (the result id of this part)."""
+        return self.options.get("task_id")
+
+    # -- partial application ----------------------------------------------------------------
+
+    def clone(self: C, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              **options: Any) -> C:
+        """A copy with ``args`` prepended to the first steps' arguments, ``kwargs`` merged
+        into them and ``options`` merged over this one's."""
+        partial = self.partial(tuple(args or ()), dict(kwargs or {})) if (args or kwargs) else self
+        return partial.set(**options) if options else partial
+
+    def partial(self: C, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> C:
+        """Give arguments to the steps that run first (immutable ones ignore them)."""
+        raise NotImplementedError
+
+    # -- running ----------------------------------------------------------------------------
+
+    def apply_async(self, args: Iterable[Any] | None = None,
+                    kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
+        """Send the workflow to the workers and return its result handle."""
+        return self.app.send(self, args, kwargs, **options)
+
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        """Shortcut for ``apply_async(args, kwargs)``."""
+        return self.apply_async(args, kwargs)
+
+    def apply(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              **options: Any) -> Any:
+        """Run the whole workflow in this process now and return its (eager) result."""
+        return self.app.apply(self, args, kwargs, **options)
+
+    @property
+    def app(self) -> Flowq:
+        """The app of the first signature made from a task, else the current app."""
+        for sig in self.signatures():
+            if sig.bound_app is not None:
+                return sig.bound_app
+        from flowq._state import current_app
+
+        return current_app()
+
+    # -- inspection ---------------------------------------------------------------------
+
+    def signatures(self) -> Iterable[Signature]:
+        """Every task signature inside, depth first (callbacks not included)."""
+        stack: list[Any] = [self]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, Signature):
+                yield node
+            else:
+                stack.extend(reversed(node.children()))
+
+    def children(self) -> tuple[Canvas, ...]:
+        return ()
+
+    def graph(self, args: Iterable[Any] | None = None,
+              kwargs: Mapping[str, Any] | None = None, **options: Any) -> nx.DiGraph:
+        """The workflow as a ``networkx.DiGraph`` (see :mod:`flowq.canvas.graph`)."""
+        from flowq.canvas.dag import compile_workflow
+        from flowq.canvas.graph import to_graph
+
+        return to_graph(compile_workflow(self, args=args, kwargs=kwargs, options=options))
+
+    def render(self, format: str = "text") -> str:
+        """The workflow drawn as text, DOT or Mermaid."""
+        from flowq.canvas.render import render
+
+        return render(self.graph(), format)
+
+
+@attrs.frozen(slots=True, repr=False)
+class Signature(Canvas):
+    """One task call: its name, partial arguments and options.
+
+    ``immutable`` signatures (``task.si(...)``) do not receive their parent's result
+    in a chain and ignore partial arguments.
+    """
+
+    task: str
+    args: tuple[Any, ...] = attrs.field(default=(), converter=lambda a: freeze(tuple(a)))
+    kwargs: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=freeze)
+    options: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=freeze_options)
+    immutable: bool = False
+    bound_app: Any = attrs.field(default=None, eq=False, hash=False)
+
+    @property
+    def name(self) -> str:
+        return self.task
+
+    @property
+    def type(self) -> Any:
+        """The task object this signature calls (looked up in its app)."""
+        return self.app.tasks[self.task]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the task's function here and now, as Celery does."""
+        sig = self.clone(args, kwargs)
+        return self.type(*sig.args, **sig.kwargs)
+
+    def partial(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Signature:
+        if self.immutable or not (args or kwargs):
+            return self
+        return attrs.evolve(self, args=tuple(args) + self.args, kwargs=self.kwargs.merged(kwargs))
+
+    def replace(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+                options: Mapping[str, Any] | None = None) -> Signature:
+        """A copy with arguments or options replaced (not merged)."""
+        changes: dict[str, Any] = {}
+        if args is not None:
+            changes["args"] = tuple(args)
+        if kwargs is not None:
+            changes["kwargs"] = kwargs
+        if options is not None:
+            changes["options"] = options
+        return attrs.evolve(self, **changes)
+
+    def si(self) -> Signature:
+        """An immutable copy: it will not receive its parent's result."""
+        return attrs.evolve(self, immutable=True)
+
+    def __repr__(self) -> str:
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        call = ".si(" if self.immutable else "("
+        return f"{self.task}{call}{', '.join(parts)})"
+
+
+def signature(task: str | Signature | Mapping[str, Any], args: Iterable[Any] = (),
+              kwargs: Mapping[str, Any] | None = None, app: Any = None,
+              immutable: bool = False, **options: Any) -> Signature:
+    """Build a signature by task name (like ``app.send_task``), or copy one.
+
+    A mapping with Celery's keys (``task``, ``args``, ``kwargs``, ``options``,
+    ``immutable``) is accepted too.
+    """
+    if isinstance(task, Signature):
+        return task.clone(args, kwargs, **options) if (args or kwargs or options) else task
+    if isinstance(task, Mapping):
+        return Signature(task["task"], task.get("args", ()), task.get("kwargs") or {},
+                         {**task.get("options", {}), **options},
+                         bool(task.get("immutable", False)), app)
+    return Signature(task, tuple(args), kwargs or {}, options, immutable, app)

@@ -1,0 +1,240 @@
+"""Every error flowq raises, under one root so ``except FlowqError`` catches them all.
+
+::
+
+    FlowqError
+    ├── ConfigurationError            bad setting, unknown task option, bad app path
+    ├── NotRegistered                 task name unknown to this app (KeyError too)
+    ├── TimeoutError                  result.get() waited too long (builtin TimeoutError too)
+    ├── BrokerError
+    │   ├── BrokerUnavailable         cannot connect/publish after bounded retries
+    │   └── PublishRejected           broker nacked or could not route a message
+    ├── BackendError
+    │   ├── BackendUnavailable        result backend unreachable after retries
+    │   └── ChordStateLost            a chord's counter expired or vanished mid-chord
+    ├── ProtocolError                 a message that must not be executed
+    │   ├── MalformedMessage          body/headers of the wrong shape
+    │   ├── UnsupportedProtocol       missing or newer protocol version
+    │   ├── ContentDisallowed         content type not in accept_content
+    │   ├── MessageTooLarge           headers or body over the configured budget
+    │   ├── InvalidSignature          message signing check failed
+    │   └── MalformedCanvas           workflow header that does not decode
+    ├── WorkflowError
+    │   └── InvalidWorkflow           a canvas that cannot run; names the node's path
+    ├── TaskOutcome                   raised inside tasks to steer the worker
+    │   ├── Retry, Reject, Ignore
+    │   ├── SoftTimeLimitExceeded, TimeLimitExceeded
+    │   └── WorkerLostError
+    ├── TaskError                     how failures of other tasks surface
+    │   ├── ChordError                a chord member failed (see ChordError.wrap)
+    │   ├── TaskRevokedError          revoked or expired before it ran
+    │   ├── MaxRetriesExceededError   retries exhausted; carries the last exception
+    │   └── RemoteError               a task raised an exception we will not rebuild
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from billiard import exceptions as _pool
+
+
+class FlowqError(Exception):
+    """Root of every flowq error."""
+
+
+class ConfigurationError(FlowqError):
+    """A setting, task option or application path is wrong."""
+
+
+class NotRegistered(FlowqError, KeyError):
+    """A task name that this application does not know."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want the sentence.
+        return str(self.args[0]) if self.args else "task not registered"
+
+
+class TimeoutError(FlowqError, builtins.TimeoutError):
+    """Waiting for a result took longer than the timeout given."""
+
+
+# -- broker and backend -------------------------------------------------------------------
+
+
+class BrokerError(FlowqError):
+    """The message broker failed."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker could not be reached after the configured retries."""
+
+
+class PublishRejected(BrokerError):
+    """The broker refused a message (nack, or no queue to route it to)."""
+
+
+class BackendError(FlowqError):
+    """The result backend failed."""
+
+
+class BackendUnavailable(BackendError):
+    """The result backend could not be reached after the configured retries."""
+
+
+class ChordStateLost(BackendError):
+    """A chord's bookkeeping vanished (expired or deleted) before all its parts arrived."""
+
+
+# -- protocol -----------------------------------------------------------------------------
+
+
+class ProtocolError(FlowqError):
+    """A message that must not be executed; it is dead-lettered with this as the reason."""
+
+
+class MalformedMessage(ProtocolError):
+    """A message body or header of the wrong shape."""
+
+
+class UnsupportedProtocol(ProtocolError):
+    """A message without a protocol version, or from a newer major version."""
+
+
+class ContentDisallowed(ProtocolError):
+    """A message whose content type is not in ``accept_content``."""
+
+
+class MessageTooLarge(ProtocolError):
+    """Message headers or body over the configured size budget."""
+
+
+class InvalidSignature(ProtocolError):
+    """A signed message whose signature does not verify."""
+
+
+class MalformedCanvas(ProtocolError):
+    """A workflow encoding that does not decode; the message names the field."""
+
+
+# -- workflows ------------------------------------------------------------------------------
+
+
+class WorkflowError(FlowqError):
+    """A workflow that cannot be built or run."""
+
+
+class InvalidWorkflow(WorkflowError, ValueError):
+    """A canvas that fails validation; ``problems`` lists each node path and what is wrong."""
+
+    def __init__(self, problems: list[tuple[str, str]] | str):
+        if isinstance(problems, str):
+            problems = [("workflow", problems)]
+        self.problems = list(problems)
+        lines = [f"{path}: {what}" for path, what in self.problems]
+        head = "invalid workflow" if len(lines) == 1 else f"invalid workflow ({len(lines)} problems)"
+        super().__init__(head + ": " + "; ".join(lines))
+
+
+# -- outcomes raised inside tasks -------------------------------------------------------------
+
+
+class TaskOutcome(FlowqError):
+    """Raised inside a task to tell the worker what to do with it."""
+
+
+class Retry(TaskOutcome):
+    """The task asked to be retried (``self.retry()`` raises this)."""
+
+    def __init__(self, message: str | None = None, exc: BaseException | None = None,
+                 when: float | None = None):
+        self.exc = exc
+        self.when = when
+        super().__init__(message or f"Retry in {when}s" + (f": {exc!r}" if exc else ""))
+
+
+class Reject(TaskOutcome):
+    """Reject the message: dead-letter it, or requeue it when ``requeue=True``."""
+
+    def __init__(self, reason: Any = None, requeue: bool = False):
+        self.reason = reason
+        self.requeue = requeue
+        super().__init__(f"rejected: {reason}" if reason is not None else "rejected")
+
+
+class Ignore(TaskOutcome):
+    """Ack the message and record nothing; the task's state stays as it was."""
+
+
+class SoftTimeLimitExceeded(TaskOutcome, _pool.SoftTimeLimitExceeded):
+    """Raised inside a task when its soft time limit passes; the task may clean up.
+
+    Also an instance of billiard's class, so code written for Celery catches it too.
+    """
+
+
+class TimeLimitExceeded(TaskOutcome, _pool.TimeLimitExceeded):
+    """A task ran past its hard time limit; its process was killed and replaced."""
+
+
+class WorkerLostError(TaskOutcome, _pool.WorkerLostError):
+    """The process running a task died (killed, ``os._exit``, ``SystemExit``)."""
+
+
+# -- how failures of other tasks surface ------------------------------------------------------
+
+
+class TaskError(FlowqError):
+    """A task failed in a way flowq itself describes."""
+
+
+class TaskRevokedError(TaskError):
+    """The task was revoked (or expired) before it could run."""
+
+
+class MaxRetriesExceededError(TaskError):
+    """A task used up its retries; ``exc`` is the last exception it raised."""
+
+    def __init__(self, message: str, exc: BaseException | None = None):
+        self.exc = exc
+        super().__init__(message)
+
+
+class RemoteError(TaskError):
+    """A task raised an exception whose type is not rebuilt here (not importable or unsafe)."""
+
+    def __init__(self, exc_type: str, message: str):
+        self.exc_type = exc_type
+        self.exc_message = message
+        super().__init__(f"{exc_type}: {message}")
+
+
+class ChordError(TaskError):
+    """A chord member failed, so the chord body never ran.
+
+    ``ChordError.wrap(original, ...)`` returns an error that is both a ``ChordError`` and
+    an instance of the original exception's type, so ``except ValueError`` and
+    ``except ChordError`` both catch a chord that failed with a ``ValueError``.
+    """
+
+    failed_task_id: str | None = None
+    failed_task: str | None = None
+
+    @classmethod
+    def wrap(cls, original: BaseException, task_name: str | None,
+             task_id: str | None) -> ChordError:
+        where = f"chord member {task_name or '?'}[{task_id or '?'}] failed"
+        message = f"{original} ({where})" if str(original) else where
+        base = type(original)
+        error: ChordError
+        if isinstance(original, ChordError) or not issubclass(base, Exception):
+            error = cls(message)
+        else:
+            try:
+                mixed = type(f"ChordError[{base.__name__}]", (cls, base), {})
+                error = mixed(message)
+            except TypeError:  # base has an incompatible layout or a strict __init__
+                error = cls(message)
+        error.failed_task = task_name
+        error.failed_task_id = task_id
+        return error

@@ -1,0 +1,290 @@
+"""Result handles: :class:`AsyncResult` for one task, :class:`GroupResult` for a group.
+
+A handle holds an id and reads the result backend on demand; ``get()`` waits without
+polling where the backend can notify. A chain's handle is its last step's, with
+``.parent`` leading back through the earlier steps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from flowq import states
+from flowq.exceptions import TaskRevokedError
+from flowq.runtime.codec import exception_from_dict
+
+if TYPE_CHECKING:
+    from flowq.app import Flowq
+    from flowq.runtime.backends.base import Record, ResultBackend
+
+
+def _group_key(group_id: str) -> str:
+    return f"group:{group_id}"
+
+
+class _Handle:
+    """What single and group results share: the app, the backend and the parent."""
+
+    id: str
+    app: Flowq
+    parent: Any
+
+    def _backend(self) -> ResultBackend:
+        return self._bound_backend or self.app.backend  # type: ignore[attr-defined]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, type(self)) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def revoke(self, terminate: bool = False, signal: str = "SIGTERM",
+               workflow: bool = False) -> None:
+        """Revoke this task (or, with ``workflow=True``, every node of its workflow)."""
+        self.app.control.revoke(self.id, terminate=terminate, signal=signal, workflow=workflow)
+
+
+class AsyncResult(_Handle):
+    """The result of one task (or the last step of a chain)."""
+
+    def __init__(self, id: str, app: Flowq | None = None, parent: Any = None,
+                 backend: ResultBackend | None = None):
+        from flowq._state import current_app
+
+        self.id = id
+        self.app = app or current_app()
+        self.parent = parent
+        self._bound_backend = backend
+        self._record: Record | None = None
+
+    task_id = property(lambda self: self.id)
+
+    def _fetch(self) -> Record | None:
+        if self._record is None or self._record.state not in states.READY_STATES:
+            self._record = self._backend().get(self.id)
+        return self._record
+
+    def _document(self) -> dict[str, Any]:
+        record = self._fetch()
+        return self.app.result_codec.load(record.payload) if record else {}
+
+    @property
+    def state(self) -> str:
+        record = self._fetch()
+        return record.state if record else states.PENDING
+
+    status = state
+
+    def ready(self) -> bool:
+        return self.state in states.READY_STATES
+
+    def successful(self) -> bool:
+        return self.state == states.SUCCESS
+
+    def failed(self) -> bool:
+        return self.state == states.FAILURE
+
+    @property
+    def result(self) -> Any:
+        """The return value, or the exception for a failed task (None while pending)."""
+        doc = self._document()
+        if "exc" in doc:
+            return exception_from_dict(doc["exc"])
+        return doc.get("result")
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        return self._document().get("traceback")
+
+    @property
+    def children(self) -> list[AsyncResult]:
+        return [AsyncResult(c, self.app, backend=self._bound_backend)
+                for c in self._document().get("children", [])]
+
+    def get(self, timeout: float | None = None, propagate: bool = True,
+            interval: float | None = None) -> Any:
+        """Wait for the result and return it; re-raise the task's exception if it failed.
+
+        Raises :class:`flowq.exceptions.TimeoutError` after ``timeout`` seconds.
+        """
+        (record,) = self._backend().wait([self.id], timeout)
+        self._record = record
+        return _value(self.app, record, propagate, self.id)
+
+    wait = get
+
+    def forget(self) -> None:
+        """Delete the stored result."""
+        self._backend().forget([self.id])
+        self._record = None
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult: {self.id}>"
+
+
+class GroupResult(_Handle):
+    """The results of a group's members, in member order."""
+
+    def __init__(self, id: str, results: Sequence[Any], app: Flowq | None = None,
+                 parent: Any = None, backend: ResultBackend | None = None,
+                 joined: bool = False):
+        from flowq._state import current_app
+
+        self.id = id
+        self.results = list(results)
+        self.app = app or current_app()
+        self.parent = parent
+        self._bound_backend = backend
+        self._joined = joined  # the group's own record is written when all members finish
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.results[index]
+
+    @property
+    def children(self) -> list[Any]:
+        return self.results
+
+    def _leaves(self) -> list[AsyncResult]:
+        leaves: list[AsyncResult] = []
+        stack = list(reversed(self.results))
+        while stack:
+            handle = stack.pop()
+            if isinstance(handle, GroupResult):
+                stack.extend(reversed(handle.results))
+            else:
+                leaves.append(handle)
+        return leaves
+
+    def completed_count(self) -> int:
+        """How many members finished successfully."""
+        records = self._backend().get_many([r.id for r in self._leaves()])
+        return sum(1 for r in records if r is not None and r.state == states.SUCCESS)
+
+    def ready(self) -> bool:
+        records = self._backend().get_many([r.id for r in self._leaves()])
+        return all(r is not None and r.state in states.READY_STATES for r in records)
+
+    def waiting(self) -> bool:
+        return not self.ready()
+
+    def successful(self) -> bool:
+        records = self._backend().get_many([r.id for r in self._leaves()])
+        return all(r is not None and r.state == states.SUCCESS for r in records)
+
+    def failed(self) -> bool:
+        records = self._backend().get_many([r.id for r in self._leaves()])
+        return any(r is not None and r.state == states.FAILURE for r in records)
+
+    @property
+    def state(self) -> str:
+        if self.failed():
+            return states.FAILURE
+        return states.SUCCESS if self.ready() else states.PENDING
+
+    def get(self, timeout: float | None = None, propagate: bool = True,
+            interval: float | None = None) -> list[Any]:
+        """Wait for every member; return their results in order (nested for nested groups).
+
+        With ``propagate``, the first failed member's exception is raised.
+        """
+        backend = self._backend()
+        if self._joined and propagate:
+            # one key to wait on: the group's own record, written when the last part arrives
+            (record,) = backend.wait([self.id], timeout)
+            if record.state == states.SUCCESS:
+                return self.app.result_codec.load(record.payload).get("result")  # type: ignore[no-any-return]
+        leaves = self._leaves()
+        records = backend.wait([r.id for r in leaves], timeout)
+        values = {leaf.id: _value(self.app, rec, propagate, leaf.id)
+                  for leaf, rec in zip(leaves, records)}
+        return _shape(self.results, values)
+
+    join = get
+
+    def revoke(self, terminate: bool = False, signal: str = "SIGTERM",
+               workflow: bool = False) -> None:
+        ids = [r.id for r in self._leaves()]
+        self.app.control.revoke(ids, terminate=terminate, signal=signal)
+
+    def forget(self) -> None:
+        self._backend().forget([r.id for r in self._leaves()] + [self.id])
+
+    def save(self) -> GroupResult:
+        """Store the member ids so :meth:`restore` can rebuild this handle by id."""
+        doc = {"results": _describe(self.results)}
+        self._backend().put_blob(_group_key(self.id), json.dumps(doc).encode(),
+                                 expires=self.app.conf.result_expires)
+        return self
+
+    @classmethod
+    def restore(cls, group_id: str, app: Flowq | None = None,
+                backend: ResultBackend | None = None) -> GroupResult | None:
+        """The group saved under ``group_id``, or None."""
+        from flowq._state import current_app
+
+        app = app or current_app()
+        data = (backend or app.backend).get_blob(_group_key(group_id))
+        if data is None:
+            return None
+        return _rebuild(group_id, json.loads(data)["results"], app, backend)
+
+    def delete(self) -> None:
+        self._backend().delete_blob(_group_key(self.id))
+
+    def __repr__(self) -> str:
+        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+
+def _value(app: Flowq, record: Record, propagate: bool, task_id: str) -> Any:
+    doc = app.result_codec.load(record.payload)
+    if record.state == states.SUCCESS:
+        return doc.get("result")
+    error = exception_from_dict(doc.get("exc")) if "exc" in doc else TaskRevokedError(task_id)
+    if record.state == states.REVOKED and not isinstance(error, TaskRevokedError):
+        error = TaskRevokedError(f"task {task_id} was revoked: {error}")
+    if propagate:
+        remote = doc.get("traceback")
+        if remote:
+            error.add_note("remote traceback:\n" + remote.rstrip())
+        raise error
+    return error
+
+
+def _shape(handles: Sequence[Any], values: dict[str, Any]) -> list[Any]:
+    """Values arranged like ``handles`` (nested lists for nested groups), iteratively."""
+    out: list[Any] = []
+    stack: list[tuple[Iterator[Any], list[Any]]] = [(iter(handles), out)]
+    while stack:
+        items, target = stack[-1]
+        handle = next(items, None)
+        if handle is None:
+            stack.pop()
+        elif isinstance(handle, GroupResult):
+            inner: list[Any] = []
+            target.append(inner)
+            stack.append((iter(handle.results), inner))
+        else:
+            target.append(values[handle.id])
+    return out
+
+
+def _describe(handles: Sequence[Any]) -> list[Any]:
+    return [[h.id, _describe(h.results)] if isinstance(h, GroupResult) else h.id
+            for h in handles]
+
+
+def _rebuild(group_id: str, described: list[Any], app: Flowq,
+             backend: ResultBackend | None) -> GroupResult:
+    members = [_rebuild(item[0], item[1], app, backend) if isinstance(item, list)
+               else AsyncResult(item, app, backend=backend) for item in described]
+    return GroupResult(group_id, members, app, backend=backend)

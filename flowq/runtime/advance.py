@@ -1,0 +1,273 @@
+"""Advancing a workflow: what happens when a node is sent, succeeds or fails.
+
+The same code runs in a producer (``start``), in pool children (``succeeded`` /
+``failed``), in the worker's main process (failures it detects itself, such as a lost
+child) and in eager runs, so every path follows one set of rules:
+
+* A node's result and its chord part are recorded in one atomic backend call; only
+  the first record of a task id advances the graph, so duplicates (redelivery, the same
+  id published twice) never fork it. With ``acks_late`` a redelivered message whose
+  result exists but whose advancement was never confirmed (the ``advanced`` flag)
+  advances again, with the same deterministic ids.
+* A chord body is published by the one call that completes its join (or by a retry of
+  that same member), with member results in member order.
+* A failure marks every node downstream of it as failed (never run), and each errback
+  scope touched by it runs its errbacks once, with the failed task's id.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from flowq import states
+from flowq.canvas import ids
+from flowq.canvas.dag import FANOUT, JOIN, TASK, Workflow
+from flowq.exceptions import ChordError, ChordStateLost
+from flowq.runtime.backends.base import ChordPart, ResultBackend, StoreOutcome
+from flowq.runtime.codec import ResultCodec, format_traceback
+from flowq.runtime.message import Outgoing
+from flowq.runtime.outgoing import MessageBuilder
+from flowq.runtime.workflows import Carried
+
+Dispatch = Callable[[Sequence[Outgoing]], None]
+
+
+@attrs.frozen(slots=True)
+class At:
+    """A place in a running workflow: a node, or one item of an expanded fanout."""
+
+    carried: Carried
+    node: int
+    root_id: str
+    item: tuple[int, int] | None = None
+
+    @property
+    def workflow(self) -> Workflow:
+        return self.carried.workflow
+
+    @property
+    def task_id(self) -> str:
+        node_id = self.workflow.node_id(self.node)
+        return node_id if self.item is None else ids.fanout_item_id(node_id, self.item[0])
+
+    @property
+    def task_name(self) -> str | None:
+        return self.workflow.nodes[self.node].task
+
+
+def advanced_flag(task_id: str) -> str:
+    return f"adv:{task_id}"
+
+
+class Advancer:
+    """Moves workflows forward through a backend and a dispatch function."""
+
+    def __init__(self, backend: ResultBackend, codec: ResultCodec, builder: MessageBuilder,
+                 dispatch: Dispatch, expires: float | None):
+        self.backend = backend
+        self.codec = codec
+        self.builder = builder
+        self.dispatch = dispatch
+        self.expires = expires
+
+    # -- sending ------------------------------------------------------------------------
+
+    def start(self, carried: Carried, root_id: str, parent_id: str | None) -> None:
+        """Create chord state and publish the workflow's entry nodes."""
+        workflow = carried.workflow
+        joins = [(workflow.node_id(j), len(workflow.nodes[j].members)) for j in workflow.joins()]
+        if joins:
+            self.backend.chord_init(joins, expires=self.expires)
+        messages: list[Outgoing] = []
+        done: deque[tuple[int, Any, StoreOutcome]] = deque()
+        for entry in workflow.entries():
+            self._begin(At(carried, entry, root_id), None, parent_id, messages, done,
+                        items=workflow.nodes[entry].items)
+        self._settle(carried, root_id, done, messages)
+
+    # -- outcomes -----------------------------------------------------------------------
+
+    def succeeded(self, at: At, value: Any, late_ack: bool = False) -> None:
+        """Record ``value`` for ``at`` and publish whatever it unblocks."""
+        outcome = self.backend.store(
+            at.task_id, states.SUCCESS, self.codec.success(value, self._children(at)),
+            part=self._part(at, self.codec.dump_value(value)), expires=self.expires)
+        if not self._should_advance(at, outcome, late_ack):
+            return
+        messages: list[Outgoing] = []
+        done: deque[tuple[int, Any, StoreOutcome]] = deque()
+        if at.item is None:
+            self._consumers(at, value, messages, done)
+        self._after_part(at, outcome, done)
+        self._settle(at.carried, at.root_id, done, messages)
+        self._mark(at, late_ack)
+
+    def failed(self, at: At, exc: BaseException, traceback: str | None = None,
+               state: str = states.FAILURE, late_ack: bool = False) -> None:
+        """Record the failure of ``at``, fail everything downstream, run errbacks once."""
+        outcome = self.backend.store(
+            at.task_id, state, self.codec.failure(exc, traceback or format_traceback(exc)),
+            part=self._part(at, None), expires=self.expires)
+        if not self._should_advance(at, outcome, late_ack):
+            return
+        workflow = at.workflow
+        origin = at.node
+        beyond = outcome.first_failure or self._part(at, None) is None
+        marked = self._downstream(workflow, origin, at.item is not None) if beyond else []
+        self._mark_failed(at, marked, exc)
+        messages: list[Outgoing] = []
+        done: deque[tuple[int, Any, StoreOutcome]] = deque()
+        touched = {origin, *(position for position, _ in marked)}
+        for number, scope in enumerate(workflow.scopes):
+            if not any(scope.lo <= position < scope.hi for position in touched):
+                continue
+            if self.backend.set_flag(f"eb:{workflow.seed}:{number}", expires=self.expires):
+                for errback in scope.errbacks:
+                    self._begin(At(at.carried, errback, at.root_id), None, at.task_id,
+                                messages, done, failed_id=at.task_id)
+        self._settle(at.carried, at.root_id, done, messages)
+        self._mark(at, late_ack)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _should_advance(self, at: At, outcome: StoreOutcome, late_ack: bool) -> bool:
+        """First record advances; a late-acked redelivery advances again if the first
+        delivery died before confirming its advancement."""
+        if outcome.new:
+            return True
+        return late_ack and not self.backend.has_flag(advanced_flag(at.task_id))
+
+    def _mark(self, at: At, late_ack: bool) -> None:
+        if late_ack:  # only a late-acked message can come back and need to know
+            self.backend.set_flag(advanced_flag(at.task_id), expires=self.expires)
+
+    def _children(self, at: At) -> list[str]:
+        if at.item is not None:
+            return []
+        workflow = at.workflow
+        return [workflow.node_id(c) for c in workflow.consumers(at.node)]
+
+    def _part(self, at: At, value: bytes | None) -> ChordPart | None:
+        workflow = at.workflow
+        if at.item is not None:
+            return ChordPart(workflow.node_id(at.node), at.item[0], at.item[1], value, at.task_id)
+        member = workflow.memberships(at.node)
+        if not member:
+            return None
+        join = member[0].join
+        return ChordPart(workflow.node_id(join), member[0].index,
+                         len(workflow.nodes[join].members), value, at.task_id)
+
+    def _consumers(self, at: At, value: Any, messages: list[Outgoing],
+                   done: deque[tuple[int, Any, StoreOutcome]]) -> None:
+        for consumer in at.workflow.consumers(at.node):
+            self._begin(At(at.carried, consumer, at.root_id), value, at.task_id, messages, done)
+
+    def _begin(self, at: At, value: Any, parent_id: str | None, messages: list[Outgoing],
+               done: deque[tuple[int, Any, StoreOutcome]], items: Any = None,
+               failed_id: str | None = None) -> None:
+        """Start node ``at``: publish it, expand a fanout, or complete an empty join."""
+        node = at.workflow.nodes[at.node]
+        incoming: tuple[Any, ...] = ()
+        if not node.immutable:
+            if failed_id is not None:
+                incoming = (failed_id,)
+            elif node.input is not None:
+                incoming = (value,)
+        if node.kind == TASK:
+            messages.append(self.builder.for_node(
+                at.carried, at.node, incoming + tuple(node.args), node.kwargs,
+                root_id=at.root_id, parent_id=parent_id))
+        elif node.kind == FANOUT:
+            self._expand(at, value if items is None else items, parent_id, messages, done)
+        elif node.kind == JOIN and not node.members:
+            outcome = self.backend.store(at.task_id, states.SUCCESS, self.codec.success([]),
+                                         part=self._part(at, self.codec.dump_value([])),
+                                         expires=self.expires)
+            done.append((at.node, [], outcome))
+
+    def _expand(self, at: At, items: Any, parent_id: str | None, messages: list[Outgoing],
+                done: deque[tuple[int, Any, StoreOutcome]]) -> None:
+        node = at.workflow.nodes[at.node]
+        if not isinstance(items, (list, tuple)):
+            error = TypeError(f"fanout({node.task}) needs a list from its parent, got "
+                              f"{type(items).__name__}")
+            self.failed(at, error)
+            return
+        if not items:
+            outcome = self.backend.store(at.task_id, states.SUCCESS, self.codec.success([]),
+                                         part=self._part(at, self.codec.dump_value([])),
+                                         expires=self.expires)
+            done.append((at.node, [], outcome))
+            return
+        width = len(items)
+        self.backend.chord_init([(at.task_id, width)], expires=self.expires)
+        for index, item in enumerate(items):
+            args = tuple(node.args) if node.immutable else (item, *node.args)
+            messages.append(self.builder.for_node(
+                at.carried, at.node, args, node.kwargs, root_id=at.root_id,
+                parent_id=parent_id, item=(index, width)))
+
+    def _after_part(self, at: At, outcome: StoreOutcome,
+                    done: deque[tuple[int, Any, StoreOutcome]]) -> None:
+        """Queue the join that ``at``'s part completed (if any) for settling."""
+        if outcome.lost:
+            join = at.node if at.item is not None else at.workflow.memberships(at.node)[0].join
+            self.failed(At(at.carried, join, at.root_id), ChordStateLost(
+                f"chord {at.workflow.node_id(join)} lost its state before all parts arrived "
+                f"(expired after result_expires, or deleted); part from {at.task_id}"))
+            return
+        if outcome.joined is None:
+            return
+        join = at.node if at.item is not None else at.workflow.memberships(at.node)[0].join
+        values = [self.codec.load_value(v) if v is not None else None for v in outcome.joined]
+        join_at = At(at.carried, join, at.root_id)
+        join_outcome = self.backend.store(
+            join_at.task_id, states.SUCCESS, self.codec.success(values, self._children(join_at)),
+            part=self._part(join_at, self.codec.dump_value(values)), expires=self.expires)
+        done.append((join, values, join_outcome))
+
+    def _settle(self, carried: Carried, root_id: str,
+                done: deque[tuple[int, Any, StoreOutcome]], messages: list[Outgoing]) -> None:
+        """Continue from completed joins (iteratively: joins complete joins) and publish."""
+        while done:
+            position, value, outcome = done.popleft()
+            at = At(carried, position, root_id)
+            self._consumers(at, value, messages, done)
+            if carried.workflow.memberships(position):
+                self._after_part(at, outcome, done)
+        self.dispatch(messages)
+
+    def _downstream(self, workflow: Workflow, origin: int,
+                    origin_is_item: bool) -> list[tuple[int, bool]]:
+        """Nodes waiting on ``origin``: ``(position, reached through a join)``."""
+        crossed: dict[int, bool] = {}
+        queue: deque[tuple[int, bool]] = deque()
+        if origin_is_item:
+            crossed[origin] = True
+            queue.append((origin, True))
+        else:
+            queue.append((origin, False))
+        while queue:
+            current, through = queue.popleft()
+            nexts = [(c, through) for c in workflow.consumers(current)]
+            nexts += [(m.join, True) for m in workflow.memberships(current)]
+            for position, via_join in nexts:
+                if position not in crossed:
+                    crossed[position] = via_join
+                    queue.append((position, via_join))
+        return sorted(crossed.items())
+
+    def _mark_failed(self, at: At, marked: list[tuple[int, bool]], exc: BaseException) -> None:
+        if not marked:
+            return
+        direct = self.codec.failure(exc)
+        wrapped = self.codec.failure(ChordError.wrap(exc, at.task_name, at.task_id))
+        workflow = at.workflow
+        records = [(workflow.node_id(position), states.FAILURE, wrapped if via_join else direct)
+                   for position, via_join in marked]
+        self.backend.store_many(records, expires=self.expires)

@@ -1,0 +1,60 @@
+"""Broker connections and queue declarations, all through kombu.
+
+URLs: ``redis://`` (kombu's Redis transport), ``amqp://`` (RabbitMQ), ``memory://``
+(one process only) and ``sqlite:///path`` (the embedded default, a kombu transport of
+ours). ``None`` means the embedded default under the app's ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kombu import Connection, Exchange, Queue
+
+from flowq.settings import Settings, mask_url
+
+DEAD_LETTER_SUFFIX = ".dead"
+
+
+def embedded_broker_url(data_dir: str) -> str:
+    return f"sqlite:///{os.path.join(data_dir, 'broker.db')}"
+
+
+def broker_url(conf: Settings) -> str:
+    """The configured broker URL, or the embedded default's."""
+    return conf.broker_url or embedded_broker_url(conf.data_dir)
+
+
+def connect(conf: Settings, url: str | None = None) -> Connection:
+    """A new (lazy) kombu connection to the broker."""
+    url = url or broker_url(conf)
+    options: dict[str, Any] = dict(conf.broker_transport_options)
+    kwargs: dict[str, Any] = {}
+    scheme = url.split("://", 1)[0]
+    if scheme == "sqlite":
+        from flowq.runtime.transports.sqlite import Transport
+
+        kwargs["transport"] = Transport
+    elif scheme in ("amqp", "amqps", "pyamqp") and conf.broker_publish_confirm:
+        options.setdefault("confirm_publish", True)
+    return Connection(url, transport_options=options, heartbeat=10 if scheme.startswith(
+        ("amqp", "pyamqp")) else 0, **kwargs)
+
+
+def describe(connection: Connection) -> str:
+    """The connection's URL with the password masked."""
+    return mask_url(connection.as_uri(include_password=False)) or "?"
+
+
+def task_queue(name: str, max_priority: int | None = 9) -> Queue:
+    """The durable queue ``name`` behind a direct exchange of the same name."""
+    arguments = {"x-max-priority": max_priority} if max_priority else None
+    return Queue(name, Exchange(name, "direct", durable=True), routing_key=name,
+                 durable=True, queue_arguments=arguments)
+
+
+def dead_letter_queue(name: str) -> Queue:
+    """Where messages from ``name`` that must not run are kept, with their reason."""
+    dead = name + DEAD_LETTER_SUFFIX
+    return Queue(dead, Exchange(dead, "direct", durable=True), routing_key=dead, durable=True)

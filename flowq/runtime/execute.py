@@ -1,0 +1,163 @@
+"""Running one task message: decode, call the function, record, advance the workflow.
+
+This is what a pool child (or the solo pool, or an eager run) does with a message. It
+returns a small :class:`Outcome` so the worker's main process knows how to ack and
+what to log; everything else (results, chord parts, next steps) is done here.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import traceback as tb
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from flowq import states
+from flowq.exceptions import (
+    Ignore,
+    MaxRetriesExceededError,
+    NotRegistered,
+    ProtocolError,
+    Reject,
+    Retry,
+    SoftTimeLimitExceeded,
+    WorkerLostError,
+)
+from flowq.runtime.advance import At
+from flowq.runtime.message import Request, decode_body
+from flowq.task import Context, _requests
+
+if TYPE_CHECKING:
+    from flowq.app import Flowq
+    from flowq.task import Task
+
+SUCCESS, FAILURE, RETRY, REJECT, IGNORE, MALFORMED = (
+    "succeeded", "failed", "retry", "rejected", "ignored", "malformed")
+
+
+@attrs.frozen(slots=True)
+class Outcome:
+    """How a run ended, for the main process: ack or reject, and one log line."""
+
+    status: str
+    runtime: float = 0.0
+    summary: str = ""
+    requeue: bool = False
+
+
+def short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _soft_limit_handler(signum: int, frame: Any) -> None:
+    raise SoftTimeLimitExceeded("soft time limit exceeded")
+
+
+_soft_limit_installed = False
+
+
+def install_soft_limit_handler() -> None:
+    """Make the pool's soft-limit signal raise flowq's SoftTimeLimitExceeded (once)."""
+    global _soft_limit_installed
+    if not _soft_limit_installed and hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, _soft_limit_handler)
+        _soft_limit_installed = True
+
+
+def execute(app: Flowq, request: Request, *, late_ack: bool = False,
+            hostname: str | None = None, eager: bool = False,
+            delivery_info: Mapping[str, Any] | None = None, runtime: Any = None) -> Outcome:
+    """Run ``request`` in this process and record everything it leads to.
+
+    ``runtime`` defaults to the app's (eager runs pass their own in-memory one).
+    """
+    runtime = runtime or app.runtime
+    task = app.tasks.get(request.task)
+    try:
+        if task is None:
+            raise NotRegistered(app.unknown_task_message(request.task))
+        carried = runtime.workflows.load(request.headers, request.task, request.id)
+        at = At(carried, request.node, request.root_id, request.item)
+        if request.node >= len(carried.workflow.nodes) or at.task_id != request.id:
+            raise ProtocolError(f"message id {request.id} does not match node "
+                                f"{request.node} of its workflow")
+        args, kwargs = decode_body(request, app.accepted_content)
+    except ProtocolError as exc:
+        return Outcome(MALFORMED, summary=str(exc))
+    context = Context(id=request.id, task=request.task, root_id=request.root_id,
+                      parent_id=request.parent_id, group=request.group,
+                      group_index=request.group_index, retries=request.retries,
+                      args=tuple(args), kwargs=kwargs, eta=request.eta,
+                      expires=request.expires, hostname=hostname, is_eager=eager,
+                      called_directly=False, delivery_info=dict(delivery_info or {}),
+                      timelimit=(request.soft_time_limit, request.time_limit))
+    started = time.perf_counter()
+    _requests.stack.append(context)
+    try:
+        if app.track_started(task):
+            runtime.backend.store(request.id, states.STARTED, app.result_codec.success(None))
+        try:
+            value = task(*args, **kwargs)
+        except Exception as exc:
+            replacement = _autoretry(task, exc)
+            if replacement is exc:
+                raise
+            raise replacement from exc
+    except Retry as retry:
+        return _retry(app, runtime, request, at, retry, args, kwargs, started)
+    except Reject as reject:
+        return Outcome(REJECT, time.perf_counter() - started, str(reject.reason),
+                       requeue=reject.requeue)
+    except Ignore:
+        return Outcome(IGNORE, time.perf_counter() - started)
+    except SystemExit as exc:
+        error = WorkerLostError(f"task raised SystemExit({exc.code})")
+        runtime.advancer.failed(at, error, tb.format_exc(), late_ack=late_ack)
+        return Outcome(FAILURE, time.perf_counter() - started, short(error))
+    except Exception as exc:
+        runtime.advancer.failed(at, exc, tb.format_exc(), late_ack=late_ack)
+        return Outcome(FAILURE, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+    finally:
+        _requests.stack.pop()
+    runtime.advancer.succeeded(at, value, late_ack=late_ack)
+    return Outcome(SUCCESS, time.perf_counter() - started, short(value))
+
+
+def _autoretry(task: Task[Any, Any], exc: Exception) -> Exception:
+    """The exception to raise for ``exc``: a Retry when ``autoretry_for`` covers it."""
+    if (isinstance(exc, (Retry, Reject, Ignore)) or not task.autoretry_for
+            or not isinstance(exc, tuple(task.autoretry_for))
+            or (task.dont_autoretry_for and isinstance(exc, tuple(task.dont_autoretry_for)))):
+        return exc
+    options = dict(task.retry_kwargs or {})
+    countdown = options.pop("countdown", None)
+    if countdown is None:
+        countdown = task.backoff_delay(task.request.retries)
+    try:
+        return task.retry(exc=exc, countdown=countdown, throw=False, **options)
+    except MaxRetriesExceededError as exhausted:
+        return exhausted
+
+
+def _retry(app: Flowq, runtime: Any, request: Request, at: At, retry: Retry, args: list[Any],
+           kwargs: dict[str, Any], started: float) -> Outcome:
+    """Record RETRY and send the same task (same id, same place) again later."""
+    eta = getattr(retry, "eta", None)
+    when = time.time() + float(retry.when or 0) if eta is None else None
+    message = runtime.builder.for_node(
+        at.carried, request.node,
+        retry.args_override if getattr(retry, "args_override", None) is not None else args,
+        retry.kwargs_override if getattr(retry, "kwargs_override", None) is not None else kwargs,
+        root_id=request.root_id, parent_id=request.parent_id, item=request.item,
+        retries=request.retries + 1, task_id=request.id, eta=when,
+        extra={"eta": eta} if eta is not None else getattr(retry, "options", None))
+    reason = retry.exc if retry.exc is not None else retry
+    runtime.backend.store(request.id, states.RETRY,
+                          app.result_codec.failure(reason, "".join(tb.format_exception(reason))),
+                          expires=app.conf.result_expires)
+    runtime.publisher.publish([message])
+    return Outcome(RETRY, time.perf_counter() - started, short(reason))

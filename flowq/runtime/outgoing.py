@@ -1,0 +1,94 @@
+"""Building the message for one node of a workflow (see :mod:`flowq.runtime.message`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from kombu.serialization import dumps
+
+from flowq.canvas import ids
+from flowq.canvas.frozen import thaw
+from flowq.runtime.message import PROTOCOL, Outgoing, iso, to_timestamp
+from flowq.runtime.routing import Router
+from flowq.runtime.workflows import Carried
+from flowq.settings import Settings
+
+#: Task options that act as defaults for every call of the task.
+TASK_CALL_DEFAULTS = ("queue", "priority", "serializer", "expires", "time_limit",
+                      "soft_time_limit")
+
+
+class MessageBuilder:
+    """Turns (workflow, node, arguments) into an :class:`Outgoing` message."""
+
+    def __init__(self, conf: Settings, router: Router,
+                 task_defaults: Callable[[str], Mapping[str, Any]]):
+        self.conf = conf
+        self.router = router
+        self.task_defaults = task_defaults
+
+    def for_node(self, carried: Carried, position: int, args: Sequence[Any],
+                 kwargs: Mapping[str, Any], *, root_id: str, parent_id: str | None,
+                 item: tuple[int, int] | None = None, retries: int = 0,
+                 task_id: str | None = None, eta: float | None = None,
+                 extra: Mapping[str, Any] | None = None) -> Outgoing:
+        workflow = carried.workflow
+        node = workflow.nodes[position]
+        task = node.task or ""
+        options = {**self.task_defaults(task), **node.options, **(extra or {})}
+        if task_id is None:
+            task_id = workflow.node_id(position)
+            if item is not None:
+                task_id = ids.fanout_item_id(task_id, item[0])
+        now = time.time()
+        headers: dict[str, Any] = {"flowq": PROTOCOL, "id": task_id, "task": task,
+                                   "root_id": root_id, "node": position}
+        if parent_id:
+            headers["parent_id"] = parent_id
+        if retries:
+            headers["retries"] = retries
+        if item is not None:
+            headers["item"] = list(item)
+            headers["group"] = workflow.node_id(position)
+            headers["group_index"] = item[0]
+        else:
+            member = workflow.memberships(position)
+            if member:
+                headers["group"] = workflow.node_id(member[0].join)
+                headers["group_index"] = member[0].index
+        if eta is None:
+            eta = _eta(options, now)
+        if eta is not None:
+            headers["eta"] = iso(eta)
+        expires = _expires(options.get("expires"), now)
+        if expires is not None:
+            headers["expires"] = iso(expires)
+        soft, hard = options.get("soft_time_limit"), options.get("time_limit")
+        if soft is not None or hard is not None:
+            headers["timelimit"] = [soft, hard]
+        if options.get("shadow"):
+            headers["shadow"] = options["shadow"]
+        headers.update(carried.headers)
+        serializer = options.get("serializer") or self.conf.task_serializer
+        content_type, encoding, body = dumps([thaw(args), thaw(kwargs)], serializer=serializer)
+        priority = options.get("priority", self.conf.task_default_priority)
+        return Outgoing(self.router.queue_for(task, options), headers,
+                        body if isinstance(body, bytes) else body.encode(encoding or "utf-8"),
+                        content_type, encoding or "binary", priority, eta)
+
+
+def _eta(options: Mapping[str, Any], now: float) -> float | None:
+    if options.get("eta") is not None:
+        return to_timestamp(options["eta"], "eta")
+    countdown = options.get("countdown")
+    return now + float(countdown) if countdown else None
+
+
+def _expires(value: Any, now: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return now + float(value)
+    return to_timestamp(value, "expires")

@@ -1,0 +1,144 @@
+"""Publishing task messages: size checks, queue declaration, retries, the delay index.
+
+A message whose eta is in the future is not sent to the broker: it waits in the result
+backend's delay index (a sorted set on Redis) and a worker moves it to its queue when
+due, so delayed tasks never sit unacked in worker memory nor get redelivered because a
+visibility timeout ran out.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from kombu import Connection, Producer
+from kombu.exceptions import OperationalError
+
+from flowq.exceptions import BrokerUnavailable, MessageTooLarge, PublishRejected
+from flowq.runtime import broker
+from flowq.runtime.backends.base import ResultBackend
+from flowq.runtime.message import Outgoing
+from flowq.settings import Settings
+
+#: A message due within this many seconds is published right away.
+DELAY_THRESHOLD = 0.05
+
+
+class Publisher:
+    """Publishes :class:`Outgoing` messages for one process; thread-safe."""
+
+    def __init__(self, conf: Settings, backend: ResultBackend):
+        self.conf = conf
+        self.backend = backend
+        self._lock = threading.Lock()
+        self._connection: Connection | None = None
+        self._producer: Producer | None = None
+        self._declared: set[str] = set()
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            self._connection = broker.connect(self.conf)
+        return self._connection
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Send ``messages``; delayed ones go to the delay index. Raises before sending
+        anything if one is too large."""
+        for message in messages:
+            self.check_size(message)
+        now = time.time()
+        delayed = [m for m in messages if m.eta is not None and m.eta > now + DELAY_THRESHOLD]
+        if delayed:
+            self.backend.delay_add([(m.eta, delay_key(m), encode_delayed(m)) for m in delayed])
+        ready = [m for m in messages if m.eta is None or m.eta <= now + DELAY_THRESHOLD]
+        if ready:
+            self.send_now(ready)
+
+    def send_now(self, messages: Sequence[Outgoing]) -> None:
+        """Put ``messages`` on their queues now, retrying on a dropped connection."""
+        with self._lock:
+            try:
+                self._send(messages)
+            except OperationalError as exc:
+                self._reset()
+                raise BrokerUnavailable(
+                    f"could not publish to {broker.describe(self.connection)}: {exc}") from None
+            except Exception as exc:
+                if type(exc).__name__ in ("MessageNacked", "ChannelError"):
+                    self._reset()
+                    raise PublishRejected(f"broker refused a message: {exc}") from None
+                raise
+
+    def _send(self, messages: Sequence[Outgoing]) -> None:
+        producer = self._get_producer()
+        policy = {"max_retries": self.conf.broker_connection_max_retries,
+                  "interval_start": 0.1, "interval_step": 0.5, "interval_max": 2.0}
+        retry = self.conf.broker_connection_retry
+        for message in messages:
+            declare = self._declare(message.queue)
+            producer.publish(message.body, exchange=message.queue, routing_key=message.queue,
+                             headers=message.headers, content_type=message.content_type,
+                             content_encoding=message.content_encoding,
+                             priority=message.priority, correlation_id=message.id,
+                             delivery_mode=2, declare=declare, retry=retry, retry_policy=policy)
+
+    def _get_producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(self.connection.default_channel)
+        return self._producer
+
+    def _declare(self, queue: str) -> list[Any]:
+        if queue in self._declared:
+            return []
+        self._declared.add(queue)
+        return [broker.task_queue(queue, self.conf.task_queue_max_priority)]
+
+    def _reset(self) -> None:
+        self._declared.clear()
+        self._producer = None
+        if self._connection is not None:
+            try:
+                self._connection.release()
+            finally:
+                self._connection = None
+
+    def check_size(self, message: Outgoing) -> None:
+        """Raise MessageTooLarge for headers or a body over the configured budget."""
+        header_bytes = len(json.dumps(message.headers, separators=(",", ":"), default=str))
+        if header_bytes > self.conf.message_header_limit:
+            raise MessageTooLarge(
+                f"message headers of task {message.headers.get('task')!r} are {header_bytes} "
+                f"bytes, over message_header_limit ({self.conf.message_header_limit}); "
+                f"lower workflow_inline_limit so large workflows travel by reference")
+        if len(message.body) > self.conf.message_body_limit:
+            raise MessageTooLarge(
+                f"message body of task {message.headers.get('task')!r} is {len(message.body)} "
+                f"bytes, over message_body_limit ({self.conf.message_body_limit}); pass a "
+                f"reference (a key or URL) instead of the data")
+
+    def close(self) -> None:
+        with self._lock:
+            self._reset()
+
+
+def delay_key(message: Outgoing) -> str:
+    return f"{message.id}:{message.headers.get('retries', 0)}"
+
+
+def encode_delayed(message: Outgoing) -> bytes:
+    """A delayed message as bytes for the delay index."""
+    return json.dumps({"queue": message.queue, "headers": message.headers,
+                       "body": base64.b64encode(message.body).decode(),
+                       "content_type": message.content_type,
+                       "content_encoding": message.content_encoding,
+                       "priority": message.priority}, separators=(",", ":")).encode()
+
+
+def decode_delayed(payload: bytes) -> Outgoing:
+    doc = json.loads(payload)
+    return Outgoing(doc["queue"], doc["headers"], base64.b64decode(doc["body"]),
+                    doc["content_type"], doc["content_encoding"], doc.get("priority"))

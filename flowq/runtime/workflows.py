@@ -1,0 +1,115 @@
+"""How a workflow travels: inline in the headers, or stored once by content hash.
+
+A workflow whose encoding is at most ``workflow_inline_limit`` bytes rides in every
+message's ``wf`` header. A larger one is stored once in the result backend under the
+SHA-256 of its encoding and messages carry only ``wf_ref``, so a chain of n steps
+costs O(n) bytes in total instead of O(n²), and chord header tasks never carry copies
+of a large body. Workers keep decoded workflows in a small LRU cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import attrs
+
+from flowq.canvas import wire
+from flowq.canvas.dag import TASK, Node, Workflow
+from flowq.exceptions import MalformedCanvas
+from flowq.runtime.backends.base import ResultBackend
+
+_CACHE_SIZE = 256
+
+
+@attrs.frozen(slots=True)
+class Carried:
+    """A workflow and the headers that carry it (``wf`` or ``wf_ref``; empty if trivial)."""
+
+    workflow: Workflow
+    headers: dict[str, Any]
+
+
+def blob_key(ref: str) -> str:
+    return f"wf:{ref}"
+
+
+def is_trivial(workflow: Workflow) -> bool:
+    """A lone task with nothing attached: its message needs no workflow header."""
+    return len(workflow.nodes) == 1 and not workflow.scopes and workflow.nodes[0].kind == TASK
+
+
+def single(task: str, seed: str) -> Workflow:
+    """The one-node workflow of a message sent without a workflow header."""
+    return Workflow(seed, (Node(TASK, task),), 0)
+
+
+class WorkflowStore:
+    """Chooses inline or by-reference transport and decodes (with a cache) on arrival."""
+
+    def __init__(self, backend: ResultBackend, inline_limit: int, max_nodes: int,
+                 expires: float | None):
+        self.backend = backend
+        self.inline_limit = inline_limit
+        self.max_nodes = max_nodes
+        self.expires = expires
+        self._cache: OrderedDict[str, Workflow] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def carry(self, workflow: Workflow) -> Carried:
+        """The headers for ``workflow``, storing it in the backend if it is large."""
+        if is_trivial(workflow):
+            return Carried(workflow, {})
+        encoded = wire.encode(workflow)
+        text = json.dumps(encoded, separators=(",", ":"), ensure_ascii=False)
+        if len(text) <= self.inline_limit:
+            return Carried(workflow, {"wf": encoded})
+        ref = hashlib.sha256(text.encode()).hexdigest()
+        self.backend.put_blob(blob_key(ref), text.encode(), expires=self.expires)
+        self._remember(ref, workflow)
+        return Carried(workflow, {"wf_ref": ref})
+
+    def load(self, headers: Any, task: str, seed: str) -> Carried:
+        """The workflow a received message belongs to. Raises MalformedCanvas."""
+        ref = headers.get("wf_ref")
+        if ref:
+            return Carried(self._by_ref(ref), {"wf_ref": ref})
+        inline = headers.get("wf")
+        if inline is None:
+            return Carried(single(task, seed), {})
+        key = f"inline:{inline.get('seed')}" if isinstance(inline, dict) else ""
+        workflow = self._cached(key)
+        if workflow is None:
+            workflow = wire.decode(inline, max_nodes=self.max_nodes)
+            self._remember(key, workflow)
+        return Carried(workflow, {"wf": inline})
+
+    def _by_ref(self, ref: str) -> Workflow:
+        workflow = self._cached(ref)
+        if workflow is not None:
+            return workflow
+        data = self.backend.get_blob(blob_key(ref))
+        if data is None:
+            raise MalformedCanvas(f"workflow {ref[:12]}… is not in the result backend "
+                                  f"(expired after result_expires, or never stored)")
+        if hashlib.sha256(data).hexdigest() != ref:
+            raise MalformedCanvas(f"workflow {ref[:12]}… does not match its content hash")
+        workflow = wire.loads(data, max_nodes=self.max_nodes)
+        self._remember(ref, workflow)
+        return workflow
+
+    def _cached(self, key: str) -> Workflow | None:
+        with self._lock:
+            workflow = self._cache.get(key)
+            if workflow is not None:
+                self._cache.move_to_end(key)
+            return workflow
+
+    def _remember(self, key: str, workflow: Workflow) -> None:
+        with self._lock:
+            self._cache[key] = workflow
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)

@@ -1,0 +1,179 @@
+"""Settings: one typed object whose defaults live in one table.
+
+Names are Celery's lower-case setting names, so a Celery configuration module works as
+is. URLs carry secrets: ``repr`` of the settings and :func:`mask_url` never show a password.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
+
+from flowq.exceptions import ConfigurationError
+
+
+class Setting(NamedTuple):
+    type: type | tuple[type, ...]
+    default: Any
+    doc: str
+
+
+_NUM = (int, float)
+_OPT_NUM = (int, float, type(None))
+_OPT_STR = (str, type(None))
+
+#: name -> (type, default, one line of doc). The only place a default is written.
+DEFAULTS: dict[str, Setting] = {
+    "broker_url": Setting(_OPT_STR, None, "Broker URL; None means the embedded default."),
+    "result_backend": Setting(_OPT_STR, None, "Result backend URL; None means the embedded default."),
+    "data_dir": Setting(str, ".flowq", "Where the embedded default keeps its SQLite file."),
+    "broker_transport_options": Setting(dict, {}, "Extra options passed to the kombu transport."),
+    "broker_connection_retry": Setting(bool, True, "Retry publishing on a dropped connection."),
+    "broker_connection_max_retries": Setting(int, 5, "Publish retries before BrokerUnavailable."),
+    "broker_publish_confirm": Setting(bool, True, "Wait for RabbitMQ publisher confirms."),
+    "task_serializer": Setting(str, "json", "Serializer for task message bodies."),
+    "result_serializer": Setting(str, "json", "Serializer for stored results."),
+    "accept_content": Setting((list, tuple, set), ("json",), "Content types a worker accepts."),
+    "result_accept_content": Setting((list, tuple, set, type(None)), None,
+                                     "Content types accepted for results (None: accept_content)."),
+    "result_expires": Setting(_OPT_NUM, 86400, "Seconds a result (and chord state) is kept."),
+    "task_always_eager": Setting(bool, False, "Run tasks in-process when sent (tests, debugging)."),
+    "task_eager_propagates": Setting(bool, False, "Eager apply() re-raises task exceptions."),
+    "task_default_queue": Setting(str, "flowq", "Queue used when no route applies."),
+    "task_routes": Setting((dict, list, tuple, type(None)), None, "Routes: name glob -> queue."),
+    "task_acks_late": Setting(bool, False, "Ack after the task finishes instead of before."),
+    "task_reject_on_worker_lost": Setting(bool, False, "Requeue when the child process dies."),
+    "task_time_limit": Setting(_OPT_NUM, None, "Hard time limit in seconds for every task."),
+    "task_soft_time_limit": Setting(_OPT_NUM, None, "Soft time limit in seconds for every task."),
+    "task_track_started": Setting(bool, False, "Record STARTED when a task begins."),
+    "task_max_deliveries": Setting(int, 5, "Deliveries of one message before it is dead-lettered."),
+    "task_default_priority": Setting((int, type(None)), None, "Priority when none is given."),
+    "task_queue_max_priority": Setting((int, type(None)), 9, "x-max-priority of declared queues."),
+    "workflow_inline_limit": Setting(int, 4096,
+                                     "Workflows encoding larger than this travel by reference."),
+    "workflow_max_nodes": Setting(int, 1_000_000, "Largest workflow a decoder accepts."),
+    "message_header_limit": Setting(int, 64 * 1024, "Largest message headers published."),
+    "message_body_limit": Setting(int, 16 * 1024 * 1024, "Largest message body published."),
+    "worker_concurrency": Setting((int, type(None)), None, "Pool size; None = CPU count."),
+    "worker_prefetch_multiplier": Setting(int, 4, "Messages reserved per pool process."),
+    "worker_pool": Setting(str, "prefork", "prefork, solo or threads."),
+    "worker_max_tasks_per_child": Setting((int, type(None)), None, "Replace a child after N tasks."),
+    "worker_send_task_events": Setting(bool, False, "Emit task events."),
+    "worker_hijack_root_logger": Setting(bool, True, "Let the worker configure logging."),
+    "timezone": Setting(str, "UTC", "Time zone for crontab schedules."),
+    "beat_schedule": Setting(dict, {}, "Periodic tasks: name -> entry."),
+    "beat_max_loop_interval": Setting(_NUM, 5.0, "Longest sleep of the beat loop in seconds."),
+    "security_key": Setting(_OPT_STR, None, "Secret for message signing; None disables it."),
+    "security_key_id": Setting(str, "default", "Id of the signing key sent with messages."),
+    "security_message_ttl": Setting(_OPT_NUM, 3600, "Seconds a signed message stays valid."),
+}
+
+ENVIRONMENT = {"broker_url": "FLOWQ_BROKER_URL", "result_backend": "FLOWQ_RESULT_BACKEND"}
+
+#: Celery's upper-case or old names users may still have in config modules.
+ALIASES = {
+    "BROKER_URL": "broker_url",
+    "CELERY_RESULT_BACKEND": "result_backend",
+    "CELERY_TASK_SERIALIZER": "task_serializer",
+    "CELERY_RESULT_SERIALIZER": "result_serializer",
+    "CELERY_ACCEPT_CONTENT": "accept_content",
+    "CELERY_ALWAYS_EAGER": "task_always_eager",
+    "CELERYD_CONCURRENCY": "worker_concurrency",
+    "CELERYD_PREFETCH_MULTIPLIER": "worker_prefetch_multiplier",
+    "CELERYBEAT_SCHEDULE": "beat_schedule",
+    "backend": "result_backend",
+    "broker": "broker_url",
+}
+
+
+def mask_url(url: str | None) -> str | None:
+    """Return ``url`` with its password replaced by ``**``, safe to print or log."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:**@{host}", parts.path, parts.query, parts.fragment))
+
+
+class Settings:
+    """The configuration of one app; attribute access, Celery names, typed values.
+
+    Reading ``conf.broker_url`` gives the value set by the user, else the environment
+    variable, else the default from :data:`DEFAULTS`.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, **values: Any):
+        object.__setattr__(self, "_values", {})
+        self.update(values)
+
+    def update(self, values: dict[str, Any] | None = None, **more: Any) -> None:
+        for key, value in {**(values or {}), **more}.items():
+            self[key] = value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        name = ALIASES.get(key, key)
+        spec = DEFAULTS.get(name)
+        if spec is None:
+            if not name.islower():
+                return  # config modules hold constants of their own; only settings matter
+            raise ConfigurationError(f"unknown setting {key!r}; see flowq.settings.DEFAULTS")
+        if isinstance(spec.default, bool) or spec.type is bool:
+            ok = isinstance(value, bool)
+        else:
+            ok = isinstance(value, spec.type) and not isinstance(value, bool) or (
+                value is None and isinstance(None, spec.type))  # type: ignore[arg-type]
+        if not ok:
+            raise ConfigurationError(
+                f"setting {name!r} must be {_type_name(spec.type)}, got {type(value).__name__} "
+                f"({value!r})")
+        self._values[name] = value
+
+    def __getitem__(self, key: str) -> Any:
+        name = ALIASES.get(key, key)
+        if name in self._values:
+            return self._values[name]
+        env = ENVIRONMENT.get(name)
+        if env and os.environ.get(env):
+            return os.environ[env]
+        try:
+            return DEFAULTS[name].default
+        except KeyError:
+            raise ConfigurationError(f"unknown setting {key!r}") from None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def is_set(self, name: str) -> bool:
+        return ALIASES.get(name, name) in self._values
+
+    def as_dict(self, masked: bool = True) -> dict[str, Any]:
+        """Every setting with its effective value; URLs masked unless ``masked=False``."""
+        out = {name: self[name] for name in DEFAULTS}
+        if masked:
+            for name in ("broker_url", "result_backend"):
+                out[name] = mask_url(out[name])
+            if out["security_key"]:
+                out["security_key"] = "**"
+        return out
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.as_dict().items() if k in self._values}
+        return f"<Settings {changed!r}>"
+
+
+def _type_name(spec: type | tuple[type, ...]) -> str:
+    types = spec if isinstance(spec, tuple) else (spec,)
+    return " or ".join("None" if t is type(None) else t.__name__ for t in types)

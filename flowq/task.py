@@ -1,0 +1,219 @@
+"""Tasks: plain functions registered with an app, callable locally or by message.
+
+``@app.task`` returns a :class:`Task`. Calling it runs the function here; ``.s()``
+makes a signature for workflows; ``.delay()`` sends it to the workers. With
+``bind=True`` the function receives the task itself first, for ``self.request`` and
+``self.retry()``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+import attrs
+
+from flowq.canvas.signature import Signature
+from flowq.exceptions import ConfigurationError, MaxRetriesExceededError, Retry
+
+if TYPE_CHECKING:
+    from flowq.app import Flowq
+    from flowq.result import AsyncResult
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Task options flowq itself understands, with their defaults (Celery's names).
+TASK_OPTIONS: dict[str, Any] = {
+    "max_retries": 3,
+    "default_retry_delay": 180,
+    "autoretry_for": (),
+    "dont_autoretry_for": (),
+    "retry_kwargs": {},
+    "retry_backoff": False,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "acks_late": None,
+    "reject_on_worker_lost": None,
+    "time_limit": None,
+    "soft_time_limit": None,
+    "rate_limit": None,
+    "ignore_result": False,
+    "serializer": None,
+    "queue": None,
+    "priority": None,
+    "expires": None,
+    "track_started": None,
+    "typing": True,
+}
+
+
+@attrs.define(slots=True)
+class Context:
+    """What a running task knows about its own invocation (``self.request``)."""
+
+    id: str | None = None
+    task: str | None = None
+    root_id: str | None = None
+    parent_id: str | None = None
+    group: str | None = None
+    group_index: int | None = None
+    retries: int = 0
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = attrs.Factory(dict)
+    eta: float | None = None
+    expires: float | None = None
+    hostname: str | None = None
+    is_eager: bool = False
+    called_directly: bool = True
+    delivery_info: dict[str, Any] = attrs.Factory(dict)
+    timelimit: tuple[float | None, float | None] = (None, None)
+
+
+class _RequestStack(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[Context] = []
+
+
+_requests = _RequestStack()
+
+
+def current_request() -> Context | None:
+    """The request of the task running in this thread, if any."""
+    return _requests.stack[-1] if _requests.stack else None
+
+
+class Task(Generic[P, R]):
+    """A registered task. Use ``@app.task`` rather than building one directly."""
+
+    def __init__(self, app: Flowq, fn: Callable[..., R], name: str, bind: bool = False,
+                 options: Mapping[str, Any] | None = None, known_options: Iterable[str] = ()):
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.bind = bind
+        unknown = set(options or {}) - set(TASK_OPTIONS) - set(known_options)
+        if unknown:
+            import difflib
+
+            option = sorted(unknown)[0]
+            close = difflib.get_close_matches(option, [*TASK_OPTIONS, *known_options], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigurationError(f"task {name!r}: unknown option {option!r}{hint}")
+        for option, default in TASK_OPTIONS.items():
+            setattr(self, option, (options or {}).get(option, default))
+        self.options: dict[str, Any] = dict(options or {})
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+        self._check_time_limits()
+
+    def _check_time_limits(self) -> None:
+        soft, hard = self.soft_time_limit, self.time_limit
+        if soft is not None and hard is not None and soft > hard:
+            raise ConfigurationError(f"task {self.name!r}: soft_time_limit ({soft}) is greater "
+                                     f"than time_limit ({hard})")
+
+    # -- calling ------------------------------------------------------------------------
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function here and now (no message, no result stored)."""
+        if self.bind:
+            return self.fn(self, *args, **kwargs)
+        return self.fn(*args, **kwargs)
+
+    def run(self, *args: Any, **kwargs: Any) -> R:
+        return self(*args, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def call_signature(self) -> inspect.Signature:
+        """Parameters a message binds to (``self`` excluded for bound tasks)."""
+        sig = inspect.signature(self.fn)
+        if self.bind:
+            params = list(sig.parameters.values())[1:]
+            sig = sig.replace(parameters=params)
+        return sig
+
+    @property
+    def request(self) -> Context:
+        """The current invocation's context (an empty one outside a worker)."""
+        request = current_request()
+        return request if request is not None and request.task == self.name else Context()
+
+    # -- signatures ---------------------------------------------------------------------
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature of this task with partial arguments."""
+        return Signature(self.name, args, kwargs, bound_app=self.app)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: it ignores its parent's result."""
+        return Signature(self.name, args, kwargs, immutable=True, bound_app=self.app)
+
+    def signature(self, args: Iterable[Any] | None = None,
+                  kwargs: Mapping[str, Any] | None = None, **options: Any) -> Signature:
+        immutable = bool(options.pop("immutable", False))
+        return Signature(self.name, tuple(args or ()), kwargs or {}, options, immutable,
+                         self.app)
+
+    subtask = signature
+
+    # -- sending ------------------------------------------------------------------------
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+        """Send this task to a worker: ``add.delay(2, 2).get()``."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(self, args: Iterable[Any] | None = None,
+                    kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
+        """Send with call options (countdown, eta, expires, task_id, queue, priority, ...)."""
+        return self.app.send(self.s(*(args or ()), **(kwargs or {})), None, None, **options)
+
+    def apply(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              **options: Any) -> AsyncResult:
+        """Run here, now, as a worker would; returns a result handle."""
+        return self.app.apply(self.s(*(args or ()), **(kwargs or {})), None, None, **options)
+
+    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
+        return self.app.AsyncResult(task_id)
+
+    # -- inside a running task ------------------------------------------------------------
+
+    def retry(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              exc: BaseException | None = None, throw: bool = True, eta: Any = None,
+              countdown: float | None = None, max_retries: int | None = None,
+              **options: Any) -> Retry:
+        """Retry the running task later (raises :class:`Retry`; the worker re-sends it).
+
+        When the retries are used up, raises :class:`MaxRetriesExceededError` carrying
+        ``exc``.
+        """
+        request = self.request
+        limit = self.max_retries if max_retries is None else max_retries
+        if limit is not None and request.retries >= limit:
+            raise MaxRetriesExceededError(
+                f"task {self.name}[{request.id}] gave up after {request.retries} retries"
+                + (f": {type(exc).__name__}: {exc}" if exc else ""), exc) from exc
+        if countdown is None and eta is None:
+            countdown = self.default_retry_delay
+        error = Retry(exc=exc, when=countdown)
+        error.eta = eta  # type: ignore[attr-defined]
+        error.args_override = None if args is None else tuple(args)  # type: ignore[attr-defined]
+        error.kwargs_override = None if kwargs is None else dict(kwargs)  # type: ignore[attr-defined]
+        error.options = options  # type: ignore[attr-defined]
+        if throw:
+            raise error
+        return error
+
+    def backoff_delay(self, retries: int) -> float:
+        """Seconds before automatic retry number ``retries + 1`` (exponential, capped)."""
+        if not self.retry_backoff:
+            return float(self.default_retry_delay)
+        factor = 1 if self.retry_backoff is True else float(self.retry_backoff)
+        delay = min(factor * (2 ** retries), float(self.retry_backoff_max))
+        return random.uniform(0, delay) if self.retry_jitter else delay
+
+    def __repr__(self) -> str:
+        return f"<@task: {self.name}>"
