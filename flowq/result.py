@@ -43,7 +43,19 @@ class _Handle:
     def revoke(self, terminate: bool = False, signal: str = "SIGTERM",
                workflow: bool = False) -> None:
         """Revoke this task (or, with ``workflow=True``, every node of its workflow)."""
-        self.app.control.revoke(self.id, terminate=terminate, signal=signal, workflow=workflow)
+        target = self._root().id if workflow else self.id
+        self.app.control.revoke(target, terminate=terminate, signal=signal)
+
+    def _root(self) -> Any:
+        """The handle of the workflow's first node (its id is the workflow's root id)."""
+        handle: Any = self
+        while True:
+            if handle.parent is not None:
+                handle = handle.parent
+            elif isinstance(handle, GroupResult) and handle.results:
+                handle = handle.results[0]
+            else:
+                return handle
 
 
 class AsyncResult(_Handle):
@@ -213,7 +225,7 @@ class GroupResult(_Handle):
 
     def revoke(self, terminate: bool = False, signal: str = "SIGTERM",
                workflow: bool = False) -> None:
-        ids = [r.id for r in self._leaves()]
+        ids = [self._root().id] if workflow else [r.id for r in self._leaves()]
         self.app.control.revoke(ids, terminate=terminate, signal=signal)
 
     def forget(self) -> None:

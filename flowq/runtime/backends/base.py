@@ -222,7 +222,7 @@ def is_terminal(state: str) -> bool:
 # -- helpers the implementations share ------------------------------------------------------
 
 
-def chord_verdict(part: ChordPart, inserted: bool, size: int, recorded: int,
+def chord_verdict(part: ChordPart, *, inserted: bool, size: int, recorded: int,
                   fired: str | None, failed: bool) -> tuple[bool, bool]:
     """Apply the chord rules to ``part``; return ``(first_failure, joins)``.
 
@@ -263,7 +263,7 @@ class PendingWait:
 
     def offer(self, task_ids: Sequence[str], records: Sequence[Record | None]) -> None:
         """Take the terminal ones of ``records`` (fetched for ``task_ids``)."""
-        for task_id, record in zip(task_ids, records):
+        for task_id, record in zip(task_ids, records, strict=True):
             if record is not None and is_terminal(record.state) and task_id in self._slots:
                 for slot in self._slots.pop(task_id):
                     self._records[slot] = record

@@ -1,0 +1,286 @@
+"""The worker's main-process side of a message: check it, hand it to the pool, ack it.
+
+Messages are taken from the broker up to the prefetch limit and held in a local
+buffer; one is handed to the pool only when a pool process is free, and (unless the
+task uses ``acks_late``) acked at that moment. So on a warm shutdown every message not
+yet started goes straight back to its queue, and a late-acked message is acked only
+after its result and its effects on the workflow are recorded.
+
+A message that must not run (malformed, forbidden content type, unknown protocol or
+task) is never executed and never requeued: a copy goes to ``<queue>.dead`` with an
+``x-flowq-reason`` header, the original is acked, and the worker carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from billiard import exceptions as pool_errors
+from kombu import Producer
+from kombu.message import Message
+
+from flowq import states
+from flowq.exceptions import (
+    MalformedCanvas,
+    NotRegistered,
+    ProtocolError,
+    TaskRevokedError,
+    TimeLimitExceeded,
+    WorkerLostError,
+)
+from flowq.runtime import broker
+from flowq.runtime.advance import At
+from flowq.runtime.execute import FAILURE, MALFORMED, REJECT, SUCCESS, Outcome, short
+from flowq.runtime.message import Request, parse
+from flowq.runtime.pool import Pool
+
+if TYPE_CHECKING:
+    from flowq.app import Flowq
+
+log = logging.getLogger("flowq.worker")
+REASON_HEADER = "x-flowq-reason"
+_REPR_LIMIT = 1024
+
+
+@attrs.define(slots=True)
+class Job:
+    """A message taken from the broker, and what we know about it."""
+
+    message: Message
+    request: Request
+    queue: str
+    late_ack: bool
+    generation: int
+    received: float = attrs.field(factory=time.monotonic)
+    started: float | None = None
+
+
+class Intake:
+    """Buffers, checks, dispatches and acknowledges messages for one worker."""
+
+    def __init__(self, app: Flowq, pool: Pool, hostname: str,
+                 revoked: Callable[[Request], str | None]):
+        self.app = app
+        self.pool = pool
+        self.hostname = hostname
+        self.revoked = revoked
+        self.buffer: deque[Job] = deque()
+        self.active: dict[str, Job] = {}
+        self.finished: queue.SimpleQueue[tuple[Job, Outcome | None, BaseException | None]] = (
+            queue.SimpleQueue())
+        self.generation = 0  # bumped on reconnect: older delivery tags are dead
+        self.channel: Any = None
+        self.counts = {"received": 0, "succeeded": 0, "failed": 0, "dead": 0}
+
+    # -- intake ---------------------------------------------------------------------------
+
+    def on_message(self, message: Message) -> None:
+        """kombu callback: validate the envelope, then buffer or settle the message."""
+        queue_name = (message.delivery_info or {}).get("routing_key") or "?"
+        self.counts["received"] += 1
+        try:
+            request = parse(message.headers, message.body, message.content_type,
+                            message.content_encoding, self.app.accepted_content,
+                            self.app.conf.workflow_max_nodes)
+        except ProtocolError as exc:
+            self.dead_letter(message, queue_name, exc)
+            return
+        task = self.app.tasks.get(request.task)
+        if task is None:
+            self.reject_unknown(message, queue_name, request)
+            return
+        job = Job(message, request, queue_name, self.app.acks_late(task), self.generation)
+        log.info("Task %s[%s] received", request.task, request.id)
+        reason = self.revoked(request)
+        if reason:
+            self.settle_revoked(job, reason)
+            return
+        self.buffer.append(job)
+
+    def pump(self, stopping: bool) -> None:
+        """Hand buffered messages to free pool processes."""
+        while self.buffer and len(self.active) < self.pool.concurrency and not stopping:
+            job = self.buffer.popleft()
+            reason = self.revoked(job.request)
+            if reason:
+                self.settle_revoked(job, reason)
+                continue
+            if not job.late_ack:
+                self._ack(job)
+            job.started = time.monotonic()
+            self.active[job.request.id] = job
+            request = job.request
+            payload = (dict(request.headers), request.body, request.content_type,
+                       request.content_encoding, job.late_ack,
+                       dict(job.message.delivery_info or {}), self.hostname)
+            self.pool.apply(payload,
+                            lambda outcome, job=job: self.finished.put((job, outcome, None)),
+                            lambda error, job=job: self.finished.put((job, None, error)),
+                            self._soft_limit(request), self._hard_limit(request))
+
+    def _soft_limit(self, request: Request) -> float | None:
+        if request.soft_time_limit is not None:
+            return request.soft_time_limit
+        task = self.app.tasks.get(request.task)
+        limit = task.soft_time_limit if task else None
+        return limit if limit is not None else self.app.conf.task_soft_time_limit
+
+    def _hard_limit(self, request: Request) -> float | None:
+        if request.time_limit is not None:
+            return request.time_limit
+        task = self.app.tasks.get(request.task)
+        limit = task.time_limit if task else None
+        return limit if limit is not None else self.app.conf.task_time_limit
+
+    # -- completion ---------------------------------------------------------------------------
+
+    def collect(self) -> int:
+        """Settle every job the pool finished since the last call; return how many."""
+        settled = 0
+        while True:
+            try:
+                job, outcome, error = self.finished.get_nowait()
+            except queue.Empty:
+                return settled
+            self.active.pop(job.request.id, None)
+            settled += 1
+            if outcome is not None:
+                self._settle_outcome(job, outcome)
+            else:
+                self._settle_error(job, error)
+
+    def _settle_outcome(self, job: Job, outcome: Outcome) -> None:
+        request = job.request
+        if outcome.status == MALFORMED:
+            self.dead_letter(job.message, job.queue, ProtocolError(outcome.summary), job)
+            return
+        if outcome.status == REJECT:
+            if job.late_ack and outcome.requeue:
+                self._requeue(job)
+            else:
+                self.dead_letter(job.message, job.queue,
+                                 ProtocolError(f"rejected by the task: {outcome.summary}"), job)
+            return
+        self._ack(job)
+        key = "succeeded" if outcome.status == SUCCESS else (
+            "failed" if outcome.status == FAILURE else None)
+        if key:
+            self.counts[key] += 1
+        detail = f": {outcome.summary}" if outcome.summary else ""
+        level = logging.ERROR if outcome.status == FAILURE else logging.INFO
+        log.log(level, "Task %s[%s] %s in %.4fs%s", request.task, request.id, outcome.status,
+                outcome.runtime, detail)
+
+    def _settle_error(self, job: Job, error: BaseException | None) -> None:
+        """The pool lost the job: the child died, hit its hard time limit, or broke."""
+        request = job.request
+        task = self.app.tasks.get(request.task)
+        reject_on_lost = (task.reject_on_worker_lost if task and task.reject_on_worker_lost
+                          is not None else self.app.conf.task_reject_on_worker_lost)
+        if isinstance(error, pool_errors.TimeLimitExceeded):
+            failure: BaseException = TimeLimitExceeded(
+                f"hard time limit ({self._hard_limit(request)}s) exceeded for "
+                f"{request.task}[{request.id}]")
+            log.error("Hard time limit (%ss) exceeded for %s[%s]", self._hard_limit(request),
+                      request.task, request.id)
+        elif isinstance(error, pool_errors.WorkerLostError):
+            if job.late_ack and reject_on_lost:
+                log.warning("Process running %s[%s] died; message requeued",
+                            request.task, request.id)
+                self._requeue(job)
+                return
+            failure = WorkerLostError(f"worker process died while running {request.task}"
+                                      f"[{request.id}]: {error}")
+            log.error("Process running %s[%s] died: %s", request.task, request.id, error)
+        else:
+            # The child could not record the outcome (e.g. backend down): with acks_late
+            # the message goes back so the task runs again; never ack an unrecorded task.
+            log.error("Task %s[%s] could not be recorded: %s: %s", request.task, request.id,
+                      type(error).__name__, error)
+            if job.late_ack:
+                self._requeue(job)
+            return
+        self._fail(job, failure)
+        self._ack(job)
+        self.counts["failed"] += 1
+
+    def _fail(self, job: Job, error: BaseException, state: str = states.FAILURE) -> None:
+        """Record ``error`` for the job's node and fail everything downstream."""
+        request = job.request
+        runtime = self.app.runtime
+        try:
+            carried = runtime.workflows.load(request.headers, request.task, request.id)
+        except MalformedCanvas:
+            runtime.backend.store(request.id, state, self.app.result_codec.failure(error))
+            return
+        runtime.advancer.failed(At(carried, request.node, request.root_id, request.item),
+                                error, None, state=state, late_ack=job.late_ack)
+
+    # -- special outcomes --------------------------------------------------------------------
+
+    def settle_revoked(self, job: Job, reason: str) -> None:
+        request = job.request
+        log.info("Task %s[%s] %s: not run", request.task, request.id, reason)
+        self._fail(job, TaskRevokedError(f"task {request.task}[{request.id}] {reason}"),
+                   states.REVOKED)
+        self._ack(job)
+
+    def reject_unknown(self, message: Message, queue_name: str, request: Request) -> None:
+        error = NotRegistered(self.app.unknown_task_message(request.task))
+        job = Job(message, request, queue_name, False, self.generation)
+        self._fail(job, error)
+        self.dead_letter(message, queue_name, error)
+
+    def dead_letter(self, message: Message, queue_name: str, error: BaseException,
+                    job: Job | None = None) -> None:
+        """Keep a copy with the reason in ``<queue>.dead``, then ack: never run, never loop."""
+        self.counts["dead"] += 1
+        reason = f"{type(error).__name__}: {error}"[:_REPR_LIMIT]
+        log.error("Message from %s rejected to %s%s: %s | headers=%s", queue_name, queue_name,
+                  broker.DEAD_LETTER_SUFFIX, reason, short(message.headers, _REPR_LIMIT))
+        headers = dict(message.headers or {})
+        headers[REASON_HEADER] = reason
+        dead = broker.dead_letter_queue(queue_name)
+        try:
+            Producer(self.channel).publish(
+                message.body, exchange=dead.exchange, routing_key=dead.routing_key,
+                headers=headers, content_type=message.content_type or "application/octet-stream",
+                content_encoding=message.content_encoding or "binary", declare=[dead])
+        except Exception as exc:  # the message is still acked: a bad message must not loop
+            log.error("Could not dead-letter the message: %s", exc)
+        if job is None or job.generation == self.generation:
+            _safe(message.ack)
+
+    def _ack(self, job: Job) -> None:
+        if job.generation == self.generation and not job.message.acknowledged:
+            _safe(job.message.ack)
+
+    def _requeue(self, job: Job) -> None:
+        if job.generation == self.generation and not job.message.acknowledged:
+            _safe(lambda: job.message.reject(requeue=True))
+
+    def requeue_buffered(self) -> int:
+        """Give every message not yet started back to the broker (warm shutdown)."""
+        count = 0
+        while self.buffer:
+            self._requeue(self.buffer.popleft())
+            count += 1
+        return count
+
+    def forget_connection(self) -> None:
+        """The connection died: its delivery tags are void and the broker redelivers."""
+        self.generation += 1
+        self.buffer.clear()
+
+
+def _safe(action: Callable[[], Any]) -> None:
+    try:
+        action()
+    except Exception as exc:  # a dead channel: the broker redelivers, nothing to do here
+        log.warning("Could not acknowledge a message: %s", exc)

@@ -1,0 +1,178 @@
+"""Execution pools: where task code runs while the main process keeps consuming.
+
+* ``prefork`` (default): a billiard process pool. Children are replaced when they die
+  or hit ``max_tasks_per_child``; a job whose child dies reports WorkerLostError, and
+  one over its hard time limit gets its child killed and reports TimeLimitExceeded.
+* ``threads``: a thread pool, for I/O-bound tasks (no time limits).
+* ``solo``: runs each task in the main process, one at a time.
+
+Only a small tuple crosses into a child: the message's headers and raw body. The child
+decodes, runs and records everything itself (see :mod:`flowq.runtime.execute`) and
+hands back an :class:`~flowq.runtime.execute.Outcome`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from flowq.runtime.execute import Outcome, execute, install_soft_limit_handler
+from flowq.runtime.message import parse
+
+if TYPE_CHECKING:
+    from flowq.app import Flowq
+
+#: (headers, body, content_type, content_encoding, late_ack, delivery_info, hostname)
+Payload = tuple[Any, bytes, str, str, bool, dict[str, Any], str]
+OnDone = Callable[[Outcome], None]
+OnError = Callable[[BaseException], None]
+
+_child_app: Flowq | None = None
+
+
+def run_payload(payload: Payload) -> Outcome:
+    """Run one task message in this process (the body of every pool job)."""
+    app = _child_app
+    assert app is not None, "pool child started without an app"
+    headers, body, content_type, content_encoding, late_ack, delivery_info, hostname = payload
+    request = parse(headers, body, content_type, content_encoding, app.accepted_content)
+    return execute(app, request, late_ack=late_ack, hostname=hostname,
+                   delivery_info=delivery_info)
+
+
+def use_app(app: Flowq, soft_limits: bool = False) -> None:
+    """Make ``app`` the one :func:`run_payload` uses in this process."""
+    global _child_app
+    _child_app = app
+    if soft_limits:
+        install_soft_limit_handler()
+
+
+class Pool:
+    """What the worker needs from a pool."""
+
+    concurrency: int
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def apply(self, payload: Payload, on_done: OnDone, on_error: OnError,
+              soft: float | None, hard: float | None) -> Any:
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        return [os.getpid()]
+
+    def stop(self) -> None:
+        """Finish running jobs and stop."""
+
+    def terminate(self) -> None:
+        """Stop now, killing running jobs."""
+
+
+class PreforkPool(Pool):
+    def __init__(self, app: Flowq, concurrency: int, max_tasks_per_child: int | None = None):
+        self.app = app
+        self.concurrency = concurrency
+        self.max_tasks_per_child = max_tasks_per_child
+        self._pool: Any = None
+
+    def start(self) -> None:
+        from billiard.pool import Pool as BilliardPool
+
+        self._pool = BilliardPool(self.concurrency, initializer=use_app,
+                                  initargs=(self.app, True),
+                                  maxtasksperchild=self.max_tasks_per_child, putlocks=False,
+                                  threads=True, enable_timeouts=True, lost_worker_timeout=10.0)
+
+    def apply(self, payload: Payload, on_done: OnDone, on_error: OnError,
+              soft: float | None, hard: float | None) -> Any:
+        return self._pool.apply_async(
+            run_payload, (payload,), callback=on_done,
+            error_callback=lambda failure: on_error(getattr(failure, "exception", failure)),
+            soft_timeout=soft, timeout=hard)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._pool._pool] if self._pool else []
+
+    def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+
+    def terminate(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+
+
+class ThreadsPool(Pool):
+    def __init__(self, app: Flowq, concurrency: int):
+        self.app = app
+        self.concurrency = concurrency
+        self._executor: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        use_app(self.app)
+        self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="flowq-task")
+
+    def apply(self, payload: Payload, on_done: OnDone, on_error: OnError,
+              soft: float | None, hard: float | None) -> Any:
+        assert self._executor is not None
+        future = self._executor.submit(run_payload, payload)
+
+        def finished(done: Future[Outcome]) -> None:
+            error = done.exception()
+            if error is None:
+                on_done(done.result())
+            else:
+                on_error(error)
+
+        future.add_done_callback(finished)
+        return future
+
+    def stop(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def terminate(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class SoloPool(Pool):
+    def __init__(self, app: Flowq):
+        self.app = app
+        self.concurrency = 1
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        use_app(self.app)
+
+    def apply(self, payload: Payload, on_done: OnDone, on_error: OnError,
+              soft: float | None, hard: float | None) -> Any:
+        with self._lock:
+            try:
+                outcome = run_payload(payload)
+            except BaseException as exc:  # noqa: BLE001 - reported to the worker
+                on_error(exc)
+                return None
+        on_done(outcome)
+        return None
+
+
+def make_pool(kind: str, app: Flowq, concurrency: int,
+              max_tasks_per_child: int | None = None) -> Pool:
+    """The pool named ``kind``: prefork, threads or solo."""
+    if kind == "prefork":
+        return PreforkPool(app, concurrency, max_tasks_per_child)
+    if kind == "threads":
+        return ThreadsPool(app, concurrency)
+    if kind == "solo":
+        return SoloPool(app)
+    from flowq.exceptions import ConfigurationError
+
+    raise ConfigurationError(f"unknown pool {kind!r}; use prefork, threads or solo")

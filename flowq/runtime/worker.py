@@ -1,0 +1,258 @@
+"""The worker: a consumer in the main process feeding an execution pool.
+
+Lifecycle: connect, declare queues (and their dead-letter queues), print a short
+banner, then loop: take messages, hand them to free pool processes, settle finished
+ones, move due delayed messages to their queues, refresh revocations. Signals:
+
+* SIGTERM / SIGINT: warm shutdown. Stop consuming, give every message not yet started
+  back to the broker at once, let running tasks finish (and be acked), exit 0.
+* a second SIGTERM / SIGINT, or SIGQUIT: cold shutdown. Kill running tasks; their
+  unacked messages return to the broker when the connection closes. Exit 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from kombu import Consumer
+
+from flowq.runtime import broker
+from flowq.runtime.consumer import Intake
+from flowq.runtime.message import Request
+from flowq.runtime.pool import Pool, make_pool
+from flowq.runtime.publisher import decode_delayed
+from flowq.settings import mask_url
+
+if TYPE_CHECKING:
+    from flowq.app import Flowq
+
+log = logging.getLogger("flowq.worker")
+
+#: How often the main loop does its housekeeping (seconds).
+DELAY_SWEEP_INTERVAL = 0.2
+REVOKED_REFRESH_INTERVAL = 1.0
+DELAY_LEASE = 30.0
+
+
+def expand_hostname(name: str | None) -> str:
+    """``name@%h`` with ``%h`` (host), ``%n`` (name part) and ``%d`` (domain) expanded."""
+    host = socket.gethostname()
+    name = name or "flowq@%h"
+    local, _, domain = host.partition(".")
+    node = name.replace("%h", host).replace("%d", domain)
+    return node.replace("%n", node.split("@", 1)[0] if "@" in node else local)
+
+
+class Worker:
+    """One worker process (plus its pool)."""
+
+    def __init__(self, app: Flowq, *, concurrency: int | None = None,
+                 queues: Sequence[str] | None = None, hostname: str | None = None,
+                 pool: str | None = None, prefetch_multiplier: int | None = None,
+                 max_tasks_per_child: int | None = None, app_path: str | None = None):
+        conf = app.conf
+        self.app = app
+        self.app_path = app_path or app.main or "?"
+        self.pool_kind = pool or conf.worker_pool
+        self.concurrency = 1 if self.pool_kind == "solo" else (
+            concurrency or conf.worker_concurrency or os.cpu_count() or 1)
+        self.queues = list(queues or [conf.task_default_queue])
+        self.hostname = expand_hostname(hostname)
+        multiplier = prefetch_multiplier or conf.worker_prefetch_multiplier
+        self.prefetch = max(1, self.concurrency * multiplier)
+        self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
+        self.pool: Pool = make_pool(self.pool_kind, app, self.concurrency,
+                                    self.max_tasks_per_child)
+        self.intake = Intake(app, self.pool, self.hostname, self._revoked_reason)
+        self.revoked_ids: set[str] = set()
+        self.warm = False
+        self.cold = False
+        self.connection: Any = None
+        self.consumer: Any = None
+        self._next_sweep = 0.0
+        self._next_revoked = 0.0
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until shut down; return the process exit code."""
+        self._install_signals()
+        self.pool.start()
+        self._refresh_revoked()
+        log.info("%s", self.banner())
+        try:
+            while not self.cold:
+                try:
+                    self._connect()
+                    self._loop()
+                    break
+                except self._connection_errors() as exc:
+                    self._reconnect_after(exc)
+        finally:
+            self._stop()
+        return 1 if self.cold else 0
+
+    def _connection_errors(self) -> tuple[type[BaseException], ...]:
+        conn = self.connection or broker.connect(self.app.conf)
+        return tuple(conn.connection_errors) + tuple(conn.channel_errors)
+
+    def _connect(self) -> None:
+        self.connection = broker.connect(self.app.conf)
+        self.connection.ensure_connection(max_retries=3)
+        channel = self.connection.channel()
+        max_priority = self.app.conf.task_queue_max_priority
+        queues = [broker.task_queue(q, max_priority) for q in self.queues]
+        for name in self.queues:
+            broker.dead_letter_queue(name).bind(channel).declare()
+        self.intake.channel = channel
+        self.consumer = Consumer(channel, queues, on_message=self.intake.on_message,
+                                 no_ack=False, prefetch_count=self.prefetch)
+        self.consumer.consume()
+
+    def _loop(self) -> None:
+        while not self.cold:
+            if self.warm and self.consumer is not None:
+                self._begin_warm_shutdown()
+            if self.warm and not self.intake.active:
+                return
+            busy = bool(self.intake.active or self.intake.buffer)
+            try:
+                self.connection.drain_events(timeout=0.002 if busy else 0.1)
+            except socket.timeout:
+                pass
+            self.intake.collect()
+            self.intake.pump(self.warm)
+            self._housekeeping()
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + DELAY_SWEEP_INTERVAL
+            self._move_due()
+            if self.connection is not None and hasattr(self.connection, "heartbeat_check"):
+                try:
+                    self.connection.heartbeat_check()
+                except NotImplementedError:
+                    pass
+        if now >= self._next_revoked:
+            self._next_revoked = now + REVOKED_REFRESH_INTERVAL
+            self._refresh_revoked()
+
+    def _move_due(self) -> None:
+        """Publish delayed messages whose time has come (claimed under a lease)."""
+        runtime = self.app.runtime
+        due = runtime.backend.delay_due(time.time(), DELAY_LEASE, 500)
+        if not due:
+            return
+        runtime.publisher.send_now([decode_delayed(item.payload) for item in due])
+        runtime.backend.delay_done([item.key for item in due])
+
+    def _refresh_revoked(self) -> None:
+        try:
+            self.revoked_ids = self.app.runtime.backend.revoked()
+        except Exception as exc:  # keep the last known set; the backend may be restarting
+            log.warning("Could not refresh revoked ids: %s", exc)
+
+    def _revoked_reason(self, request: Request) -> str | None:
+        if request.id in self.revoked_ids or request.root_id in self.revoked_ids:
+            return "revoked"
+        if request.expires is not None and request.expires < time.time():
+            return "expired"
+        return None
+
+    def _reconnect_after(self, exc: BaseException) -> None:
+        log.error("Lost the broker connection (%s); reconnecting", exc)
+        self.intake.forget_connection()
+        self._close_connection()
+        delay = 0.5
+        while not self.cold and not self.warm:
+            time.sleep(delay)
+            try:
+                broker.connect(self.app.conf).ensure_connection(max_retries=1)
+                return
+            except Exception as again:  # noqa: BLE001 - any failure means "try later"
+                log.warning("Broker %s still unreachable: %s", self._broker_url(), again)
+                delay = min(delay * 2, 5.0)
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        if hasattr(signal, "SIGQUIT"):
+            signal.signal(signal.SIGQUIT, self._on_cold_signal)
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        if self.warm:
+            self._on_cold_signal(signum, frame)
+            return
+        self.warm = True
+        log.info("Warm shutdown (%s): finishing %d running task(s)",
+                 signal.Signals(signum).name, len(self.intake.active))
+
+    def _on_cold_signal(self, signum: int, frame: Any) -> None:
+        self.cold = True
+        log.warning("Cold shutdown (%s): %d running task(s) interrupted",
+                    signal.Signals(signum).name, len(self.intake.active))
+
+    def _begin_warm_shutdown(self) -> None:
+        try:
+            self.consumer.cancel()
+        except Exception:  # noqa: BLE001 - the connection may already be gone
+            pass
+        self.consumer = None
+        returned = self.intake.requeue_buffered()
+        if returned:
+            log.info("Returned %d unstarted message(s) to the broker", returned)
+
+    def _stop(self) -> None:
+        if self.cold:
+            self.pool.terminate()
+        else:
+            self.pool.stop()
+            self.intake.collect()
+        self._close_connection()
+        self.app.close()
+        log.info("Worker %s stopped", self.hostname)
+
+    def _close_connection(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.release()
+            except Exception:  # noqa: BLE001 - closing a dead connection
+                pass
+            self.connection = None
+            self.consumer = None
+
+    # -- display ----------------------------------------------------------------------------
+
+    def _broker_url(self) -> str:
+        return mask_url(broker.broker_url(self.app.conf)) or "?"
+
+    def banner(self) -> str:
+        tasks = sorted(name for name in self.app.tasks)
+        shown = ", ".join(tasks[:8]) + (f" (+{len(tasks) - 8} more)" if len(tasks) > 8 else "")
+        backend = self.app.runtime.backend.url
+        return "\n".join([
+            f"flowq worker {self.hostname} (pid {os.getpid()})",
+            f"  app:         {self.app_path}",
+            f"  broker:      {self._broker_url()}",
+            f"  backend:     {backend}",
+            f"  queues:      {', '.join(self.queues)}",
+            f"  concurrency: {self.concurrency} ({self.pool_kind}), prefetch {self.prefetch}",
+            f"  tasks:       {shown or '(none registered)'}",
+        ])
+
+
+def setup_logging(level: str) -> None:
+    """One line per record on stderr."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+        format="[%(asctime)s %(levelname)s/%(processName)s] %(name)s: %(message)s")
