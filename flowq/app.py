@@ -112,11 +112,15 @@ class Flowq:
              **options: Any) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(bind=True, ...)``.
 
-        The default name is ``module.function``, as in Celery. Unknown options fail here,
-        naming the option.
+        The default name is ``module.function``, as in Celery; for a script run as
+        ``__main__`` the app's main name stands in for the module, so the script and a
+        worker importing it agree on names. Unknown options fail here, naming the option.
         """
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
-            task_name = name or f"{func.__module__}.{func.__qualname__}"
+            module = func.__module__
+            if module == "__main__" and self.main:
+                module = self.main
+            task_name = name or f"{module}.{func.__qualname__}"
             task = Task(self, func, task_name, bind=bind, options=options,
                         known_options=self.task_options)
             self.tasks[task_name] = task

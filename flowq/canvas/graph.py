@@ -15,13 +15,16 @@ from flowq.canvas.dag import JOIN, Workflow
 from flowq.canvas.frozen import thaw
 
 
-def to_graph(workflow: Workflow) -> nx.DiGraph:
-    graph = nx.DiGraph(output=workflow.output, root_id=workflow.seed)
+def to_graph(workflow: Workflow, with_ids: bool = True) -> nx.DiGraph:
+    """The graph of ``workflow``; ``with_ids=False`` for a workflow not sent (its ids
+    would be those of one arbitrary compile)."""
+    graph = nx.DiGraph(output=workflow.output, root_id=workflow.seed if with_ids else None)
     for position, node in enumerate(workflow.nodes):
         graph.add_node(position, kind=node.kind, task=node.task, args=tuple(thaw(node.args)),
                        kwargs=thaw(node.kwargs), options=thaw(node.options),
                        immutable=node.immutable, path=node.path,
-                       id=workflow.node_id(position), deferred=node.deferred)
+                       id=workflow.node_id(position) if with_ids else None,
+                       deferred=node.deferred)
         if node.input is not None:
             graph.add_edge(node.input, position, flow="after" if node.immutable else "result")
         for index, member in enumerate(node.members):

@@ -159,7 +159,8 @@ class Canvas:
         from flowq.canvas.dag import compile_workflow
         from flowq.canvas.graph import to_graph
 
-        return to_graph(compile_workflow(self, args=args, kwargs=kwargs, options=options))
+        return to_graph(compile_workflow(self, args=args, kwargs=kwargs, options=options),
+                        with_ids=False)
 
     def render(self, format: str = "text") -> str:
         """The workflow drawn as text, DOT or Mermaid."""

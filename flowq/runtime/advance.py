@@ -116,7 +116,10 @@ class Advancer:
             return
         workflow = at.workflow
         origin = at.node
-        beyond = outcome.first_failure or self._part(at, None) is None
+        # Downstream is failed by the first failure of a chord (or any failure outside
+        # one); a late-acked redelivery replays it, since the first delivery may have
+        # died before finishing (the writes are idempotent).
+        beyond = outcome.first_failure or not outcome.new or self._part(at, None) is None
         marked = self._downstream(workflow, origin, at.item is not None) if beyond else []
         self._mark_failed(at, marked, exc)
         messages: list[Outgoing] = []

@@ -42,9 +42,9 @@ def connect(conf: Settings, url: str | None = None) -> Connection:
         ("amqp", "pyamqp")) else 0, **kwargs)
 
 
-def describe(connection: Connection) -> str:
-    """The connection's URL with the password masked."""
-    return mask_url(connection.as_uri(include_password=False)) or "?"
+def describe(conf: Settings) -> str:
+    """The broker URL with the password masked, for messages and logs."""
+    return mask_url(broker_url(conf)) or "?"
 
 
 def task_queue(name: str, max_priority: int | None = 9) -> Queue:

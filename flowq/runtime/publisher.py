@@ -66,7 +66,7 @@ class Publisher:
             except OperationalError as exc:
                 self._reset()
                 raise BrokerUnavailable(
-                    f"could not publish to {broker.describe(self.connection)}: {exc}") from None
+                    f"could not publish to {broker.describe(self.conf)}: {exc}") from None
             except Exception as exc:
                 if type(exc).__name__ in ("MessageNacked", "ChannelError"):
                     self._reset()

@@ -28,7 +28,6 @@ from flowq.runtime.consumer import Intake
 from flowq.runtime.message import Request
 from flowq.runtime.pool import Pool, make_pool
 from flowq.runtime.publisher import decode_delayed
-from flowq.settings import mask_url
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
@@ -178,7 +177,7 @@ class Worker:
                 broker.connect(self.app.conf).ensure_connection(max_retries=1)
                 return
             except Exception as again:  # noqa: BLE001 - any failure means "try later"
-                log.warning("Broker %s still unreachable: %s", self._broker_url(), again)
+                log.warning("Broker %s still unreachable: %s", broker.describe(self.app.conf), again)
                 delay = min(delay * 2, 5.0)
 
     # -- shutdown ---------------------------------------------------------------------------
@@ -233,9 +232,6 @@ class Worker:
 
     # -- display ----------------------------------------------------------------------------
 
-    def _broker_url(self) -> str:
-        return mask_url(broker.broker_url(self.app.conf)) or "?"
-
     def banner(self) -> str:
         tasks = sorted(name for name in self.app.tasks)
         shown = ", ".join(tasks[:8]) + (f" (+{len(tasks) - 8} more)" if len(tasks) > 8 else "")
@@ -243,7 +239,7 @@ class Worker:
         return "\n".join([
             f"flowq worker {self.hostname} (pid {os.getpid()})",
             f"  app:         {self.app_path}",
-            f"  broker:      {self._broker_url()}",
+            f"  broker:      {broker.describe(self.app.conf)}",
             f"  backend:     {backend}",
             f"  queues:      {', '.join(self.queues)}",
             f"  concurrency: {self.concurrency} ({self.pool_kind}), prefetch {self.prefetch}",

@@ -1,0 +1,317 @@
+"""The embedded result backend: one SQLite file, shared by every process on the machine.
+
+WAL mode lets readers run beside the one writer; each atomic operation is one
+``BEGIN IMMEDIATE`` transaction, which takes the write lock up front so two processes
+counting the same chord queue up instead of deadlocking. SQLite cannot notify, so
+:meth:`SqliteBackend.wait` polls with a short backoff. Expired rows are ignored on read
+and deleted now and then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from flowq import states
+from flowq.runtime.backends.base import (
+    ChordPart,
+    DelayedMessage,
+    PendingWait,
+    Record,
+    ResultBackend,
+    StoreOutcome,
+    chord_verdict,
+    chunked,
+)
+
+#: Ids per ``IN (...)`` query, under SQLite's limit on bound parameters.
+_BATCH = 500
+#: Seconds between two deletions of expired rows (per process).
+_PRUNE_EVERY = 60.0
+#: wait() polls after 1 ms, doubling up to 25 ms.
+_POLL_FIRST, _POLL_MAX = 0.001, 0.025
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    id TEXT PRIMARY KEY, state TEXT NOT NULL, payload BLOB NOT NULL, expires_at REAL);
+CREATE TABLE IF NOT EXISTS chords (
+    id TEXT PRIMARY KEY, size INTEGER NOT NULL, recorded INTEGER NOT NULL DEFAULT 0,
+    fired TEXT, failed INTEGER NOT NULL DEFAULT 0, expires_at REAL);
+CREATE TABLE IF NOT EXISTS chord_parts (
+    chord_id TEXT NOT NULL, idx INTEGER NOT NULL, value BLOB,  -- NULL: the member failed
+    PRIMARY KEY (chord_id, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS flags (key TEXT PRIMARY KEY, expires_at REAL);
+CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL, expires_at REAL);
+CREATE TABLE IF NOT EXISTS revoked (id TEXT PRIMARY KEY, expires_at REAL);
+CREATE TABLE IF NOT EXISTS delayed (key TEXT PRIMARY KEY, due REAL NOT NULL, payload BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS delayed_by_due ON delayed (due);
+CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL);
+"""
+
+#: A row is alive until its ``expires_at`` (NULL: forever); ``:now`` is time.time().
+_ALIVE = "(expires_at IS NULL OR expires_at > :now)"
+_TERMINAL = ", ".join(f"'{state}'" for state in sorted(states.READY_STATES))
+#: Writes a record over a missing or expired one; store() widens it to unready ones.
+_PUT_RESULT = """
+INSERT INTO results (id, state, payload, expires_at) VALUES (:id, :state, :payload, :until)
+ON CONFLICT (id) DO UPDATE SET
+    state = excluded.state, payload = excluded.payload, expires_at = excluded.expires_at
+WHERE results.expires_at <= :now"""
+_EXPIRED_TABLES = ("results", "chords", "flags", "blobs", "revoked", "leases")
+
+
+class SqliteBackend(ResultBackend):
+    """Result backend in the SQLite file at ``path`` (its directory is created).
+
+    ``busy_timeout``: seconds a write waits for another process's transaction to end.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0):
+        self.path = os.path.abspath(path)
+        self.url = f"sqlite:///{self.path}"
+        self._busy_timeout = busy_timeout
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._pid = os.getpid()
+        self._connections: dict[int, sqlite3.Connection] = {}
+        self._inherited: list[dict[int, sqlite3.Connection]] = []
+        self._next_prune = 0.0
+        db = self._conn()
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_SCHEMA)
+
+    # -- connections and transactions -------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection in this process.
+
+        A forked child opens its own and keeps the parent's unused and unclosed: closing
+        an inherited handle would drop the child's own POSIX locks on the file.
+        """
+        if self._pid != os.getpid():
+            self._inherited.append(self._connections)
+            self._connections, self._pid = {}, os.getpid()
+        thread = threading.get_ident()
+        db = self._connections.get(thread)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across process crashes
+            self._connections[thread] = db
+        return db
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the write lock from its first statement."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if time.monotonic() >= self._next_prune:
+                self._prune(db)
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        now = {"now": time.time()}
+        db.execute("DELETE FROM chord_parts WHERE chord_id IN "
+                   "(SELECT id FROM chords WHERE expires_at <= :now)", now)
+        for table in _EXPIRED_TABLES:
+            db.execute(f"DELETE FROM {table} WHERE expires_at <= :now", now)
+        self._next_prune = time.monotonic() + _PRUNE_EVERY
+
+    def _read(self, sql: str, **params: Any) -> list[Any]:
+        return self._conn().execute(sql, {"now": time.time(), **params}).fetchall()
+
+    # -- results ----------------------------------------------------------------------------
+
+    def store(self, task_id: str, state: str, payload: bytes, *,
+              part: ChordPart | None = None, expires: float | None = None) -> StoreOutcome:
+        now = time.time()
+        row = {"id": task_id, "state": state, "payload": payload, "until": _until(now, expires),
+               "now": now}
+        with self._transaction() as db:
+            new = db.execute(f"{_PUT_RESULT} OR results.state NOT IN ({_TERMINAL})",
+                             row).rowcount == 1
+            if part is None:
+                return StoreOutcome(new)
+            return self._record_part(db, part, now, expires, new)
+
+    def store_many(self, records: Sequence[tuple[str, str, bytes]],
+                   expires: float | None = None) -> None:
+        now = time.time()
+        until = _until(now, expires)
+        with self._transaction() as db:
+            db.executemany(_PUT_RESULT, [
+                {"id": task_id, "state": state, "payload": payload, "until": until, "now": now}
+                for task_id, state, payload in records])
+
+    def get_many(self, task_ids: Sequence[str]) -> list[Record | None]:
+        found: dict[str, Record] = {}
+        db = self._conn()
+        for batch in chunked(task_ids, _BATCH):
+            rows = db.execute(f"SELECT id, state, payload FROM results WHERE id IN "
+                              f"({', '.join('?' * len(batch))}) AND "
+                              f"(expires_at IS NULL OR expires_at > ?)", (*batch, time.time()))
+            found.update((task_id, Record(state, payload)) for task_id, state, payload in rows)
+        return [found.get(task_id) for task_id in task_ids]
+
+    def wait(self, task_ids: Sequence[str], timeout: float | None) -> list[Record]:
+        waiting = PendingWait(task_ids, timeout)
+        delay = _POLL_FIRST
+        while True:
+            pending = waiting.pending
+            waiting.offer(pending, self.get_many(pending))
+            if waiting.done:
+                return waiting.records()
+            left = waiting.time_left()
+            time.sleep(delay if left is None else min(delay, left))
+            delay = min(delay * 2, _POLL_MAX)
+
+    def forget(self, task_ids: Iterable[str]) -> None:
+        with self._transaction() as db:
+            db.executemany("DELETE FROM results WHERE id = ?", [(i,) for i in task_ids])
+
+    # -- chords -----------------------------------------------------------------------------
+
+    def chord_init(self, joins: Sequence[tuple[str, int]], expires: float | None = None) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            for join_id, size in joins:
+                _drop_expired_chord(db, join_id, now)
+                db.execute("INSERT OR IGNORE INTO chords (id, size, expires_at) "
+                           "VALUES (?, ?, ?)", (join_id, size, _until(now, expires)))
+
+    def _record_part(self, db: sqlite3.Connection, part: ChordPart, now: float,
+                     expires: float | None, new: bool) -> StoreOutcome:
+        chord = db.execute(f"SELECT size, recorded, fired, failed FROM chords "
+                           f"WHERE id = :id AND {_ALIVE}", {"id": part.join_id, "now": now}
+                           ).fetchone()
+        if chord is None:
+            return StoreOutcome(new, lost=True)
+        size, recorded, fired, failed = chord
+        inserted = db.execute("INSERT OR IGNORE INTO chord_parts VALUES (?, ?, ?)",
+                              (part.join_id, part.index, part.value)).rowcount == 1
+        first_failure, joins = chord_verdict(part, inserted=inserted, size=size,
+                                             recorded=recorded + inserted, fired=fired,
+                                             failed=bool(failed))
+        db.execute("UPDATE chords SET recorded = recorded + :inserted, failed = failed OR :failed,"
+                   " fired = :fired, expires_at = coalesce(:until, expires_at) WHERE id = :id",
+                   {"inserted": inserted, "failed": first_failure, "id": part.join_id,
+                    "fired": part.claimant if joins else fired, "until": _until(now, expires)})
+        if not joins:
+            return StoreOutcome(new, first_failure=first_failure)
+        values = db.execute("SELECT value FROM chord_parts WHERE chord_id = ? ORDER BY idx",
+                            (part.join_id,))
+        return StoreOutcome(new, joined=tuple(value for (value,) in values))
+
+    def chord_values(self, join_id: str) -> dict[int, bytes | None]:
+        rows = self._read(f"SELECT idx, value FROM chord_parts WHERE chord_id = :id AND EXISTS "
+                          f"(SELECT 1 FROM chords WHERE id = :id AND {_ALIVE})", id=join_id)
+        return dict(rows)
+
+    # -- flags and blobs --------------------------------------------------------------------
+
+    def set_flag(self, key: str, expires: float | None = None) -> bool:
+        now = time.time()
+        with self._transaction() as db:
+            return db.execute(
+                "INSERT INTO flags VALUES (:key, :until) ON CONFLICT (key) DO UPDATE SET "
+                "expires_at = excluded.expires_at WHERE flags.expires_at <= :now",
+                {"key": key, "until": _until(now, expires), "now": now}).rowcount == 1
+
+    def has_flag(self, key: str) -> bool:
+        return bool(self._read(f"SELECT 1 FROM flags WHERE key = :key AND {_ALIVE}", key=key))
+
+    def put_blob(self, key: str, data: bytes, expires: float | None = None) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)",
+                       (key, data, _until(time.time(), expires)))
+
+    def get_blob(self, key: str) -> bytes | None:
+        rows = self._read(f"SELECT data FROM blobs WHERE key = :key AND {_ALIVE}", key=key)
+        return rows[0][0] if rows else None
+
+    def delete_blob(self, key: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM blobs WHERE key = ?", (key,))
+
+    # -- revocations ------------------------------------------------------------------------
+
+    def revoke(self, ids: Iterable[str], expires: float | None = None) -> None:
+        until = _until(time.time(), expires)
+        with self._transaction() as db:
+            # A revocation never shortens: keep the later expiry (NULL: never expires).
+            db.executemany(
+                "INSERT INTO revoked VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET expires_at = "
+                "CASE WHEN revoked.expires_at IS NULL OR excluded.expires_at IS NULL THEN NULL "
+                "ELSE max(revoked.expires_at, excluded.expires_at) END",
+                [(revoked_id, until) for revoked_id in ids])
+
+    def revoked(self) -> set[str]:
+        return {revoked_id for (revoked_id,) in
+                self._read(f"SELECT id FROM revoked WHERE {_ALIVE}")}
+
+    # -- delay index ------------------------------------------------------------------------
+
+    def delay_add(self, items: Sequence[tuple[float, str, bytes]]) -> None:
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO delayed (due, key, payload) VALUES (?, ?, ?)",
+                           items)
+
+    def delay_due(self, now: float, lease: float, limit: int) -> list[DelayedMessage]:
+        with self._transaction() as db:
+            rows = db.execute("SELECT key, payload FROM delayed WHERE due <= ? "
+                              "ORDER BY due, key LIMIT ?", (now, limit)).fetchall()
+            db.executemany("UPDATE delayed SET due = ? WHERE key = ?",
+                           [(now + lease, key) for key, _ in rows])
+        return [DelayedMessage(key, payload) for key, payload in rows]
+
+    def delay_done(self, keys: Iterable[str]) -> None:
+        with self._transaction() as db:
+            db.executemany("DELETE FROM delayed WHERE key = ?", [(key,) for key in keys])
+
+    def delay_count(self) -> int:
+        return int(self._read("SELECT count(*) FROM delayed")[0][0])
+
+    # -- leases -----------------------------------------------------------------------------
+
+    def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        now = time.time()
+        with self._transaction() as db:
+            return db.execute(
+                "INSERT INTO leases VALUES (:key, :owner, :until) ON CONFLICT (key) DO UPDATE "
+                "SET owner = excluded.owner, expires_at = excluded.expires_at "
+                "WHERE leases.owner = excluded.owner OR leases.expires_at <= :now",
+                {"key": key, "owner": owner, "until": now + ttl, "now": now}).rowcount == 1
+
+    def release_lease(self, key: str, owner: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close this process's connections (other threads' included)."""
+        if self._pid == os.getpid():
+            connections, self._connections = self._connections, {}
+            for db in connections.values():
+                db.close()
+
+
+def _until(now: float, expires: float | None) -> float | None:
+    return None if expires is None else now + expires
+
+
+def _drop_expired_chord(db: sqlite3.Connection, join_id: str, now: float) -> None:
+    """Delete a chord that expired, parts first, so its id can start a fresh count."""
+    params = {"id": join_id, "now": now}
+    db.execute("DELETE FROM chord_parts WHERE chord_id = :id AND EXISTS "
+               "(SELECT 1 FROM chords WHERE id = :id AND expires_at <= :now)", params)
+    db.execute("DELETE FROM chords WHERE id = :id AND expires_at <= :now", params)

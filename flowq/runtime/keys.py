@@ -1,0 +1,57 @@
+"""Every Redis key and channel flowq uses, in one place, all under one prefix.
+
+The prefix (default ``flowq:``) lets several apps or test runs share a Redis database;
+``redis-cli --scan --pattern 'flowq:*'`` lists everything flowq wrote.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+DEFAULT_PREFIX = "flowq:"
+
+
+@attrs.frozen(slots=True)
+class Keys:
+    """The key names of one prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def result(self, task_id: str) -> str:
+        # string "<state>\n<writer token>\n<payload>", one per task, expiring with result_expires
+        return f"{self.prefix}r:{task_id}"
+
+    def channel(self, task_id: str) -> str:
+        # pub/sub channel: a message on it wakes wait() when task_id's record turns terminal
+        return f"{self.prefix}w:{task_id}"
+
+    def chord(self, join_id: str) -> str:
+        # hash: size, n (parts recorded), fired, failed, and "<index>" -> part per member
+        return f"{self.prefix}c:{join_id}"
+
+    def flag(self, key: str) -> str:
+        # string: a once-only marker (SET NX) holding the token of the call that set it
+        return f"{self.prefix}f:{key}"
+
+    def blob(self, key: str) -> str:
+        # string: a stored workflow, saved group or beat state
+        return f"{self.prefix}b:{key}"
+
+    def lease(self, key: str) -> str:
+        # string holding the owner's id, with the lease's TTL (single beat)
+        return f"{self.prefix}l:{key}"
+
+    @property
+    def revoked(self) -> str:
+        # sorted set: revoked id -> unix time it expires at (+inf: never)
+        return f"{self.prefix}revoked"
+
+    @property
+    def delay_due(self) -> str:
+        # sorted set: delayed message key -> unix time it is due (or its claim ends)
+        return f"{self.prefix}delay:due"
+
+    @property
+    def delay_payloads(self) -> str:
+        # hash: delayed message key -> the message to publish when due
+        return f"{self.prefix}delay:msg"
