@@ -1,0 +1,123 @@
+"""The ``flowq`` command line: thin wrappers that parse arguments and call the runtime.
+
+Errors print one line (no traceback unless ``--traceback``) and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from flowq.exceptions import FlowqError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 69
+
+
+class CliError(click.ClickException):
+    """An error shown as one line."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.exit_code = code
+
+
+def load_object(path: str) -> Any:
+    """Import ``module[:attr.attr]`` (the current directory is on the path)."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module_name, _, attr = path.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CliError(f"cannot import {module_name!r}: {exc}", EXIT_USAGE) from None
+    for part in filter(None, attr.split(".")):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise CliError(f"{module_name!r} has no attribute {attr!r}", EXIT_USAGE) from None
+    return target
+
+
+def load_app(path: str | None) -> Any:
+    """The app named by ``-A module[:attr]``; a module's ``app`` or only Flowq instance."""
+    from flowq.app import Flowq
+
+    if not path:
+        raise CliError("no app given: use flowq -A module[:attr] ... (e.g. -A tasks:app)",
+                       EXIT_USAGE)
+    found = load_object(path)
+    if isinstance(found, Flowq):
+        return found
+    if ":" not in path:
+        apps = [v for v in vars(found).values() if isinstance(v, Flowq)]
+        if hasattr(found, "app") and isinstance(found.app, Flowq):
+            return found.app
+        if len(apps) == 1:
+            return apps[0]
+    raise CliError(f"{path!r} is not a flowq app (expected a Flowq instance, e.g. -A tasks:app)",
+                   EXIT_USAGE)
+
+
+def run_guarded(ctx: click.Context, action: Callable[[], Any]) -> Any:
+    """Run ``action``; turn flowq errors into one clean line unless --traceback."""
+    try:
+        return action()
+    except (CliError, click.exceptions.Exit, click.Abort):
+        raise
+    except (FlowqError, OSError) as exc:
+        if ctx.find_root().params.get("traceback"):
+            raise
+        from flowq.exceptions import BackendUnavailable, BrokerUnavailable
+
+        code = EXIT_UNAVAILABLE if isinstance(exc, (BrokerUnavailable, BackendUnavailable,
+                                                    OSError)) else EXIT_FAILURE
+        raise CliError(f"{type(exc).__name__}: {exc}", code) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-A", "--app", "app_path", envvar="FLOWQ_APP",
+              help="The app: module[:attr], e.g. tasks:app.")
+@click.option("--traceback", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="flowq")
+@click.pass_context
+def main(ctx: click.Context, app_path: str | None, traceback: bool) -> None:
+    """flowq: run and inspect workflows of background tasks.
+
+    \b
+    Examples:
+      flowq -A tasks:app worker -c 2
+      flowq -A tasks:app call tasks.add --args '[2, 2]'
+      flowq -A tasks:app result 5f0c...
+      flowq graph examples.workflows.pipeline:workflow --format mermaid
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["app_path"] = app_path
+
+
+def app_from(ctx: click.Context) -> Any:
+    return load_app(ctx.obj.get("app_path"))
+
+
+def split_list(value: str | None) -> list[str] | None:
+    return [q.strip() for q in value.split(",") if q.strip()] if value else None
+
+
+def parse_json(text: str, option: str, kind: type) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"{option} is not valid JSON: {exc}", EXIT_USAGE) from None
+    if not isinstance(value, kind):
+        raise CliError(f"{option} must be a JSON {'list' if kind is list else 'object'}",
+                       EXIT_USAGE)
+    return value
+
+
+# Command modules register themselves on ``main`` when imported.
+from flowq.cli import calls, graph, purge, worker  # noqa: E402,F401
