@@ -272,7 +272,7 @@ class _Builder:
               inherited: FrozenDict[str, Any], entry: FrozenDict[str, Any],
               call: Mapping[str, Any], deferred: bool) -> int:
         options = dict(inherited)
-        if input is None and not deferred:
+        if not deferred:  # entry options reach a composite's first steps (input or not)
             options.update(entry)
         options.update((k, v) for k, v in sig.options.items() if k not in ("link", "link_error"))
         options.update((k, v) for k, v in call.items()
@@ -340,8 +340,7 @@ class _Builder:
                 call: Mapping[str, Any], deferred: bool) -> int:
         template = fan.task
         options = dict(inherited)
-        if input is None:
-            options.update(entry)
+        options.update(entry)
         options.update((k, v) for k, v in template.options.items() if k not in NOT_PROPAGATED)
         options.update((k, v) for k, v in call.items()
                        if k not in NOT_PROPAGATED or (k in ENTRY and input is None))

@@ -201,7 +201,8 @@ class Signature(Canvas):
     def partial(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Signature:
         if self.immutable or not (args or kwargs):
             return self
-        return attrs.evolve(self, args=tuple(args) + self.args, kwargs=self.kwargs.merged(kwargs))
+        return attrs.evolve(self, args=tuple(args) + self.args,
+                            kwargs=self.kwargs.merged(freeze(kwargs)))
 
     def replace(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
                 options: Mapping[str, Any] | None = None) -> Signature:

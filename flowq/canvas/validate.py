@@ -42,7 +42,7 @@ def validate(workflow: Workflow, lookup: Callable[[str], TaskInfo | None],
     problem (``app.validate``); without it, unknown names are allowed (a worker may know
     them, as with ``send_task``) and only tasks found are checked.
     """
-    problems: list[tuple[str, str]] = []
+    problems = _duplicate_ids(workflow)
     for position, node in enumerate(workflow.nodes):
         if node.kind == JOIN:
             continue
@@ -62,6 +62,24 @@ def validate(workflow: Workflow, lookup: Callable[[str], TaskInfo | None],
         arity = _arity_problem(node, info)
         if arity:
             problems.append((where, arity))
+    return problems
+
+
+def _duplicate_ids(workflow: Workflow) -> list[tuple[str, str]]:
+    """Explicit ``task_id``s used twice: the second node's result would be dropped as a
+    duplicate delivery and everything after it would wait forever."""
+    problems: list[tuple[str, str]] = []
+    first = workflow.nodes[0]
+    owner = {workflow.seed: first.path or "node #0"}
+    for position, node in enumerate(workflow.nodes[1:], 1):
+        if node.task_id is None:
+            continue
+        path = node.path or f"node #{position}"
+        if node.task_id in owner:
+            problems.append((path, f"task id {node.task_id!r} is already the id of "
+                                   f"{owner[node.task_id]}; every node needs its own"))
+        else:
+            owner[node.task_id] = path
     return problems
 
 

@@ -62,11 +62,9 @@ class _Table:
 
 
 def _key(value: Any) -> Any:
-    try:
-        hash(value)
-        return value
-    except TypeError:
-        return json.dumps(value, sort_keys=True, default=str)
+    # Interned by encoded form: 1, 1.0 and True are equal in Python but not in JSON, so
+    # keying on the value itself would turn {"x": True} into {"x": 1} on the wire.
+    return json.dumps(_plain(value), sort_keys=True, default=str)
 
 
 def encode(workflow: Workflow) -> dict[str, Any]:
@@ -167,6 +165,13 @@ def _list(value: Any, field: str) -> list[Any]:
 
 def decode(data: Any, max_nodes: int = 1_000_000) -> Workflow:
     """Validate and decode an encoding produced by :func:`encode`."""
+    try:
+        return _decode(data, max_nodes)
+    except RecursionError:  # arguments nested deeper than freezing them allows
+        raise MalformedCanvas("workflow: values nested too deeply") from None
+
+
+def _decode(data: Any, max_nodes: int) -> Workflow:
     if not isinstance(data, dict):
         raise MalformedCanvas(f"workflow: expected an object, got {type(data).__name__}")
     version = data.get("v")
@@ -174,7 +179,7 @@ def decode(data: Any, max_nodes: int = 1_000_000) -> Workflow:
         what = "missing" if version is None else f"version {version!r} is not supported"
         raise _fail("v", f"{what} (this flowq reads version {VERSION})")
     for field in _list(data.get("crit", []), "crit"):
-        if field not in KNOWN_FIELDS:
+        if not isinstance(field, str) or field not in KNOWN_FIELDS:
             raise _fail("crit", f"required field {field!r} is not understood by this flowq")
     seed = data.get("seed")
     if not isinstance(seed, str) or not seed:
@@ -215,7 +220,7 @@ def _explicit_ids(value: Any, count: int) -> dict[int, str]:
         raise _fail("ids", f"expected an object, got {type(value).__name__}")
     out = {}
     for key, task_id in value.items():
-        if not key.isdigit():
+        if not isinstance(key, str) or not key.isdecimal():
             raise _fail(f"ids[{key!r}]", "keys are node positions")
         position = _int(int(key), f"ids[{key!r}]", 0, count)
         if not isinstance(task_id, str) or not task_id:
@@ -233,7 +238,7 @@ def _node(row: Any, position: int, tables: tuple[list[Any], ...], task_id: str |
     if not row:
         raise _fail(field, "empty row")
     code = row[0]
-    if code not in _KINDS or isinstance(code, bool):
+    if not isinstance(code, int) or isinstance(code, bool) or code not in _KINDS:
         raise _fail(f"{field}[0]", f"unknown node kind {code!r}")
     if _KINDS[code] == JOIN:
         return _join(row, position, task_id, member_of, field)

@@ -29,7 +29,11 @@ def broker_url(conf: Settings) -> str:
 def connect(conf: Settings, url: str | None = None) -> Connection:
     """A new (lazy) kombu connection to the broker."""
     url = url or broker_url(conf)
-    options: dict[str, Any] = dict(conf.broker_transport_options)
+    options: dict[str, Any] = {
+        # bounded connection retries: an unreachable broker is an error, not a hang
+        "max_retries": conf.broker_connection_max_retries if conf.broker_connection_retry else 0,
+        "interval_start": 0.1, "interval_step": 0.5, "interval_max": 2.0,
+        **conf.broker_transport_options}
     kwargs: dict[str, Any] = {}
     scheme = url.split("://", 1)[0]
     if scheme == "sqlite":

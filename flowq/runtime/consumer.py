@@ -39,6 +39,7 @@ from flowq.runtime.advance import At
 from flowq.runtime.execute import FAILURE, MALFORMED, REJECT, SUCCESS, Outcome, short
 from flowq.runtime.message import Request, parse
 from flowq.runtime.pool import Pool
+from flowq.runtime.ratelimit import RateLimits
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
@@ -59,6 +60,7 @@ class Job:
     generation: int
     received: float = attrs.field(factory=time.monotonic)
     started: float | None = None
+    handle: Any = None  # the pool's handle on the running job (to terminate it)
 
 
 class Intake:
@@ -71,7 +73,9 @@ class Intake:
         self.hostname = hostname
         self.revoked = revoked
         self.buffer: deque[Job] = deque()
+        self.held: deque[Job] = deque()  # waiting for their task's rate limit
         self.active: dict[str, Job] = {}
+        self.limits = RateLimits()
         self.finished: queue.SimpleQueue[tuple[Job, Outcome | None, BaseException | None]] = (
             queue.SimpleQueue())
         self.generation = 0  # bumped on reconnect: older delivery tags are dead
@@ -104,25 +108,62 @@ class Intake:
         self.buffer.append(job)
 
     def pump(self, stopping: bool) -> None:
-        """Hand buffered messages to free pool processes."""
-        while self.buffer and len(self.active) < self.pool.concurrency and not stopping:
+        """Hand messages to free pool processes: rate-limited ones first when their
+        bucket allows, then the buffer in arrival order."""
+        if stopping:
+            return
+        still_held: deque[Job] = deque()
+        while self.held and self._free():
+            job = self.held.popleft()
+            if self._allowed(job):
+                self._dispatch(job)
+            else:
+                still_held.append(job)
+        still_held.extend(self.held)
+        self.held = still_held
+        while self.buffer and self._free():
             job = self.buffer.popleft()
-            reason = self.revoked(job.request)
-            if reason:
-                self.settle_revoked(job, reason)
-                continue
-            if not job.late_ack:
-                self._ack(job)
-            job.started = time.monotonic()
-            self.active[job.request.id] = job
+            if self._allowed(job):
+                self._dispatch(job)
+            else:
+                self.held.append(job)
+
+    def _free(self) -> bool:
+        return len(self.active) < self.pool.concurrency
+
+    def _allowed(self, job: Job) -> bool:
+        task = self.app.tasks.get(job.request.task)
+        return self.limits.allow(job.request.task, task.rate_limit if task else None)
+
+    def _dispatch(self, job: Job) -> None:
+        reason = self.revoked(job.request)
+        if reason:
+            self.settle_revoked(job, reason)
+            return
+        if not job.late_ack:
+            self._ack(job)
+        job.started = time.monotonic()
+        self.active[job.request.id] = job
+        request = job.request
+        payload = (dict(request.headers), request.body, request.content_type,
+                   request.content_encoding, job.late_ack,
+                   dict(job.message.delivery_info or {}), self.hostname)
+        job.handle = self.pool.apply(
+            payload, lambda outcome, job=job: self.finished.put((job, outcome, None)),
+            lambda error, job=job: self.finished.put((job, None, error)),
+            self._soft_limit(request), self._hard_limit(request))
+
+    def terminate(self, task_ids: set[str], signum: int) -> list[str]:
+        """Kill the processes running any of ``task_ids`` (or their workflows)."""
+        killed = []
+        for job in list(self.active.values()):
             request = job.request
-            payload = (dict(request.headers), request.body, request.content_type,
-                       request.content_encoding, job.late_ack,
-                       dict(job.message.delivery_info or {}), self.hostname)
-            self.pool.apply(payload,
-                            lambda outcome, job=job: self.finished.put((job, outcome, None)),
-                            lambda error, job=job: self.finished.put((job, None, error)),
-                            self._soft_limit(request), self._hard_limit(request))
+            if (request.id in task_ids or request.root_id in task_ids) and job.handle is not None:
+                terminate = getattr(job.handle, "terminate", None)
+                if terminate is not None:
+                    terminate(signum)
+                    killed.append(request.id)
+        return killed
 
     def _soft_limit(self, request: Request) -> float | None:
         if request.soft_time_limit is not None:
@@ -190,6 +231,10 @@ class Intake:
             log.error("Hard time limit (%ss) exceeded for %s[%s]", self._hard_limit(request),
                       request.task, request.id)
         elif isinstance(error, pool_errors.WorkerLostError):
+            reason = self.revoked(request)
+            if reason:  # terminated on purpose by a revoke
+                self.settle_revoked(job, reason, terminated=True)
+                return
             if job.late_ack and reject_on_lost:
                 log.warning("Process running %s[%s] died; message requeued",
                             request.task, request.id)
@@ -224,10 +269,12 @@ class Intake:
 
     # -- special outcomes --------------------------------------------------------------------
 
-    def settle_revoked(self, job: Job, reason: str) -> None:
+    def settle_revoked(self, job: Job, reason: str, terminated: bool = False) -> None:
+        """Record REVOKED (``reason``: revoked or expired) and fail what waits on it."""
         request = job.request
-        log.info("Task %s[%s] %s: not run", request.task, request.id, reason)
-        self._fail(job, TaskRevokedError(f"task {request.task}[{request.id}] {reason}"),
+        what = f"{reason} and terminated" if terminated else f"{reason} (not run)"
+        log.info("Task %s[%s] %s", request.task, request.id, what)
+        self._fail(job, TaskRevokedError(f"task {request.task}[{request.id}] {what}"),
                    states.REVOKED)
         self._ack(job)
 
@@ -268,15 +315,17 @@ class Intake:
     def requeue_buffered(self) -> int:
         """Give every message not yet started back to the broker (warm shutdown)."""
         count = 0
-        while self.buffer:
-            self._requeue(self.buffer.popleft())
-            count += 1
+        for waiting in (self.held, self.buffer):
+            while waiting:
+                self._requeue(waiting.popleft())
+                count += 1
         return count
 
     def forget_connection(self) -> None:
         """The connection died: its delivery tags are void and the broker redelivers."""
         self.generation += 1
         self.buffer.clear()
+        self.held.clear()
 
 
 def _safe(action: Callable[[], Any]) -> None:

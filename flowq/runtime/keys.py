@@ -33,6 +33,10 @@ class Keys:
         # string: a once-only marker (SET NX) holding the token of the call that set it
         return f"{self.prefix}f:{key}"
 
+    def counter(self, key: str) -> str:
+        # integer: how many times something happened (deliveries of one message)
+        return f"{self.prefix}n:{key}"
+
     def blob(self, key: str) -> str:
         # string: a stored workflow, saved group or beat state
         return f"{self.prefix}b:{key}"

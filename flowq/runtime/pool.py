@@ -66,6 +66,10 @@ class Pool:
     def pids(self) -> list[int]:
         return [os.getpid()]
 
+    def resize(self, size: int) -> None:
+        """Change the number of processes (threads) to ``size``."""
+        raise NotImplementedError(f"the {type(self).__name__} cannot be resized")
+
     def stop(self) -> None:
         """Finish running jobs and stop."""
 
@@ -97,6 +101,13 @@ class PreforkPool(Pool):
 
     def pids(self) -> list[int]:
         return [p.pid for p in self._pool._pool] if self._pool else []
+
+    def resize(self, size: int) -> None:
+        if size > self.concurrency:
+            self._pool.grow(size - self.concurrency)
+        elif size < self.concurrency:
+            self._pool.shrink(self.concurrency - size)
+        self.concurrency = size
 
     def stop(self) -> None:
         if self._pool is not None:

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from kombu import Consumer
 
-from flowq.runtime import broker
+from flowq.runtime import broker, remote
 from flowq.runtime.consumer import Intake
+from flowq.runtime.control import mailbox
 from flowq.runtime.message import Request
 from flowq.runtime.pool import Pool, make_pool
 from flowq.runtime.publisher import decode_delayed
@@ -75,6 +76,9 @@ class Worker:
         self.cold = False
         self.connection: Any = None
         self.consumer: Any = None
+        self.control: Any = None
+        self.started_at = time.monotonic()
+        self._prefetch_applied = self.prefetch
         self._next_sweep = 0.0
         self._next_revoked = 0.0
 
@@ -106,14 +110,46 @@ class Worker:
         self.connection = broker.connect(self.app.conf)
         self.connection.ensure_connection(max_retries=3)
         channel = self.connection.channel()
-        max_priority = self.app.conf.task_queue_max_priority
-        queues = [broker.task_queue(q, max_priority) for q in self.queues]
         for name in self.queues:
             broker.dead_letter_queue(name).bind(channel).declare()
         self.intake.channel = channel
-        self.consumer = Consumer(channel, queues, on_message=self.intake.on_message,
-                                 no_ack=False, prefetch_count=self.prefetch)
+        self.consumer = Consumer(channel, [self._queue(q) for q in self.queues],
+                                 on_message=self.intake.on_message, no_ack=False,
+                                 prefetch_count=self.prefetch)
+        self._prefetch_applied = self.prefetch
         self.consumer.consume()
+        node = mailbox(self.app)(self.connection).Node(
+            self.hostname, state=self, handlers=remote.HANDLERS,
+            channel=self.connection.channel())
+        self.control = node.listen(callback=node.handle_message)
+
+    def _queue(self, name: str) -> Any:
+        return broker.task_queue(name, self.app.conf.task_queue_max_priority)
+
+    def add_queue(self, name: str) -> None:
+        """Start consuming from ``name`` too (remote control ``add_consumer``)."""
+        self.queues.append(name)
+        broker.dead_letter_queue(name).bind(self.intake.channel).declare()
+        self.consumer.add_queue(self._queue(name))
+        self.consumer.consume()
+
+    def cancel_queue(self, name: str) -> None:
+        """Stop consuming from ``name`` (remote control ``cancel_consumer``)."""
+        self.queues.remove(name)
+        self.consumer.cancel_by_queue(name)
+
+    def resize_pool(self, delta: int) -> None:
+        """Grow or shrink the pool by ``delta`` processes (at least one stays)."""
+        self.pool.resize(max(1, self.pool.concurrency + delta))
+        self.concurrency = self.pool.concurrency
+
+    def _apply_prefetch(self) -> None:
+        """Widen the prefetch window by the messages a rate limit holds back, so they do
+        not starve other tasks of deliveries."""
+        wanted = self.prefetch + len(self.intake.held)
+        if wanted != self._prefetch_applied and self.consumer is not None:
+            self.consumer.qos(prefetch_count=wanted)
+            self._prefetch_applied = wanted
 
     def _loop(self) -> None:
         while not self.cold:
@@ -121,13 +157,14 @@ class Worker:
                 self._begin_warm_shutdown()
             if self.warm and not self.intake.active:
                 return
-            busy = bool(self.intake.active or self.intake.buffer)
+            busy = bool(self.intake.active or self.intake.buffer or self.intake.held)
             try:
                 self.connection.drain_events(timeout=0.002 if busy else 0.1)
             except socket.timeout:
                 pass
             self.intake.collect()
             self.intake.pump(self.warm)
+            self._apply_prefetch()
             self._housekeeping()
 
     def _housekeeping(self) -> None:
@@ -202,11 +239,12 @@ class Worker:
                     signal.Signals(signum).name, len(self.intake.active))
 
     def _begin_warm_shutdown(self) -> None:
-        try:
-            self.consumer.cancel()
-        except Exception:  # noqa: BLE001 - the connection may already be gone
-            pass
-        self.consumer = None
+        for consumer in (self.consumer, self.control):
+            try:
+                consumer.cancel()
+            except Exception:  # noqa: BLE001 - the connection may already be gone
+                pass
+        self.consumer = self.control = None
         returned = self.intake.requeue_buffered()
         if returned:
             log.info("Returned %d unstarted message(s) to the broker", returned)
@@ -228,7 +266,7 @@ class Worker:
             except Exception:  # noqa: BLE001 - closing a dead connection
                 pass
             self.connection = None
-            self.consumer = None
+            self.consumer = self.control = None
 
     # -- display ----------------------------------------------------------------------------
 

@@ -149,6 +149,14 @@ class ResultBackend(abc.ABC):
     def has_flag(self, key: str) -> bool:
         """Whether ``key`` is set."""
 
+    @abc.abstractmethod
+    def incr(self, key: str, expires: float | None = None) -> int:
+        """Add one to the counter ``key`` (created at 0) and return the new value.
+
+        Counts deliveries of a message, durably across worker restarts. A retry after a
+        lost reply may count twice; counters are for bounds, not for exactly-once.
+        """
+
     # -- blobs: workflows stored by content hash, saved groups, beat state ---------------
 
     @abc.abstractmethod

@@ -84,6 +84,7 @@ class MemoryBackend(ResultBackend):
         self._results: _Expiring[Record] = _Expiring()
         self._chords: _Expiring[_Chord] = _Expiring()
         self._flags: _Expiring[bool] = _Expiring()
+        self._counters: _Expiring[int] = _Expiring()
         self._blobs: _Expiring[bytes] = _Expiring()
         self._revoked: dict[str, float] = {}  # id -> monotonic deadline (inf: never)
         self._leases: _Expiring[str] = _Expiring()
@@ -178,6 +179,12 @@ class MemoryBackend(ResultBackend):
     def has_flag(self, key: str) -> bool:
         with self._cond:
             return bool(self._flags.get(key))
+
+    def incr(self, key: str, expires: float | None = None) -> int:
+        with self._cond:
+            value = (self._counters.get(key) or 0) + 1
+            self._counters.set(key, value, expires)
+            return value
 
     def put_blob(self, key: str, data: bytes, expires: float | None = None) -> None:
         with self._cond:

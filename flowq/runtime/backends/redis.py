@@ -240,6 +240,14 @@ class RedisBackend(ResultBackend):
         return bool(self._client.exists(self.keys.flag(key)))
 
     @_retried
+    def incr(self, key: str, expires: float | None = None) -> int:
+        pipe = self._client.pipeline(transaction=True)
+        pipe.incr(self.keys.counter(key))
+        if expires is not None:
+            pipe.pexpire(self.keys.counter(key), _ms(expires))
+        return int(pipe.execute()[0])
+
+    @_retried
     def put_blob(self, key: str, data: bytes, expires: float | None = None) -> None:
         self._client.set(self.keys.blob(key), data, px=_ms(expires))
 

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS chord_parts (
     chord_id TEXT NOT NULL, idx INTEGER NOT NULL, value BLOB,  -- NULL: the member failed
     PRIMARY KEY (chord_id, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS flags (key TEXT PRIMARY KEY, expires_at REAL);
+CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires_at REAL);
 CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL, expires_at REAL);
 CREATE TABLE IF NOT EXISTS revoked (id TEXT PRIMARY KEY, expires_at REAL);
 CREATE TABLE IF NOT EXISTS delayed (key TEXT PRIMARY KEY, due REAL NOT NULL, payload BLOB NOT NULL);
@@ -228,6 +229,17 @@ class SqliteBackend(ResultBackend):
 
     def has_flag(self, key: str) -> bool:
         return bool(self._read(f"SELECT 1 FROM flags WHERE key = :key AND {_ALIVE}", key=key))
+
+    def incr(self, key: str, expires: float | None = None) -> int:
+        now = time.time()
+        with self._transaction() as db:
+            # an expired counter starts again from 1
+            row = db.execute(
+                "INSERT INTO counters VALUES (:key, 1, :until) ON CONFLICT (key) DO UPDATE SET "
+                "value = CASE WHEN counters.expires_at <= :now THEN 1 ELSE counters.value + 1 END,"
+                " expires_at = excluded.expires_at RETURNING value",
+                {"key": key, "until": _until(now, expires), "now": now}).fetchone()
+            return int(row[0])
 
     def put_blob(self, key: str, data: bytes, expires: float | None = None) -> None:
         with self._transaction() as db:

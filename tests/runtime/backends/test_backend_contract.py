@@ -293,6 +293,14 @@ def test_racing_processes_complete_the_chord_exactly_once(
 # -- flags and blobs ------------------------------------------------------------------------
 
 
+def test_a_counter_counts_from_one_and_expires(backend: ResultBackend) -> None:
+    assert [backend.incr("n", expires=LONG) for _ in range(3)] == [1, 2, 3]
+    assert backend.incr("other") == 1
+    backend.incr("short", expires=0.2)
+    time.sleep(0.5)
+    assert backend.incr("short", expires=0.2) == 1
+
+
 def test_a_flag_is_set_once(backend: ResultBackend) -> None:
     assert not backend.has_flag("f")
     assert backend.set_flag("f", expires=LONG)

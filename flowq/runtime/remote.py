@@ -1,0 +1,193 @@
+"""Remote-control commands a worker answers (the worker side of ``app.control``).
+
+Commands arrive on the worker's own queue of the ``flowq.pidbox`` fanout exchange
+(kombu's Mailbox); each handler gets the worker and the command's arguments and
+returns a JSON-able reply. Adding a command means adding a function here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal as signals
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flowq.exceptions import ConfigurationError
+from flowq.runtime import broker
+from flowq.runtime.ratelimit import parse_rate
+
+if TYPE_CHECKING:
+    from flowq.runtime.worker import Worker
+
+log = logging.getLogger("flowq.worker")
+
+Handler = Callable[..., Any]
+HANDLERS: dict[str, Handler] = {}
+
+
+def command(fn: Handler) -> Handler:
+    """Register ``fn`` as the handler of the command of the same name."""
+    HANDLERS[fn.__name__] = fn
+    return fn
+
+
+def _ok(message: str) -> dict[str, str]:
+    return {"ok": message}
+
+
+def _describe(job: Any) -> dict[str, Any]:
+    request = job.request
+    return {"id": request.id, "name": request.task, "root_id": request.root_id,
+            "retries": request.retries, "queue": job.queue,
+            "time_start": None if job.started is None else time.time() - (
+                time.monotonic() - job.started),
+            "acknowledged": job.message.acknowledged}
+
+
+# -- control ---------------------------------------------------------------------------------
+
+
+@command
+def ping(worker: Worker) -> str:
+    return "pong"
+
+
+@command
+def revoke(worker: Worker, task_id: str | list[str], terminate: bool = False,
+           signal: str = "SIGTERM") -> dict[str, Any]:
+    """Forget queued ids at once; with ``terminate``, kill the processes running them."""
+    ids = {task_id} if isinstance(task_id, str) else set(task_id)
+    worker.revoked_ids |= ids
+    killed: list[str] = []
+    if terminate:
+        killed = worker.intake.terminate(ids, _signal_number(signal))
+    return _ok(f"revoked {len(ids)} id(s)" + (f", terminated {len(killed)}" if killed else ""))
+
+
+def _signal_number(name: str | int) -> int:
+    if isinstance(name, int):
+        return name
+    try:
+        return int(signals.Signals[name if name.startswith("SIG") else f"SIG{name}"])
+    except KeyError:
+        raise ConfigurationError(f"unknown signal {name!r}") from None
+
+
+@command
+def terminate(worker: Worker, task_id: str | list[str], signal: str = "SIGTERM") -> Any:
+    return revoke(worker, task_id, terminate=True, signal=signal)
+
+
+@command
+def rate_limit(worker: Worker, task_name: str, rate_limit: str | float | None) -> Any:
+    """Change a task's rate limit in this worker (None or 0: no limit)."""
+    if task_name not in worker.app.tasks:
+        return {"error": f"unknown task {task_name!r}"}
+    parse_rate(rate_limit)  # reject nonsense before changing anything
+    worker.intake.limits.set(task_name, rate_limit)
+    return _ok(f"rate limit of {task_name} set to {rate_limit or 'none'}")
+
+
+@command
+def time_limit(worker: Worker, task_name: str, soft: float | None = None,
+               hard: float | None = None) -> Any:
+    """Change a task's soft and hard time limits in this worker."""
+    task = worker.app.tasks.get(task_name)
+    if task is None:
+        return {"error": f"unknown task {task_name!r}"}
+    if soft is not None and hard is not None and soft > hard:
+        return {"error": f"soft limit {soft} is greater than hard limit {hard}"}
+    task.soft_time_limit, task.time_limit = soft, hard
+    return _ok(f"time limits of {task_name} set to soft={soft} hard={hard}")
+
+
+@command
+def add_consumer(worker: Worker, queue: str) -> Any:
+    if queue in worker.queues:
+        return _ok(f"already consuming from {queue}")
+    worker.add_queue(queue)
+    return _ok(f"now consuming from {queue}")
+
+
+@command
+def cancel_consumer(worker: Worker, queue: str) -> Any:
+    if queue not in worker.queues:
+        return {"error": f"not consuming from {queue}"}
+    worker.cancel_queue(queue)
+    return _ok(f"no longer consuming from {queue}")
+
+
+@command
+def pool_grow(worker: Worker, n: int = 1) -> Any:
+    worker.resize_pool(+n)
+    return _ok(f"pool size is now {worker.pool.concurrency}")
+
+
+@command
+def pool_shrink(worker: Worker, n: int = 1) -> Any:
+    worker.resize_pool(-n)
+    return _ok(f"pool size is now {worker.pool.concurrency}")
+
+
+@command
+def shutdown(worker: Worker) -> Any:
+    log.info("Warm shutdown requested by remote control")
+    worker.warm = True
+    return _ok("shutting down")
+
+
+# -- inspection ------------------------------------------------------------------------------
+
+
+@command
+def active(worker: Worker) -> list[dict[str, Any]]:
+    """Tasks running now."""
+    return [_describe(job) for job in worker.intake.active.values()]
+
+
+@command
+def reserved(worker: Worker) -> list[dict[str, Any]]:
+    """Tasks taken from the broker but not started (buffered or held by a rate limit)."""
+    return [_describe(job) for job in (*worker.intake.held, *worker.intake.buffer)]
+
+
+@command
+def scheduled(worker: Worker) -> dict[str, Any]:
+    """Delayed tasks: they wait in the result backend's delay index, not in workers."""
+    return {"delayed_in_backend": worker.app.runtime.backend.delay_count()}
+
+
+@command
+def registered(worker: Worker) -> list[str]:
+    return sorted(worker.app.tasks)
+
+
+@command
+def revoked(worker: Worker) -> list[str]:
+    return sorted(worker.revoked_ids)
+
+
+@command
+def active_queues(worker: Worker) -> list[dict[str, Any]]:
+    return [{"name": name, "dead_letter": name + broker.DEAD_LETTER_SUFFIX}
+            for name in worker.queues]
+
+
+@command
+def stats(worker: Worker) -> dict[str, Any]:
+    intake = worker.intake
+    return {"hostname": worker.hostname, "pid": os.getpid(),
+            "uptime": round(time.monotonic() - worker.started_at, 3),
+            "pool": {"kind": worker.pool_kind, "concurrency": worker.pool.concurrency,
+                     "processes": worker.pool.pids()},
+            "prefetch_count": worker.prefetch, "broker": broker.describe(worker.app.conf),
+            "counts": dict(intake.counts), "rate_limits": intake.limits.limits()}
+
+
+@command
+def conf(worker: Worker) -> dict[str, Any]:
+    """The worker's effective settings (passwords masked)."""
+    return {k: v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else repr(v)
+            for k, v in worker.app.conf.as_dict().items()}
