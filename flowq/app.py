@@ -68,6 +68,9 @@ class Flowq:
         self._runtime_pid: int | None = None
         self._lock = threading.Lock()
         _state.set_current_app(self)
+        from flowq.runtime import builtins
+
+        builtins.register(self)
 
     # -- configuration ------------------------------------------------------------------
 

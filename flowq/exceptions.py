@@ -22,7 +22,7 @@
     ├── WorkflowError
     │   └── InvalidWorkflow           a canvas that cannot run; names the node's path
     ├── TaskOutcome                   raised inside tasks to steer the worker
-    │   ├── Retry, Reject, Ignore
+    │   ├── Retry, Reject, Ignore, Replace
     │   ├── SoftTimeLimitExceeded, TimeLimitExceeded
     │   └── WorkerLostError
     ├── TaskError                     how failures of other tasks surface
@@ -144,12 +144,22 @@ class TaskOutcome(FlowqError):
 
 
 class Retry(TaskOutcome):
-    """The task asked to be retried (``self.retry()`` raises this)."""
+    """The task asked to be retried (``self.retry()`` raises this).
+
+    ``when`` is the countdown in seconds, or ``eta`` an absolute time; ``args``,
+    ``kwargs`` and ``options`` replace the original call's when given.
+    """
 
     def __init__(self, message: str | None = None, exc: BaseException | None = None,
-                 when: float | None = None):
+                 when: float | None = None, eta: Any = None,
+                 args: tuple[Any, ...] | None = None, kwargs: dict[str, Any] | None = None,
+                 options: dict[str, Any] | None = None):
         self.exc = exc
         self.when = when
+        self.eta = eta
+        self.retry_args = args
+        self.retry_kwargs = kwargs
+        self.options = options or {}
         super().__init__(message or f"Retry in {when}s" + (f": {exc!r}" if exc else ""))
 
 
@@ -164,6 +174,14 @@ class Reject(TaskOutcome):
 
 class Ignore(TaskOutcome):
     """Ack the message and record nothing; the task's state stays as it was."""
+
+
+class Replace(TaskOutcome):
+    """The task replaced itself with another workflow (``self.replace(sig)`` raises this)."""
+
+    def __init__(self, replacement: Any):
+        self.replacement = replacement
+        super().__init__(f"replaced by {replacement!r}")
 
 
 class SoftTimeLimitExceeded(TaskOutcome, _pool.SoftTimeLimitExceeded):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 import attrs
 
 from flowq.canvas.signature import Signature
-from flowq.exceptions import ConfigurationError, MaxRetriesExceededError, Retry
+from flowq.exceptions import ConfigurationError, MaxRetriesExceededError, Replace, Retry
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
@@ -71,6 +71,8 @@ class Context:
     called_directly: bool = True
     delivery_info: dict[str, Any] = attrs.Factory(dict)
     timelimit: tuple[float | None, float | None] = (None, None)
+    #: the runtime executing this request (a worker's, or an eager run's); internal
+    runtime: Any = attrs.field(default=None, repr=False, eq=False)
 
 
 class _RequestStack(threading.local):
@@ -198,14 +200,20 @@ class Task(Generic[P, R]):
                 + (f": {type(exc).__name__}: {exc}" if exc else ""), exc) from exc
         if countdown is None and eta is None:
             countdown = self.default_retry_delay
-        error = Retry(exc=exc, when=countdown)
-        error.eta = eta  # type: ignore[attr-defined]
-        error.args_override = None if args is None else tuple(args)  # type: ignore[attr-defined]
-        error.kwargs_override = None if kwargs is None else dict(kwargs)  # type: ignore[attr-defined]
-        error.options = options  # type: ignore[attr-defined]
+        error = Retry(exc=exc, when=countdown, eta=eta,
+                      args=None if args is None else tuple(args),
+                      kwargs=None if kwargs is None else dict(kwargs), options=options)
         if throw:
             raise error
         return error
+
+    def replace(self, sig: Any) -> None:
+        """Replace the running task with the workflow ``sig`` (Celery's ``Task.replace``).
+
+        The task's result becomes ``sig``'s result and its place in any enclosing
+        workflow is kept: what waits on this task waits on ``sig`` instead.
+        """
+        raise Replace(sig)
 
     def backoff_delay(self, retries: int) -> float:
         """Seconds before automatic retry number ``retries + 1`` (exponential, capped)."""

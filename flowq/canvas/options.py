@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import math
 from collections.abc import Mapping
 from numbers import Real
 from typing import Any, Callable
@@ -24,7 +25,7 @@ NOT_PROPAGATED = ENTRY | SCOPE | {"task_id"}
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and value == value
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _non_negative(value: Any) -> bool:

@@ -100,7 +100,7 @@ class Intake:
             self.reject_unknown(message, queue_name, request)
             return
         job = Job(message, request, queue_name, self.app.acks_late(task), self.generation)
-        log.info("Task %s[%s] received", request.task, request.id)
+        log.info("Task %s[%s] received", display_name(request), request.id)
         reason = self.revoked(request)
         if reason:
             self.settle_revoked(job, reason)
@@ -142,6 +142,8 @@ class Intake:
             return
         if not job.late_ack:
             self._ack(job)
+        elif self._delivered_too_often(job):
+            return
         job.started = time.monotonic()
         self.active[job.request.id] = job
         request = job.request
@@ -152,6 +154,23 @@ class Intake:
             payload, lambda outcome, job=job: self.finished.put((job, outcome, None)),
             lambda error, job=job: self.finished.put((job, None, error)),
             self._soft_limit(request), self._hard_limit(request))
+
+    def _delivered_too_often(self, job: Job) -> bool:
+        """Count deliveries of a late-acked message durably (before it runs); past
+        ``task_max_deliveries`` it fails and is dead-lettered instead of looping."""
+        request = job.request
+        limit = self.app.conf.task_max_deliveries
+        key = f"deliveries:{request.id}:{request.retries}"
+        count = self.app.runtime.backend.incr(key, expires=self.app.conf.result_expires)
+        if count <= limit:
+            return False
+        error = WorkerLostError(f"{request.task}[{request.id}] was delivered {count} times "
+                                f"without finishing (task_max_deliveries={limit}); the process "
+                                f"running it keeps dying")
+        self._fail(job, error)
+        self.counts["failed"] += 1
+        self.dead_letter(job.message, job.queue, error, job)
+        return True
 
     def terminate(self, task_ids: set[str], signum: int) -> list[str]:
         """Kill the processes running any of ``task_ids`` (or their workflows)."""
@@ -215,8 +234,8 @@ class Intake:
             self.counts[key] += 1
         detail = f": {outcome.summary}" if outcome.summary else ""
         level = logging.ERROR if outcome.status == FAILURE else logging.INFO
-        log.log(level, "Task %s[%s] %s in %.4fs%s", request.task, request.id, outcome.status,
-                outcome.runtime, detail)
+        log.log(level, "Task %s[%s] %s in %.4fs%s", display_name(request), request.id,
+                outcome.status, outcome.runtime, detail)
 
     def _settle_error(self, job: Job, error: BaseException | None) -> None:
         """The pool lost the job: the child died, hit its hard time limit, or broke."""
@@ -326,6 +345,11 @@ class Intake:
         self.generation += 1
         self.buffer.clear()
         self.held.clear()
+
+
+def display_name(request: Request) -> str:
+    """The task's name for logs: its ``shadow`` name when the caller gave one."""
+    return request.headers.get("shadow") or request.task
 
 
 def _safe(action: Callable[[], Any]) -> None:

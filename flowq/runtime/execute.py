@@ -18,6 +18,8 @@ import attrs
 from flowq import states
 from flowq.exceptions import (
     Ignore,
+    InvalidWorkflow,
+    Replace,
     MaxRetriesExceededError,
     NotRegistered,
     ProtocolError,
@@ -27,15 +29,16 @@ from flowq.exceptions import (
     WorkerLostError,
 )
 from flowq.runtime.advance import At
-from flowq.runtime.message import Request, decode_body
+from flowq.runtime.message import Request, decode_body, iso
+from flowq.runtime.workflows import is_trivial
 from flowq.task import Context, _requests
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
     from flowq.task import Task
 
-SUCCESS, FAILURE, RETRY, REJECT, IGNORE, MALFORMED = (
-    "succeeded", "failed", "retry", "rejected", "ignored", "malformed")
+SUCCESS, FAILURE, RETRY, REJECT, IGNORE, MALFORMED, REPLACED = (
+    "succeeded", "failed", "retry", "rejected", "ignored", "malformed", "replaced")
 
 
 @attrs.frozen(slots=True)
@@ -94,7 +97,8 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
                       args=tuple(args), kwargs=kwargs, eta=request.eta,
                       expires=request.expires, hostname=hostname, is_eager=eager,
                       called_directly=False, delivery_info=dict(delivery_info or {}),
-                      timelimit=(request.soft_time_limit, request.time_limit))
+                      timelimit=(request.soft_time_limit, request.time_limit),
+                      runtime=runtime)
     started = time.perf_counter()
     _requests.stack.append(context)
     try:
@@ -114,6 +118,9 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
                        requeue=reject.requeue)
     except Ignore:
         return Outcome(IGNORE, time.perf_counter() - started)
+    except Replace as replace:
+        _replace(app, runtime, request, at, replace.replacement)
+        return Outcome(REPLACED, time.perf_counter() - started, short(replace.replacement))
     except SystemExit as exc:
         error = WorkerLostError(f"task raised SystemExit({exc.code})")
         runtime.advancer.failed(at, error, tb.format_exc(), late_ack=late_ack)
@@ -123,8 +130,20 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
         return Outcome(FAILURE, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
     finally:
         _requests.stack.pop()
-    runtime.advancer.succeeded(at, value, late_ack=late_ack)
+    if not (task.ignore_result and is_trivial(carried.workflow)):
+        runtime.advancer.succeeded(at, value, late_ack=late_ack)
     return Outcome(SUCCESS, time.perf_counter() - started, short(value))
+
+
+def _replace(app: Flowq, runtime: Any, request: Request, at: At, replacement: Any) -> None:
+    """Send ``replacement`` so that its outcome becomes this task's (see builtins)."""
+    from flowq.runtime import builtins
+
+    where = builtins.place(at, request.task)
+    workflow = (replacement | app.tasks[builtins.RESUME].s(where=where)).on_error(
+        app.tasks[builtins.RESUME_FAILURE].s(where=where))
+    carried = runtime.workflows.carry(app.compile(workflow))
+    runtime.advancer.start(carried, request.root_id, request.id)
 
 
 def _autoretry(task: Task[Any, Any], exc: Exception) -> Exception:
@@ -145,17 +164,28 @@ def _autoretry(task: Task[Any, Any], exc: Exception) -> Exception:
 
 def _retry(app: Flowq, runtime: Any, request: Request, at: At, retry: Retry, args: list[Any],
            kwargs: dict[str, Any], started: float) -> Outcome:
-    """Record RETRY and send the same task (same id, same place) again later."""
-    eta = getattr(retry, "eta", None)
-    when = time.time() + float(retry.when or 0) if eta is None else None
-    message = runtime.builder.for_node(
-        at.carried, request.node,
-        retry.args_override if getattr(retry, "args_override", None) is not None else args,
-        retry.kwargs_override if getattr(retry, "kwargs_override", None) is not None else kwargs,
-        root_id=request.root_id, parent_id=request.parent_id, item=request.item,
-        retries=request.retries + 1, task_id=request.id, eta=when,
-        extra={"eta": eta} if eta is not None else getattr(retry, "options", None))
+    """Record RETRY and send the same task (same id, same place) again later.
+
+    The retry keeps the original expiry; if it can no longer run in time, the task
+    fails instead of being sent.
+    """
+    extra = dict(retry.options)
+    if request.expires is not None:
+        extra["expires"] = iso(request.expires)
+    if retry.eta is not None:
+        extra["eta"] = retry.eta
     reason = retry.exc if retry.exc is not None else retry
+    try:
+        message = runtime.builder.for_node(
+            at.carried, request.node, args if retry.retry_args is None else retry.retry_args,
+            kwargs if retry.retry_kwargs is None else retry.retry_kwargs,
+            root_id=request.root_id, parent_id=request.parent_id, item=request.item,
+            retries=request.retries + 1, task_id=request.id,
+            eta=None if retry.eta is not None else time.time() + float(retry.when or 0),
+            extra=extra)
+    except InvalidWorkflow as exc:
+        runtime.advancer.failed(at, exc)
+        return Outcome(FAILURE, time.perf_counter() - started, f"cannot retry: {exc}")
     runtime.backend.store(request.id, states.RETRY,
                           app.result_codec.failure(reason, "".join(tb.format_exception(reason))),
                           expires=app.conf.result_expires)

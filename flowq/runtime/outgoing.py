@@ -10,6 +10,7 @@ from kombu.serialization import dumps
 
 from flowq.canvas import ids
 from flowq.canvas.frozen import thaw
+from flowq.exceptions import InvalidWorkflow
 from flowq.runtime.message import PROTOCOL, Outgoing, iso, to_timestamp
 from flowq.runtime.routing import Router
 from flowq.runtime.workflows import Carried
@@ -60,9 +61,10 @@ class MessageBuilder:
                 headers["group_index"] = member[0].index
         if eta is None:
             eta = _eta(options, now)
+        expires = _expires(options.get("expires"), now)
+        check_times(task, eta, expires, now, self.conf.task_max_eta)
         if eta is not None:
             headers["eta"] = iso(eta)
-        expires = _expires(options.get("expires"), now)
         if expires is not None:
             headers["expires"] = iso(expires)
         soft, hard = options.get("soft_time_limit"), options.get("time_limit")
@@ -77,6 +79,22 @@ class MessageBuilder:
         return Outgoing(self.router.queue_for(task, options), headers,
                         body if isinstance(body, bytes) else body.encode(encoding or "utf-8"),
                         content_type, encoding or "binary", priority, eta)
+
+
+def check_times(task: str, eta: float | None, expires: float | None, now: float,
+                horizon: float) -> None:
+    """Refuse times that can never work: a task that would expire before it may run,
+    one already expired, or an eta beyond ``task_max_eta`` (likely a unit mistake)."""
+    problem = None
+    if expires is not None and expires <= now:
+        problem = f"expires {iso(expires)} is already past"
+    elif expires is not None and eta is not None and expires <= eta:
+        problem = f"expires {iso(expires)} is not after its eta {iso(eta)}: it could never run"
+    elif eta is not None and eta - now > horizon:
+        problem = (f"eta {iso(eta)} is more than task_max_eta ({horizon:.0f}s) ahead; "
+                   f"raise task_max_eta if this is intended")
+    if problem:
+        raise InvalidWorkflow([(task, problem)])
 
 
 def _eta(options: Mapping[str, Any], now: float) -> float | None:

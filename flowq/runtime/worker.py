@@ -271,7 +271,7 @@ class Worker:
     # -- display ----------------------------------------------------------------------------
 
     def banner(self) -> str:
-        tasks = sorted(name for name in self.app.tasks)
+        tasks = sorted(name for name in self.app.tasks if not name.startswith("flowq."))
         shown = ", ".join(tasks[:8]) + (f" (+{len(tasks) - 8} more)" if len(tasks) > 8 else "")
         backend = self.app.runtime.backend.url
         return "\n".join([
