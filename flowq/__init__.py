@@ -36,18 +36,11 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from flowq import states
     from flowq.app import Flowq
-    from flowq.canvas import (
-        Chain,
-        Chord,
-        Fanout,
-        Group,
-        Signature,
-        chain,
-        chord,
-        fanout,
-        group,
-        signature,
-    )
+    from flowq.canvas.chain import Chain, chain
+    from flowq.canvas.chord import Chord, chord
+    from flowq.canvas.fanout import Fanout, fanout
+    from flowq.canvas.group import Group, group
+    from flowq.canvas.signature import Signature, signature
     from flowq.result import AsyncResult, GroupResult
     from flowq.task import Task
 

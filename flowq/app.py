@@ -124,8 +124,8 @@ class Flowq:
             if module == "__main__" and self.main:
                 module = self.main
             task_name = name or f"{module}.{func.__qualname__}"
-            task = Task(self, func, task_name, bind=bind, options=options,
-                        known_options=self.task_options)
+            task: Task[Any, Any] = Task(self, func, task_name, bind=bind, options=options,
+                                        known_options=self.task_options)
             self.tasks[task_name] = task
             return task
 

@@ -214,7 +214,8 @@ class GroupResult(_Handle):
             # one key to wait on: the group's own record, written when the last part arrives
             (record,) = backend.wait([self.id], timeout)
             if record.state == states.SUCCESS:
-                return self.app.result_codec.load(record.payload).get("result")  # type: ignore[no-any-return]
+                joined: list[Any] = self.app.result_codec.load(record.payload)["result"]
+                return joined
         leaves = self._leaves()
         records = backend.wait([r.id for r in leaves], timeout)
         values = {leaf.id: _value(self.app, rec, propagate, leaf.id)

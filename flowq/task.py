@@ -26,31 +26,6 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Task options flowq itself understands, with their defaults (Celery's names).
-TASK_OPTIONS: dict[str, Any] = {
-    "max_retries": 3,
-    "default_retry_delay": 180,
-    "autoretry_for": (),
-    "dont_autoretry_for": (),
-    "retry_kwargs": {},
-    "retry_backoff": False,
-    "retry_backoff_max": 600,
-    "retry_jitter": True,
-    "acks_late": None,
-    "reject_on_worker_lost": None,
-    "time_limit": None,
-    "soft_time_limit": None,
-    "rate_limit": None,
-    "ignore_result": False,
-    "serializer": None,
-    "queue": None,
-    "priority": None,
-    "expires": None,
-    "track_started": None,
-    "typing": True,
-}
-
-
 @attrs.define(slots=True)
 class Context:
     """What a running task knows about its own invocation (``self.request``)."""
@@ -89,7 +64,33 @@ def current_request() -> Context | None:
 
 
 class Task(Generic[P, R]):
-    """A registered task. Use ``@app.task`` rather than building one directly."""
+    """A registered task. Use ``@app.task`` rather than building one directly.
+
+    The class attributes below are the task options (Celery's names) with their
+    defaults; ``@app.task(max_retries=5, ...)`` overrides them for one task. ``None``
+    for a flag means "use the app's setting".
+    """
+
+    max_retries: int | None = 3
+    default_retry_delay: float = 180
+    autoretry_for: tuple[type[BaseException], ...] = ()
+    dont_autoretry_for: tuple[type[BaseException], ...] = ()
+    retry_kwargs: dict[str, Any] = {}  # noqa: RUF012 - read-only default
+    retry_backoff: bool | float = False
+    retry_backoff_max: float = 600
+    retry_jitter: bool = True
+    acks_late: bool | None = None
+    reject_on_worker_lost: bool | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    rate_limit: str | float | None = None
+    ignore_result: bool = False
+    serializer: str | None = None
+    queue: str | None = None
+    priority: int | None = None
+    expires: float | None = None
+    track_started: bool | None = None
+    typing: bool = True
 
     def __init__(self, app: Flowq, fn: Callable[..., R], name: str, bind: bool = False,
                  options: Mapping[str, Any] | None = None, known_options: Iterable[str] = ()):
@@ -105,8 +106,8 @@ class Task(Generic[P, R]):
             close = difflib.get_close_matches(option, [*TASK_OPTIONS, *known_options], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigurationError(f"task {name!r}: unknown option {option!r}{hint}")
-        for option, default in TASK_OPTIONS.items():
-            setattr(self, option, (options or {}).get(option, default))
+        for option, value in (options or {}).items():
+            setattr(self, option, value)
         self.options: dict[str, Any] = dict(options or {})
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
@@ -225,3 +226,7 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<@task: {self.name}>"
+
+
+#: Task options flowq itself understands: the annotated class attributes of Task.
+TASK_OPTIONS = tuple(name for name in Task.__annotations__)

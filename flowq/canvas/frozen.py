@@ -17,6 +17,8 @@ class FrozenDict(Mapping[K, V]):
     """A read-only, hashable mapping."""
 
     __slots__ = ("_data", "_hash")
+    _data: dict[Any, Any]
+    _hash: int | None
 
     def __init__(self, data: Mapping[K, V] | None = None, **more: V):
         merged: dict[Any, Any] = dict(data or {})
@@ -34,9 +36,10 @@ class FrozenDict(Mapping[K, V]):
         return len(self._data)
 
     def __hash__(self) -> int:
-        if self._hash is None:
+        if self._hash is None:  # computed once, on first use
             object.__setattr__(self, "_hash", hash(frozenset(self._data.items())))
-        return self._hash  # type: ignore[return-value]
+        assert self._hash is not None
+        return self._hash
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, FrozenDict):

@@ -105,6 +105,7 @@ def check_option(name: str, value: Any) -> str | None:
 def check_time_limits(options: Mapping[str, Any]) -> str | None:
     """Reject a soft time limit above the hard one, which could never fire."""
     soft, hard = options.get("soft_time_limit"), options.get("time_limit")
-    if _number(soft) and _number(hard) and soft > hard:
+    if soft is not None and hard is not None and _number(soft) and _number(hard) \
+            and soft > hard:
         return f"soft_time_limit ({soft}) is greater than time_limit ({hard})"
     return None

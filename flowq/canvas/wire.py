@@ -108,7 +108,7 @@ def _join_row(members: tuple[int, ...], flags: int) -> list[Any]:
     return row
 
 
-_DEFAULTS = (None, None, [], 0, -1, -1, 0)
+_DEFAULTS: tuple[Any, ...] = (None, None, [], 0, -1, -1, 0)
 
 
 def _drop_defaults(row: list[Any]) -> None:

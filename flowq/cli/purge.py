@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 
 from flowq.cli import app_from, main, run_guarded, split_list
@@ -23,5 +25,5 @@ def purge(ctx: click.Context, queues: str | None, force: bool) -> None:
     if not force:
         click.confirm(f"Delete all waiting messages in {', '.join(names)}?", abort=True)
     for name in names:
-        removed = run_guarded(ctx, lambda name=name: app.control.purge([name]))
+        removed = run_guarded(ctx, functools.partial(app.control.purge, [name]))
         click.echo(f"{name}: {removed} message(s) removed")

@@ -112,7 +112,8 @@ def exception_to_dict(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, ChordError):
         original = next((b for b in cls.__mro__[1:] if b not in ChordError.__mro__
                          and issubclass(b, Exception)), None)
-        doc = {"type": "ChordError", "module": "flowq.exceptions", "message": str(exc),
+        doc: dict[str, Any] = {"type": "ChordError", "module": "flowq.exceptions",
+               "message": str(exc),
                "task": exc.failed_task, "task_id": exc.failed_task_id}
         if original is not None:
             doc["wraps"] = {"type": original.__qualname__, "module": original.__module__}

@@ -13,6 +13,7 @@ task) is never executed and never requeued: a copy goes to ``<queue>.dead`` with
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import time
@@ -151,9 +152,16 @@ class Intake:
                    request.content_encoding, job.late_ack,
                    dict(job.message.delivery_info or {}), self.hostname)
         job.handle = self.pool.apply(
-            payload, lambda outcome, job=job: self.finished.put((job, outcome, None)),
-            lambda error, job=job: self.finished.put((job, None, error)),
+            payload, functools.partial(self._done, job), functools.partial(self._lost, job),
             self._soft_limit(request), self._hard_limit(request))
+
+    def _done(self, job: Job, outcome: Outcome) -> None:
+        """Pool callback (another thread): the job finished; settled in the main loop."""
+        self.finished.put((job, outcome, None))
+
+    def _lost(self, job: Job, error: BaseException) -> None:
+        """Pool callback (another thread): the job's process died or broke."""
+        self.finished.put((job, None, error))
 
     def _delivered_too_often(self, job: Job) -> bool:
         """Count deliveries of a late-acked message durably (before it runs); past

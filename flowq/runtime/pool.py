@@ -13,6 +13,7 @@ hands back an :class:`~flowq.runtime.execute.Outcome`.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -41,6 +42,11 @@ def run_payload(payload: Payload) -> Outcome:
     request = parse(headers, body, content_type, content_encoding, app.accepted_content)
     return execute(app, request, late_ack=late_ack, hostname=hostname,
                    delivery_info=delivery_info)
+
+
+def _unwrap_error(on_error: OnError, failure: Any) -> None:
+    """billiard may wrap the exception in an ExceptionInfo; report the exception."""
+    on_error(getattr(failure, "exception", None) or failure)
 
 
 def use_app(app: Flowq, soft_limits: bool = False) -> None:
@@ -96,7 +102,7 @@ class PreforkPool(Pool):
               soft: float | None, hard: float | None) -> Any:
         return self._pool.apply_async(
             run_payload, (payload,), callback=on_done,
-            error_callback=lambda failure: on_error(getattr(failure, "exception", failure)),
+            error_callback=functools.partial(_unwrap_error, on_error),
             soft_timeout=soft, timeout=hard)
 
     def pids(self) -> list[int]:

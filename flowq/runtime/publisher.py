@@ -55,10 +55,15 @@ class Publisher:
         for message in messages:
             self.check_size(message)
         now = time.time()
-        delayed = [m for m in messages if m.eta is not None and m.eta > now + DELAY_THRESHOLD]
+        ready: list[Outgoing] = []
+        delayed: list[tuple[float, str, bytes]] = []
+        for message in messages:
+            if message.eta is not None and message.eta > now + DELAY_THRESHOLD:
+                delayed.append((message.eta, delay_key(message), encode_delayed(message)))
+            else:
+                ready.append(message)
         if delayed:
-            self.backend.delay_add([(m.eta, delay_key(m), encode_delayed(m)) for m in delayed])
-        ready = [m for m in messages if m.eta is None or m.eta <= now + DELAY_THRESHOLD]
+            self.backend.delay_add(delayed)
         if ready:
             self.send_now(ready)
 

@@ -8,6 +8,7 @@ such dicts or callables, or a callable ``(name, args, kwargs, options) -> queue|
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,11 +46,9 @@ class Router:
         rules: list[Callable[[str], Any]] = []
         for route in routes:
             if isinstance(route, Mapping):
-                patterns = list(route.items())
-                rules.append(lambda name, p=patterns: next(
-                    (q for glob, q in p if fnmatch.fnmatchcase(name, glob)), None))
+                rules.append(_glob_rule(list(route.items())))
             elif callable(route):
-                rules.append(lambda name, f=route: _call_router(f, name))
+                rules.append(functools.partial(_call_router, route))
             else:
                 raise ConfigurationError(f"task_routes entries must be dicts or callables, "
                                          f"got {route!r}")
@@ -64,6 +63,13 @@ class Router:
             self._cache[task_name] = next(
                 (q for q in (_queue_of(rule(task_name)) for rule in self._rules) if q), None)
         return self._cache[task_name] or self.default_queue
+
+
+def _glob_rule(patterns: list[tuple[str, Any]]) -> Callable[[str], Any]:
+    def rule(name: str) -> Any:
+        return next((queue for glob, queue in patterns if fnmatch.fnmatchcase(name, glob)), None)
+
+    return rule
 
 
 def _call_router(router: Callable[..., Any], name: str) -> Any:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from flowq.runtime.advance import Advancer
 from flowq.runtime.backends import backend_from_url
+from flowq.runtime.backends.base import ResultBackend
 from flowq.runtime.outgoing import MessageBuilder
 from flowq.runtime.publisher import Publisher
 from flowq.runtime.routing import Router
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 class Runtime:
     """Backend, publisher, workflow store and advancer of one process."""
 
-    def __init__(self, app: Flowq, backend: object = None):
+    def __init__(self, app: Flowq, backend: ResultBackend | None = None):
         conf = app.conf
         self.backend = backend or backend_from_url(conf.result_backend, data_dir=conf.data_dir)
         self.publisher = Publisher(conf, self.backend)
