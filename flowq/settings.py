@@ -67,7 +67,8 @@ DEFAULTS: dict[str, Setting] = {
     "beat_max_loop_interval": Setting(_NUM, 5.0, "Longest sleep of the beat loop in seconds."),
     "security_key": Setting(_OPT_STR, None, "Secret for message signing; None disables it."),
     "security_key_id": Setting(str, "default", "Id of the signing key sent with messages."),
-    "security_message_ttl": Setting(_OPT_NUM, 3600, "Seconds a signed message stays valid."),
+    "security_message_ttl": Setting(_OPT_NUM, 86400, "Seconds a signed message stays valid."),
+    "security_keys": Setting(dict, {}, "Older signing keys still accepted, by key id."),
 }
 
 ENVIRONMENT = {"broker_url": "FLOWQ_BROKER_URL", "result_backend": "FLOWQ_RESULT_BACKEND"}
@@ -168,6 +169,7 @@ class Settings:
                 out[name] = mask_url(out[name])
             if out["security_key"]:
                 out["security_key"] = "**"
+            out["security_keys"] = {key_id: "**" for key_id in out["security_keys"]}
         return out
 
     def __repr__(self) -> str:

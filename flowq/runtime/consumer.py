@@ -28,6 +28,7 @@ from kombu.message import Message
 
 from flowq import states
 from flowq.exceptions import (
+    InvalidSignature,
     MalformedCanvas,
     NotRegistered,
     ProtocolError,
@@ -35,7 +36,7 @@ from flowq.exceptions import (
     TimeLimitExceeded,
     WorkerLostError,
 )
-from flowq.runtime import broker
+from flowq.runtime import broker, signing
 from flowq.runtime.advance import At
 from flowq.runtime.execute import FAILURE, MALFORMED, REJECT, SUCCESS, Outcome, short
 from flowq.runtime.message import Request, parse
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from flowq.app import Flowq
 
 log = logging.getLogger("flowq.worker")
+security_log = logging.getLogger("flowq.security")
 REASON_HEADER = "x-flowq-reason"
 _REPR_LIMIT = 1024
 
@@ -77,6 +79,8 @@ class Intake:
         self.held: deque[Job] = deque()  # waiting for their task's rate limit
         self.active: dict[str, Job] = {}
         self.limits = RateLimits()
+        conf = app.conf
+        self.keys = signing.keyring(conf.security_key, conf.security_key_id, conf.security_keys)
         self.finished: queue.SimpleQueue[tuple[Job, Outcome | None, BaseException | None]] = (
             queue.SimpleQueue())
         self.generation = 0  # bumped on reconnect: older delivery tags are dead
@@ -93,6 +97,8 @@ class Intake:
             request = parse(message.headers, message.body, message.content_type,
                             message.content_encoding, self.app.accepted_content,
                             self.app.conf.workflow_max_nodes)
+            if self.keys:
+                self._verify(request)
         except ProtocolError as exc:
             self.dead_letter(message, queue_name, exc)
             return
@@ -107,6 +113,16 @@ class Intake:
             self.settle_revoked(job, reason)
             return
         self.buffer.append(job)
+
+    def _verify(self, request: Request) -> None:
+        """With signing on: refuse unsigned, altered or stale messages, and skip a replay
+        of a task that already finished (its result exists)."""
+        signing.verify(request.headers, request.body, request.content_type,
+                       request.content_encoding, self.keys, self.app.conf.security_message_ttl,
+                       request.eta)
+        record = self.app.runtime.backend.get(request.id)
+        if record is not None and record.state in states.READY_STATES:
+            raise InvalidSignature(f"task {request.id} already finished: a replayed message")
 
     def pump(self, stopping: bool) -> None:
         """Hand messages to free pool processes: rate-limited ones first when their
@@ -316,7 +332,7 @@ class Intake:
         """Keep a copy with the reason in ``<queue>.dead``, then ack: never run, never loop."""
         self.counts["dead"] += 1
         reason = f"{type(error).__name__}: {error}"[:_REPR_LIMIT]
-        log.error("Message from %s rejected to %s%s: %s | headers=%s", queue_name, queue_name,
+        (security_log if isinstance(error, InvalidSignature) else log).error("Message from %s rejected to %s%s: %s | headers=%s", queue_name, queue_name,
                   broker.DEAD_LETTER_SUFFIX, reason, short(message.headers, _REPR_LIMIT))
         headers = dict(message.headers or {})
         headers[REASON_HEADER] = reason

@@ -11,6 +11,7 @@ from kombu.serialization import dumps
 from flowq.canvas import ids
 from flowq.canvas.frozen import thaw
 from flowq.exceptions import InvalidWorkflow
+from flowq.runtime import signing
 from flowq.runtime.message import PROTOCOL, Outgoing, iso, to_timestamp
 from flowq.runtime.routing import Router
 from flowq.runtime.workflows import Carried
@@ -74,11 +75,15 @@ class MessageBuilder:
             headers["shadow"] = options["shadow"]
         headers.update(carried.headers)
         serializer = options.get("serializer") or self.conf.task_serializer
-        content_type, encoding, body = dumps([thaw(args), thaw(kwargs)], serializer=serializer)
+        content_type, encoding, data = dumps([thaw(args), thaw(kwargs)], serializer=serializer)
+        body = data if isinstance(data, bytes) else data.encode(encoding or "utf-8")
+        encoding = encoding or "binary"
+        if self.conf.security_key:
+            signing.sign(headers, body, content_type, encoding, self.conf.security_key,
+                         self.conf.security_key_id, now)
         priority = options.get("priority", self.conf.task_default_priority)
-        return Outgoing(self.router.queue_for(task, options), headers,
-                        body if isinstance(body, bytes) else body.encode(encoding or "utf-8"),
-                        content_type, encoding or "binary", priority, eta)
+        return Outgoing(self.router.queue_for(task, options), headers, body, content_type,
+                        encoding, priority, eta)
 
 
 def check_times(task: str, eta: float | None, expires: float | None, now: float,
