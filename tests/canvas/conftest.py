@@ -1,0 +1,34 @@
+"""Shared fixtures of the canvas tests: the in-memory app and clean run ledgers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from flowq import Flowq
+
+from . import tasks
+
+
+@pytest.fixture(autouse=True)
+def _clean_ledgers() -> Iterator[None]:
+    tasks.reset()
+    yield
+    tasks.reset()
+
+
+@pytest.fixture
+def app() -> Flowq:
+    return tasks.app
+
+
+@pytest.fixture
+def always_eager(app: Flowq) -> Iterator[Flowq]:
+    """``apply_async``/``delay``/``chord(header)(body)`` run in-process instead of sending."""
+    app.conf.task_always_eager = True
+    try:
+        yield app
+    finally:
+        app.conf.task_always_eager = False
+
