@@ -123,7 +123,7 @@ class Flowq:
             module = func.__module__
             if module == "__main__" and self.main:
                 module = self.main
-            task_name = name or f"{module}.{func.__qualname__}"
+            task_name = name or f"{module}.{func.__name__}"
             task: Task[Any, Any] = Task(self, func, task_name, bind=bind, options=options,
                                         known_options=self.task_options)
             self.tasks[task_name] = task

@@ -227,6 +227,14 @@ class RemoteError(TaskError):
         super().__init__(f"{exc_type}: {message}")
 
 
+def _message_init(self: BaseException, message: str) -> None:
+    BaseException.__init__(self, message)
+
+
+def _message_str(self: BaseException) -> str:
+    return str(self.args[0]) if self.args else ""
+
+
 class ChordError(TaskError):
     """A chord member failed, so the chord body never ran.
 
@@ -249,9 +257,12 @@ class ChordError(TaskError):
             error = cls(message)
         else:
             try:
-                mixed = type(f"ChordError[{base.__name__}]", (cls, base), {})
+                # The original type's __init__ and __str__ may need arguments we do not
+                # have; the mixed class keeps only the message.
+                mixed = type(f"ChordError[{base.__name__}]", (cls, base),
+                             {"__init__": _message_init, "__str__": _message_str})
                 error = mixed(message)
-            except TypeError:  # base has an incompatible layout or a strict __init__
+            except TypeError:  # base has an incompatible instance layout
                 error = cls(message)
         error.failed_task = task_name
         error.failed_task_id = task_id

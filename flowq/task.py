@@ -8,6 +8,7 @@ makes a signature for workflows; ``.delay()`` sends it to the workers. With
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 import threading
@@ -130,10 +131,13 @@ class Task(Generic[P, R]):
     def run(self, *args: Any, **kwargs: Any) -> R:
         return self(*args, **kwargs)  # type: ignore[arg-type]
 
-    @property
+    @functools.cached_property
     def call_signature(self) -> inspect.Signature:
         """Parameters a message binds to (``self`` excluded for bound tasks)."""
-        sig = inspect.signature(self.fn)
+        try:
+            sig = inspect.signature(self.fn, eval_str=True)
+        except Exception:  # annotations that do not evaluate: show them as written
+            sig = inspect.signature(self.fn)
         if self.bind:
             params = list(sig.parameters.values())[1:]
             sig = sig.replace(parameters=params)

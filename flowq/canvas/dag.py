@@ -100,6 +100,7 @@ class Workflow:
     output: int
     scopes: tuple[Scope, ...] = ()
     _topo: _Topology | None = attrs.field(init=False, default=None, eq=False, repr=False)
+    _ids: list[str] | None = attrs.field(init=False, default=None, eq=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -107,10 +108,14 @@ class Workflow:
     # -- ids ----------------------------------------------------------------------------
 
     def node_id(self, index: int) -> str:
-        return self.nodes[index].task_id or ids.derive(self.seed, index)
+        return self.ids()[index]
 
     def ids(self) -> list[str]:
-        return [self.node_id(i) for i in range(len(self.nodes))]
+        """Every node's task id, derived once (explicit ids win)."""
+        if self._ids is None:
+            object.__setattr__(self, "_ids", [node.task_id or ids.derive(self.seed, i)
+                                              for i, node in enumerate(self.nodes)])
+        return self._ids  # type: ignore[return-value]
 
     @property
     def output_id(self) -> str:

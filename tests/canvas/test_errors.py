@@ -69,10 +69,6 @@ def test_a_chain_keeps_an_exception_whose_constructor_needs_two_arguments() -> N
     assert info.value.args == (7, "bad")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "flowq/exceptions.py ChordError.wrap builds the ChordError[T] class by calling "
-    "T(message); when T's constructor needs other arguments it falls back to a plain "
-    "ChordError, so the chord's error is no longer an instance of the original type"))
 def test_a_chord_error_is_also_the_original_type_whatever_its_constructor() -> None:
     with pytest.raises(ChordError) as info:
         chord([fail_two.s()], tsum.s()).apply().get(timeout=5)
