@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -220,6 +221,8 @@ class Worker:
     # -- shutdown ---------------------------------------------------------------------------
 
     def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # an embedded worker (tests, memory://) is stopped with stop()
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         if hasattr(signal, "SIGQUIT"):
@@ -237,6 +240,10 @@ class Worker:
         self.cold = True
         log.warning("Cold shutdown (%s): %d running task(s) interrupted",
                     signal.Signals(signum).name, len(self.intake.active))
+
+    def stop(self) -> None:
+        """Ask for a warm shutdown (what SIGTERM does), e.g. from another thread."""
+        self.warm = True
 
     def _begin_warm_shutdown(self) -> None:
         for consumer in (self.consumer, self.control):
