@@ -249,3 +249,38 @@ def test_get_times_out_with_flowq_timeout_error(cluster):
 def test_identity_round_trips_json_types(cluster):
     value = {"a": [1, 2.5, None, True], "b": {"c": "d"}}
     assert identity.delay(value).get(timeout=T) == value
+
+
+def test_group_result_save_and_restore(cluster):
+    result = group(add.s(i, 1) for i in range(4)).delay()
+    result.save()
+    restored = app.GroupResult.restore(result.id)
+    assert restored is not None and [r.id for r in restored] == [r.id for r in result]
+    assert restored.get(timeout=T) == [1, 2, 3, 4]
+    assert restored.completed_count() == 4 and restored.ready() and restored.successful()
+    restored.delete()
+    assert app.GroupResult.restore(result.id) is None
+
+
+def test_forget_deletes_the_result(cluster):
+    result = add.delay(1, 1)
+    assert result.get(timeout=T) == 2
+    result.forget()
+    assert app.AsyncResult(result.id).state == "PENDING"
+
+
+def test_failure_carries_the_remote_traceback(cluster):
+    result = fail.delay("x")
+    with pytest.raises(ValueError) as info:
+        result.get(timeout=T)
+    assert "Traceback" in result.traceback and "in fail" in result.traceback
+    assert any("remote traceback" in note for note in getattr(info.value, "__notes__", []))
+    assert isinstance(result.get(timeout=T, propagate=False), ValueError)
+    assert result.failed() and not result.successful() and result.ready()
+
+
+def test_children_of_a_chain_step(cluster):
+    result = (add.s(1, 1) | group(add.s(1), add.s(2))).delay()
+    assert result.get(timeout=T) == [3, 4]
+    first = result.results[0].parent
+    assert sorted(c.id for c in first.children) == sorted(r.id for r in result.results)
