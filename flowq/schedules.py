@@ -37,6 +37,7 @@ either matches), so ``crontab(0, 0, day_of_week='fri', day_of_month=13)`` is Fri
 from __future__ import annotations
 
 import calendar
+import copy
 import math
 import numbers
 import re
@@ -318,14 +319,15 @@ class crontab:
     <crontab: 0 9 * * mon-fri (m/h/dom/mon/dow) Europe/Berlin>
 
     The parsed fields are read-only frozensets (``minute``, ``hour``, ``day_of_week``
-    with Sunday as 0, ``day_of_month``, ``month_of_year``); ``tz`` is a tzinfo.
+    with Sunday as 0, ``day_of_month``, ``month_of_year``); ``tz`` is a tzinfo (UTC when
+    none was given; beat then uses the app's ``timezone``, see :meth:`with_default_tz`).
 
     Raises ConfigurationError for an invalid field, an unknown time zone, or a
     day_of_month/month_of_year pair that no date has (such as February 30).
     """
 
-    __slots__ = ("_days", "_hours", "_minutes", "_months", "_text", "day_of_month",
-                 "day_of_week", "hour", "minute", "month_of_year", "tz")
+    __slots__ = ("_days", "_hours", "_minutes", "_months", "_text", "_tz_given",
+                 "day_of_month", "day_of_week", "hour", "minute", "month_of_year", "tz")
 
     def __init__(self, minute: Any = "*", hour: Any = "*", day_of_week: Any = "*",
                  day_of_month: Any = "*", month_of_year: Any = "*",
@@ -340,6 +342,7 @@ class crontab:
         self.day_of_month = _parse_field(_DOM_FIELD, day_of_month)
         self.month_of_year = _parse_field(_MOY_FIELD, month_of_year)
         self.tz = _timezone(tz)
+        self._tz_given = tz is not None
         self._text = " ".join(_spec_text(spec) for spec in
                               (minute, hour, day_of_month, month_of_year, day_of_week))
         self._months = tuple(sorted(self.month_of_year))
@@ -347,6 +350,18 @@ class crontab:
         self._hours = tuple(sorted(self.hour))
         self._minutes = tuple(sorted(self.minute))
         self._check_some_date_matches(day_of_month, month_of_year)
+
+    def with_default_tz(self, tz: str | tzinfo) -> crontab:
+        """This crontab if it was made with a ``tz``, else a copy that matches in ``tz``.
+
+        Beat calls this with the app's ``timezone`` setting, so ``crontab(hour=9)`` means
+        9:00 where the app lives (Celery's rule) while an explicit ``tz`` always wins.
+        """
+        if self._tz_given:
+            return self
+        localized = copy.copy(self)
+        localized.tz = _timezone(tz)
+        return localized
 
     def _check_some_date_matches(self, day_of_month: Any, month_of_year: Any) -> None:
         """Refuse day/month pairs that never occur, so searches always end."""

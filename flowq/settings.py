@@ -65,6 +65,7 @@ DEFAULTS: dict[str, Setting] = {
     "timezone": Setting(str, "UTC", "Time zone for crontab schedules."),
     "beat_schedule": Setting(dict, {}, "Periodic tasks: name -> entry."),
     "beat_max_loop_interval": Setting(_NUM, 5.0, "Longest sleep of the beat loop in seconds."),
+    "beat_lease_ttl": Setting(_NUM, 10.0, "Seconds a standby beat waits for a dead one's lease."),
     "security_key": Setting(_OPT_STR, None, "Secret for message signing; None disables it."),
     "security_key_id": Setting(str, "default", "Id of the signing key sent with messages."),
     "security_message_ttl": Setting(_OPT_NUM, 86400, "Seconds a signed message stays valid."),

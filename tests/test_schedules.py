@@ -384,6 +384,22 @@ def test_result_is_in_the_crontab_time_zone() -> None:
     assert fire.utcoffset() == timedelta(hours=1)
 
 
+def test_with_default_tz_fills_in_a_missing_tz_only() -> None:
+    plain = crontab(0, 9)
+    localized = plain.with_default_tz("Europe/Berlin")
+    assert localized == crontab(0, 9, tz="Europe/Berlin")
+    assert localized.next_run_after(utc(2026, 1, 1)) == berlin(2026, 1, 1, 9)
+    assert plain == crontab(0, 9) and plain.tz is UTC  # the original is unchanged
+    explicit = crontab(0, 9, tz="UTC")
+    assert explicit.with_default_tz("Europe/Berlin") is explicit
+    assert crontab(0, 9, tz=BERLIN).with_default_tz(NEW_YORK).tz is BERLIN
+
+
+def test_with_default_tz_rejects_an_unknown_zone() -> None:
+    with pytest.raises(ConfigurationError, match="'Mars/Base' is not a known time zone"):
+        crontab(0, 9).with_default_tz("Mars/Base")
+
+
 def test_moments_in_other_zones_and_naive_moments() -> None:
     cron = crontab(0, 9, tz="Europe/Berlin")
     assert cron.next_run_after(new_york(2026, 1, 1, 2, 59)) == berlin(2026, 1, 1, 9)
