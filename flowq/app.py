@@ -31,7 +31,6 @@ from flowq.canvas.validate import unknown_task_message, validate
 from flowq.exceptions import InvalidWorkflow
 from flowq.result import AsyncResult, GroupResult
 from flowq.runtime.codec import ResultCodec, accepted_types
-from flowq.runtime.outgoing import TASK_CALL_DEFAULTS
 from flowq.settings import Settings
 from flowq.task import Task, current_request
 
@@ -131,13 +130,6 @@ class Flowq:
 
         return register(fn) if fn is not None else register
 
-    def task_defaults(self, name: str) -> dict[str, Any]:
-        """Options a task sets for every call of it (queue, priority, time limits, ...)."""
-        task = self.tasks.get(name)
-        if task is None:
-            return {}
-        return {k: getattr(task, k) for k in TASK_CALL_DEFAULTS if getattr(task, k) is not None}
-
     def unknown_task_message(self, name: str) -> str:
         return unknown_task_message(name, self.tasks) + (
             f"; known tasks: {', '.join(sorted(self.tasks)[:10])}" if self.tasks else "")
@@ -208,6 +200,10 @@ class Flowq:
         root_id = caller.root_id if caller and caller.root_id else workflow.seed
         runtime = self.runtime
         carried = runtime.workflows.carry(workflow)
+        if caller is None:  # a new root: findable by its id (flowq graph <root id>)
+            from flowq.runtime import live
+
+            live.remember(runtime.backend, carried, root_id, self.conf.result_expires)
         runtime.advancer.start(carried, root_id, caller.id if caller else None)
         return self.result_for(workflow)
 

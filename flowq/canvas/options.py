@@ -32,12 +32,22 @@ def _non_negative(value: Any) -> bool:
     return _number(value) and value >= 0
 
 
+def _iso(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _moment(value: Any) -> bool:
-    return isinstance(value, (datetime.datetime, str))
+    return isinstance(value, datetime.datetime) or _iso(value)
 
 
 def _expiry(value: Any) -> bool:
-    return _number(value) or isinstance(value, (datetime.datetime, str))
+    return _number(value) or _moment(value)
 
 
 def _priority(value: Any) -> bool:
@@ -46,14 +56,6 @@ def _priority(value: Any) -> bool:
 
 def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
-
-
-def _flag(value: Any) -> bool:
-    return isinstance(value, bool)
-
-
-def _mapping(value: Any) -> bool:
-    return isinstance(value, Mapping)
 
 
 def _maybe_seconds(value: Any) -> bool:
@@ -68,8 +70,6 @@ def _anything(value: Any) -> bool:
 OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "task_id": (_text, "a non-empty string"),
     "queue": (_text, "a queue name"),
-    "routing_key": (_text, "a routing key string"),
-    "exchange": (lambda v: isinstance(v, str), "an exchange name"),
     "priority": (_priority, "an int from 0 to 255 (0-9 is portable)"),
     "countdown": (_non_negative, "seconds >= 0"),
     "eta": (_moment, "a datetime or ISO 8601 string"),
@@ -77,12 +77,6 @@ OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "time_limit": (_maybe_seconds, "seconds >= 0"),
     "soft_time_limit": (_maybe_seconds, "seconds >= 0"),
     "serializer": (_text, "a serializer name such as 'json'"),
-    "ignore_result": (_flag, "True or False"),
-    "acks_late": (_flag, "True or False"),
-    "max_retries": (lambda v: v is None or (isinstance(v, int) and v >= 0), "an int >= 0 or None"),
-    "retry": (_flag, "True or False"),
-    "retry_policy": (_mapping, "a dict"),
-    "headers": (_mapping, "a dict"),
     "shadow": (_text, "a display name"),
     "link": (_anything, "a signature or a list of signatures"),
     "link_error": (_anything, "a signature or a list of signatures"),

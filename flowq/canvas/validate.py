@@ -59,7 +59,7 @@ def validate(workflow: Workflow, lookup: Callable[[str], TaskInfo | None],
             if known_names is not None:
                 problems.append((where, unknown_task_message(node.task or "", known_names)))
             continue
-        arity = _arity_problem(node, info)
+        arity = _arity_problem(node, info) if getattr(info, "typing", True) else None
         if arity:
             problems.append((where, arity))
     return problems

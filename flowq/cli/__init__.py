@@ -13,6 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from kombu.exceptions import KombuError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from flowq.exceptions import FlowqError
 
@@ -70,13 +73,15 @@ def run_guarded(ctx: click.Context, action: Callable[[], Any]) -> Any:
         return action()
     except (CliError, click.exceptions.Exit, click.Abort):
         raise
-    except (FlowqError, OSError) as exc:
+    except (FlowqError, OSError, KombuError, RedisError) as exc:
         if ctx.find_root().params.get("traceback"):
             raise
         from flowq.exceptions import BackendUnavailable, BrokerUnavailable
 
+        # kombu and redis errors reach here only from calls that do not wrap them yet.
         code = EXIT_UNAVAILABLE if isinstance(exc, (BrokerUnavailable, BackendUnavailable,
-                                                    OSError)) else EXIT_FAILURE
+                                                    OSError, OperationalError,
+                                                    RedisConnectionError)) else EXIT_FAILURE
         raise CliError(f"{type(exc).__name__}: {exc}", code) from None
 
 
@@ -94,6 +99,8 @@ def main(ctx: click.Context, app_path: str | None, traceback: bool) -> None:
       flowq -A tasks:app worker -c 2
       flowq -A tasks:app call tasks.add --args '[2, 2]'
       flowq -A tasks:app result 5f0c...
+      flowq -A tasks:app status
+      flowq -A tasks:app inspect active
       flowq graph examples.workflows.pipeline:workflow --format mermaid
     """
     ctx.ensure_object(dict)
@@ -120,4 +127,4 @@ def parse_json(text: str, option: str, kind: type) -> Any:
 
 
 # Command modules register themselves on ``main`` when imported.
-from flowq.cli import calls, graph, purge, worker  # noqa: E402,F401
+from flowq.cli import beat, calls, events, graph, inspect, purge, worker  # noqa: E402,F401

@@ -23,7 +23,8 @@ def purge(ctx: click.Context, queues: str | None, force: bool) -> None:
     app = app_from(ctx)
     names = split_list(queues) or [app.conf.task_default_queue]
     if not force:
-        click.confirm(f"Delete all waiting messages in {', '.join(names)}?", abort=True)
+        click.confirm(f"Delete all waiting messages in {', '.join(names)}?", abort=True,
+                      err=True)
     for name in names:
         removed = run_guarded(ctx, functools.partial(app.control.purge, [name]))
         click.echo(f"{name}: {removed} message(s) removed")

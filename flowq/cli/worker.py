@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
+from typing import Any
 
 import click
 
 from flowq.cli import app_from, main, run_guarded, split_list
+
+log = logging.getLogger("flowq.worker")
 
 
 @main.command()
@@ -18,23 +23,66 @@ from flowq.cli import app_from, main, run_guarded, split_list
               help="Execution pool.")
 @click.option("--prefetch-multiplier", type=int, help="Messages reserved per process.")
 @click.option("--max-tasks-per-child", type=int, help="Replace a child after N tasks.")
+@click.option("-B", "--beat", "embed_beat", is_flag=True,
+              help="Also run the periodic scheduler in this process (for development; "
+                   "in production run one 'flowq beat').")
+@click.option("-E", "--events", "send_events", is_flag=True,
+              help="Send task and worker events (for flowq events / monitor).")
+@click.option("--purge", "purge_first", is_flag=True,
+              help="Delete the waiting messages of the worker's queues before starting.")
+@click.option("-f", "--logfile", help="Log to this file instead of stderr; %n (node name), "
+                                      "%h (host) and %i (0: main process, 1..N: pool "
+                                      "processes) are expanded, e.g. /var/log/flowq/%n-%i.log.")
 @click.pass_context
 def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
            queues: str | None, loglevel: str, pool: str | None,
-           prefetch_multiplier: int | None, max_tasks_per_child: int | None) -> None:
+           prefetch_multiplier: int | None, max_tasks_per_child: int | None,
+           embed_beat: bool, send_events: bool, purge_first: bool,
+           logfile: str | None) -> None:
     """Start a worker.
 
     \b
     Examples:
       flowq -A tasks:app worker
       flowq -A tasks:app worker -c 4 -n w1@%h -Q default,reports -l debug
+      flowq -A tasks:app worker -B
+      flowq -A tasks:app worker -E -n w2@%h --logfile /var/log/flowq/%n-%i.log
     """
-    from flowq.runtime.worker import Worker, setup_logging
+    from flowq.runtime.beat import Beat, beat_thread
+    from flowq.runtime.worker import Worker, expand_hostname, setup_logging
 
     app = app_from(ctx)
-    setup_logging(loglevel)
-    instance = Worker(app, concurrency=concurrency, queues=split_list(queues), hostname=hostname,
+    if send_events:
+        app.conf.worker_send_task_events = True
+    node = expand_hostname(hostname)
+    if logfile:
+        from flowq.runtime.logfile import log_to_file
+
+        run_guarded(ctx, lambda: log_to_file(logfile, node, loglevel))
+    else:
+        setup_logging(loglevel)
+    _check_name(app, node)
+    if purge_first:
+        _purge(ctx, app, split_list(queues) or [app.conf.task_default_queue])
+    scheduler = run_guarded(ctx, lambda: Beat(app)) if embed_beat else None
+    instance = Worker(app, concurrency=concurrency, queues=split_list(queues), hostname=node,
                       pool=pool, prefetch_multiplier=prefetch_multiplier,
                       max_tasks_per_child=max_tasks_per_child, app_path=ctx.obj["app_path"])
-    code = run_guarded(ctx, instance.run)
+    with beat_thread(scheduler) if scheduler else contextlib.nullcontext():
+        code = run_guarded(ctx, instance.run)
     sys.exit(code)
+
+
+def _check_name(app: Any, node: str) -> None:
+    """Warn when a running worker already answers to ``node``: remote control and
+    monitoring tell workers apart by node name only."""
+    if app.control.name_taken(node):
+        log.warning("A worker named %s is already running (it answered a ping): commands "
+                    "and events will mix up the two; give each worker a unique name with "
+                    "-n, e.g. -n w2@%%h", node)
+
+
+def _purge(ctx: click.Context, app: Any, queues: list[str]) -> None:
+    removed = run_guarded(ctx, lambda: app.control.purge_each(queues))
+    for name, count in removed.items():
+        log.info("Purged %d message(s) from %s", count, name)

@@ -36,6 +36,13 @@ def connect(conf: Settings, url: str | None = None) -> Connection:
         **conf.broker_transport_options}
     kwargs: dict[str, Any] = {}
     scheme = url.split("://", 1)[0]
+    if scheme in ("redis", "rediss"):
+        # one Redis list per priority level, so all ten levels (0-9) are distinct
+        options.setdefault("priority_steps", list(range(10)))
+    if scheme == "redis":  # (rediss keeps kombu's own, which sets up TLS from the scheme)
+        from flowq.runtime.transports.redis import Transport as RedisTransport
+
+        kwargs["transport"] = RedisTransport
     if scheme == "sqlite":
         from flowq.runtime.transports.sqlite import Transport
 

@@ -118,8 +118,12 @@ def exception_to_dict(exc: BaseException) -> dict[str, Any]:
         if original is not None:
             doc["wraps"] = {"type": original.__qualname__, "module": original.__module__}
         return doc
-    return {"type": cls.__qualname__, "module": cls.__module__, "message": str(exc),
-            "args": _safe_args(exc.args)}
+    doc = {"type": cls.__qualname__, "module": cls.__module__, "message": str(exc),
+           "args": _safe_args(exc.args)}
+    cause = getattr(exc, "exc", None)  # MaxRetriesExceededError's last exception
+    if isinstance(cause, BaseException) and cause is not exc:
+        doc["cause"] = exception_to_dict(cause)
+    return doc
 
 
 def _safe_args(args: tuple[Any, ...]) -> list[Any]:
@@ -149,15 +153,18 @@ def exception_from_dict(doc: Any) -> Exception:
     if name == "ChordError" and module == "flowq.exceptions":
         wraps = doc.get("wraps") or {}
         base = _known_exception_class(wraps.get("module"), wraps.get("type"))
-        error = ChordError.wrap(_instance(base, [message]) if base else Exception(message),
-                                doc.get("task"), doc.get("task_id"))
-        error.args = (message,)
-        return error
+        chord_error = ChordError.wrap(_instance(base, [message]) if base else Exception(message),
+                                      doc.get("task"), doc.get("task_id"))
+        chord_error.args = (message,)
+        return chord_error
     cls = _known_exception_class(module, name)
     if cls is None:
         return RemoteError(f"{module}.{name}", message)
     args = doc.get("args")
-    return _instance(cls, args if isinstance(args, list) else [message])
+    error = _instance(cls, args if isinstance(args, list) else [message])
+    if isinstance(doc.get("cause"), dict) and hasattr(error, "exc"):
+        error.exc = exception_from_dict(doc["cause"])
+    return error
 
 
 def _instance(cls: type[Exception], args: list[Any]) -> Exception:

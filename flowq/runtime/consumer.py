@@ -38,6 +38,7 @@ from flowq.exceptions import (
 )
 from flowq.runtime import broker, signing
 from flowq.runtime.advance import At
+from flowq.runtime.events import DISABLED, TaskEvents
 from flowq.runtime.execute import FAILURE, MALFORMED, REJECT, SUCCESS, Outcome, short
 from flowq.runtime.message import Request, parse
 from flowq.runtime.pool import Pool
@@ -86,6 +87,7 @@ class Intake:
         self.generation = 0  # bumped on reconnect: older delivery tags are dead
         self.channel: Any = None
         self.counts = {"received": 0, "succeeded": 0, "failed": 0, "dead": 0}
+        self.events: TaskEvents = DISABLED  # set by the worker when events are on
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -108,6 +110,7 @@ class Intake:
             return
         job = Job(message, request, queue_name, self.app.acks_late(task), self.generation)
         log.info("Task %s[%s] received", display_name(request), request.id)
+        self.events.task_received(job)
         reason = self.revoked(request)
         if reason:
             self.settle_revoked(job, reason)
@@ -163,6 +166,7 @@ class Intake:
             return
         job.started = time.monotonic()
         self.active[job.request.id] = job
+        self.events.task_started(job)
         request = job.request
         payload = (dict(request.headers), request.body, request.content_type,
                    request.content_encoding, job.late_ack,
@@ -201,11 +205,9 @@ class Intake:
         killed = []
         for job in list(self.active.values()):
             request = job.request
-            if (request.id in task_ids or request.root_id in task_ids) and job.handle is not None:
-                terminate = getattr(job.handle, "terminate", None)
-                if terminate is not None:
-                    terminate(signum)
-                    killed.append(request.id)
+            if (request.id in task_ids or request.root_id in task_ids) and \
+                    self.pool.kill(job.handle, signum):
+                killed.append(request.id)
         return killed
 
     def _soft_limit(self, request: Request) -> float | None:
@@ -241,6 +243,7 @@ class Intake:
 
     def _settle_outcome(self, job: Job, outcome: Outcome) -> None:
         request = job.request
+        self.events.task_finished(job, outcome)
         if outcome.status == MALFORMED:
             self.dead_letter(job.message, job.queue, ProtocolError(outcome.summary), job)
             return
@@ -273,7 +276,8 @@ class Intake:
                 f"{request.task}[{request.id}]")
             log.error("Hard time limit (%ss) exceeded for %s[%s]", self._hard_limit(request),
                       request.task, request.id)
-        elif isinstance(error, pool_errors.WorkerLostError):
+        elif isinstance(error, (pool_errors.WorkerLostError, pool_errors.Terminated,
+                                SystemExit)):
             reason = self.revoked(request)
             if reason:  # terminated on purpose by a revoke
                 self.settle_revoked(job, reason, terminated=True)
@@ -297,6 +301,7 @@ class Intake:
         self._fail(job, failure)
         self._ack(job)
         self.counts["failed"] += 1
+        self.events.task_failed(job, failure)
 
     def _fail(self, job: Job, error: BaseException, state: str = states.FAILURE) -> None:
         """Record ``error`` for the job's node and fail everything downstream."""
@@ -317,6 +322,7 @@ class Intake:
         request = job.request
         what = f"{reason} and terminated" if terminated else f"{reason} (not run)"
         log.info("Task %s[%s] %s", request.task, request.id, what)
+        self.events.task_revoked(job, reason, terminated)
         self._fail(job, TaskRevokedError(f"task {request.task}[{request.id}] {what}"),
                    states.REVOKED)
         self._ack(job)
@@ -331,6 +337,7 @@ class Intake:
                     job: Job | None = None) -> None:
         """Keep a copy with the reason in ``<queue>.dead``, then ack: never run, never loop."""
         self.counts["dead"] += 1
+        self.events.task_rejected(message.headers, queue_name, error)
         reason = f"{type(error).__name__}: {error}"[:_REPR_LIMIT]
         (security_log if isinstance(error, InvalidSignature) else log).error("Message from %s rejected to %s%s: %s | headers=%s", queue_name, queue_name,
                   broker.DEAD_LETTER_SUFFIX, reason, short(message.headers, _REPR_LIMIT))

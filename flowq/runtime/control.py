@@ -8,15 +8,19 @@ workers that are busy, restarting or not yet started.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from kombu import Connection
 from kombu.pidbox import Mailbox
 
+from flowq.exceptions import BrokerUnavailable
 from flowq.runtime import broker
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
+    from flowq.settings import Settings
 
 Replies = list[dict[str, Any]]
 
@@ -27,23 +31,60 @@ def mailbox(app: Flowq) -> Mailbox:
                    reply_queue_expires=10.0)
 
 
+def open_connection(conf: Settings, max_retries: int | None = None) -> Connection:
+    """Connect to the broker, retrying ``max_retries`` times (default: the
+    ``broker_connection_max_retries`` setting) within a few seconds; raise
+    BrokerUnavailable naming the URL (password masked) if it cannot."""
+    retries = conf.broker_connection_max_retries if max_retries is None else max_retries
+    connection = broker.connect(conf)
+    # Remote control needs no publisher confirms (replies are the confirmation), and a
+    # confirm that never comes would block a command without a timeout.
+    (connection.transport_options or {}).pop("confirm_publish", None)
+    try:
+        # kombu's own default intervals (2 s, +2 s each, up to 30 s) make 5 retries take
+        # 30 s; a command line should give up within seconds.
+        connection.ensure_connection(max_retries=retries if conf.broker_connection_retry else 0,
+                                     interval_start=0.1, interval_step=0.5, interval_max=2.0)
+    except Exception as exc:  # noqa: BLE001 - kombu wraps transport errors variously
+        connection.release()
+        raise BrokerUnavailable(f"could not connect to the broker at "
+                                f"{broker.describe(conf)}: {exc}") from None
+    return connection
+
+
 class Control:
     """Operations on running workers and queues."""
 
     def __init__(self, app: Flowq):
         self.app = app
 
+    @contextmanager
+    def connection(self, max_retries: int | None = None) -> Iterator[Connection]:
+        """A connected broker connection; BrokerUnavailable (URL masked) if there is none.
+
+        ``max_retries`` defaults to the ``broker_connection_max_retries`` setting.
+        """
+        connection = open_connection(self.app.conf, max_retries)
+        try:
+            try:
+                yield connection
+            except connection.connection_errors as exc:
+                raise BrokerUnavailable(f"lost the connection to the broker at "
+                                        f"{broker.describe(self.app.conf)}: {exc}") from None
+        finally:
+            connection.release()
+
     def broadcast(self, command: str, arguments: dict[str, Any] | None = None,
                   destination: Sequence[str] | None = None, reply: bool = False,
                   timeout: float = 1.0, limit: int | None = None) -> Replies:
         """Send ``command`` to every worker (or ``destination``); with ``reply``, return
         ``[{hostname: reply}, ...]`` collected for ``timeout`` seconds."""
-        with broker.connect(self.app.conf) as connection:
-            bound = mailbox(self.app)(connection)
-            result = bound._broadcast(command, arguments or {},
-                                      list(destination) if destination else None,
-                                      reply=reply, timeout=timeout, limit=limit)
-        return result or []
+        if destination and limit is None and reply:
+            limit = len(destination)  # every named node answered: no need to wait longer
+        with self.connection() as connection:
+            return _broadcast(self.app, connection, command, arguments or {},
+                              list(destination) if destination else None, reply, timeout,
+                              limit)
 
     def _call(self, command: str, **kwargs: Any) -> Replies:
         destination = kwargs.pop("destination", None)
@@ -101,15 +142,69 @@ class Control:
         return Inspect(self, destination, timeout)
 
     def purge(self, queues: Sequence[str] | None = None) -> int:
-        """Delete every waiting message in ``queues`` (default queue if None); return the count."""
+        """Delete every waiting message in ``queues`` (default queue if None); return the count.
+
+        A queue that does not exist has nothing to delete (0).
+        """
+        return sum(self.purge_each(queues).values())
+
+    def purge_each(self, queues: Sequence[str] | None = None) -> dict[str, int]:
+        """Like :meth:`purge`, with the count per queue."""
         names = list(queues or [self.app.conf.task_default_queue])
-        total = 0
-        with broker.connect(self.app.conf) as connection:
+        removed: dict[str, int] = {}
+        with self.connection() as connection:
             channel = connection.channel()
             for name in names:
                 queue = broker.task_queue(name, self.app.conf.task_queue_max_priority)
-                total += queue(channel).purge() or 0
-        return total
+                try:
+                    removed[name] = queue(channel).purge() or 0
+                except connection.channel_errors:  # RabbitMQ: no such queue
+                    removed[name] = 0
+                    channel = connection.channel()
+        return removed
+
+    def queue_sizes(self, queues: Sequence[str]) -> dict[str, int | None]:
+        """Messages waiting (not yet delivered to a worker) per queue; None if unknown."""
+        sizes: dict[str, int | None] = {}
+        with self.connection() as connection:
+            channel = connection.channel()
+            for name in queues:
+                try:
+                    sizes[name] = channel.queue_declare(queue=name, passive=True).message_count
+                except connection.channel_errors:  # no such queue (or, on Redis, empty)
+                    sizes[name] = 0
+                    channel = connection.channel()
+        return sizes
+
+    def name_taken(self, hostname: str, timeout: float = 0.5) -> bool:
+        """Whether a running worker answers to ``hostname`` (checked before a worker starts).
+
+        False when the broker cannot be reached: the worker reports that itself.
+        """
+        try:
+            with self.connection(max_retries=0) as connection:
+                replies = _broadcast(self.app, connection, "ping", {}, [hostname], True,
+                                     timeout, 1)
+        except Exception:  # noqa: BLE001 - only a best-effort warning depends on it
+            return False
+        return bool(replies)
+
+
+def _broadcast(app: Flowq, connection: Connection, command: str, arguments: dict[str, Any],
+               destination: list[str] | None, reply: bool, timeout: float,
+               limit: int | None) -> Replies:
+    bound = mailbox(app)(connection)
+    try:
+        return bound._broadcast(command, arguments, destination, reply=reply,
+                                timeout=timeout, limit=limit) or []
+    finally:
+        if reply:
+            # RabbitMQ and Redis expire the reply queue by themselves; the embedded broker
+            # would keep it (and its binding) forever.
+            try:
+                bound.reply_queue(connection.default_channel).delete()
+            except Exception:  # noqa: BLE001 - already gone, or the connection is
+                pass
 
 
 class Inspect:

@@ -19,7 +19,6 @@ from flowq.runtime.backends.memory import MemoryBackend
 from flowq.runtime.execute import execute
 from flowq.runtime.message import Outgoing, parse
 from flowq.runtime.outgoing import MessageBuilder
-from flowq.runtime.routing import Router
 from flowq.runtime.workflows import WorkflowStore
 
 if TYPE_CHECKING:
@@ -45,8 +44,7 @@ class EagerRuntime:
         self.publisher = _LocalQueue()
         self.workflows = WorkflowStore(self.backend, conf.workflow_inline_limit,
                                        conf.workflow_max_nodes, None)
-        self.builder = MessageBuilder(conf, Router(conf.task_routes, conf.task_default_queue),
-                                      app.task_defaults)
+        self.builder = MessageBuilder(conf, app.tasks.get)
         self.advancer = Advancer(self.backend, app.result_codec, self.builder,
                                  self.publisher.publish, None)
 

@@ -122,8 +122,10 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
         _replace(app, runtime, request, at, replace.replacement)
         return Outcome(REPLACED, time.perf_counter() - started, short(replace.replacement))
     except SystemExit as exc:
+        if not eager:  # let the process end: its worker reports it as lost (A2)
+            raise
         error = WorkerLostError(f"task raised SystemExit({exc.code})")
-        runtime.advancer.failed(at, error, tb.format_exc(), late_ack=late_ack)
+        runtime.advancer.failed(at, error, tb.format_exc())
         return Outcome(FAILURE, time.perf_counter() - started, short(error))
     except Exception as exc:
         runtime.advancer.failed(at, exc, tb.format_exc(), late_ack=late_ack)

@@ -17,19 +17,44 @@ from flowq.runtime.routing import Router
 from flowq.runtime.workflows import Carried
 from flowq.settings import Settings
 
-#: Task options that act as defaults for every call of the task.
-TASK_CALL_DEFAULTS = ("queue", "priority", "serializer", "expires", "time_limit",
-                      "soft_time_limit")
+#: Task options that act as defaults for every call of the task. Time limits are not
+#: copied into messages: the worker reads its own task's limits (so remote control can
+#: change them); only limits given for a call travel in the ``timelimit`` header.
+TASK_CALL_DEFAULTS = ("queue", "priority", "serializer", "expires")
 
 
 class MessageBuilder:
     """Turns (workflow, node, arguments) into an :class:`Outgoing` message."""
 
-    def __init__(self, conf: Settings, router: Router,
-                 task_defaults: Callable[[str], Mapping[str, Any]]):
+    def __init__(self, conf: Settings, tasks: Callable[[str], Any]):
         self.conf = conf
-        self.router = router
-        self.task_defaults = task_defaults
+        self.tasks = tasks
+        self._router: Router | None = None
+
+    @property
+    def router(self) -> Router:
+        """Routes from the current settings (rebuilt when ``task_routes`` is replaced)."""
+        conf = self.conf
+        router = self._router
+        if (router is None or router.routes is not conf.task_routes
+                or router.default_queue != conf.task_default_queue):
+            router = self._router = Router(conf.task_routes, conf.task_default_queue)
+        return router
+
+    def task_defaults(self, name: str) -> dict[str, Any]:
+        """Options a registered task sets for every call of it (queue, priority, ...)."""
+        task = self.tasks(name)
+        return {k: getattr(task, k) for k in TASK_CALL_DEFAULTS
+                if task is not None and getattr(task, k) is not None}
+
+    def _check_limits(self, name: str, soft: float | None, hard: float | None) -> None:
+        """A call's soft limit may not exceed the hard limit that will apply to it."""
+        task = self.tasks(name)
+        hard = hard if hard is not None else _declared(task, "time_limit")
+        soft = soft if soft is not None else _declared(task, "soft_time_limit")
+        if soft is not None and hard is not None and soft > hard:
+            raise InvalidWorkflow([(name, f"soft_time_limit ({soft}) is greater than the hard "
+                                          f"time_limit ({hard}) that applies to this call")])
 
     def for_node(self, carried: Carried, position: int, args: Sequence[Any],
                  kwargs: Mapping[str, Any], *, root_id: str, parent_id: str | None,
@@ -70,6 +95,7 @@ class MessageBuilder:
             headers["expires"] = iso(expires)
         soft, hard = options.get("soft_time_limit"), options.get("time_limit")
         if soft is not None or hard is not None:
+            self._check_limits(task, soft, hard)
             headers["timelimit"] = [soft, hard]
         if options.get("shadow"):
             headers["shadow"] = options["shadow"]
@@ -84,6 +110,10 @@ class MessageBuilder:
         priority = options.get("priority", self.conf.task_default_priority)
         return Outgoing(self.router.queue_for(task, options), headers, body, content_type,
                         encoding, priority, eta)
+
+
+def _declared(task: Any, name: str) -> Any:
+    return getattr(task, name, None) if task is not None else None
 
 
 def check_times(task: str, eta: float | None, expires: float | None, now: float,

@@ -32,12 +32,15 @@ OnDone = Callable[[Outcome], None]
 OnError = Callable[[BaseException], None]
 
 _child_app: Flowq | None = None
+_soft_limits = False
 
 
 def run_payload(payload: Payload) -> Outcome:
     """Run one task message in this process (the body of every pool job)."""
     app = _child_app
     assert app is not None, "pool child started without an app"
+    if _soft_limits:
+        install_soft_limit_handler()  # here, not in the initializer: billiard replaces it
     headers, body, content_type, content_encoding, late_ack, delivery_info, hostname = payload
     request = parse(headers, body, content_type, content_encoding, app.accepted_content)
     return execute(app, request, late_ack=late_ack, hostname=hostname,
@@ -45,16 +48,17 @@ def run_payload(payload: Payload) -> Outcome:
 
 
 def _unwrap_error(on_error: OnError, failure: Any) -> None:
-    """billiard may wrap the exception in an ExceptionInfo; report the exception."""
-    on_error(getattr(failure, "exception", None) or failure)
+    """billiard wraps errors (ExceptionInfo, ExceptionWithTraceback); report the error."""
+    error = getattr(failure, "exception", None) or failure
+    on_error(getattr(error, "exc", None) or error)
 
 
 def use_app(app: Flowq, soft_limits: bool = False) -> None:
-    """Make ``app`` the one :func:`run_payload` uses in this process."""
-    global _child_app
+    """Make ``app`` the one :func:`run_payload` uses in this process (``soft_limits``:
+    a pool child, where the soft time limit signal must raise flowq's exception)."""
+    global _child_app, _soft_limits
     _child_app = app
-    if soft_limits:
-        install_soft_limit_handler()
+    _soft_limits = soft_limits
 
 
 class Pool:
@@ -71,6 +75,10 @@ class Pool:
 
     def pids(self) -> list[int]:
         return [os.getpid()]
+
+    def kill(self, handle: Any, signum: int) -> bool:
+        """Kill the process running the job ``handle``; False if this pool cannot."""
+        return False
 
     def resize(self, size: int) -> None:
         """Change the number of processes (threads) to ``size``."""
@@ -96,7 +104,7 @@ class PreforkPool(Pool):
         self._pool = BilliardPool(self.concurrency, initializer=use_app,
                                   initargs=(self.app, True),
                                   maxtasksperchild=self.max_tasks_per_child, putlocks=False,
-                                  threads=True, enable_timeouts=True, lost_worker_timeout=10.0)
+                                  threads=True, enable_timeouts=True, lost_worker_timeout=1.0)
 
     def apply(self, payload: Payload, on_done: OnDone, on_error: OnError,
               soft: float | None, hard: float | None) -> Any:
@@ -107,6 +115,12 @@ class PreforkPool(Pool):
 
     def pids(self) -> list[int]:
         return [p.pid for p in self._pool._pool] if self._pool else []
+
+    def kill(self, handle: Any, signum: int) -> bool:
+        pids = handle.worker_pids() if handle is not None else []
+        for pid in pids:
+            self._pool.terminate_job(pid, signum)
+        return bool(pids)
 
     def resize(self, size: int) -> None:
         if size > self.concurrency:

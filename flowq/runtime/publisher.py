@@ -102,7 +102,9 @@ class Publisher:
         # A batch becomes one pipelined round trip on Redis; other transports send as usual.
         with producer.batch(max_size=BATCH_SIZE):
             for message in messages:
-                producer.publish(message.body, exchange=message.queue,
+                # the default exchange routes straight to the queue named by the routing
+                # key: no binding lookup (one Redis round trip less per message)
+                producer.publish(message.body, exchange="",
                                  routing_key=message.queue, headers=message.headers,
                                  content_type=message.content_type,
                                  content_encoding=message.content_encoding,
@@ -111,10 +113,11 @@ class Publisher:
                                  declare=self._declare(message.queue))
 
     def _priority(self, priority: int | None) -> int | None:
-        """flowq's priorities are AMQP's (9 is highest); kombu's Redis runs 0 first."""
-        if priority is None or not self._redis:
+        """flowq's priorities are AMQP's: 9 is highest, none is lowest. kombu's Redis
+        transport runs 0 first, so there the scale is turned around."""
+        if not self._redis:
             return priority
-        return MAX_PRIORITY - min(max(priority, 0), MAX_PRIORITY)
+        return MAX_PRIORITY - min(max(priority or 0, 0), MAX_PRIORITY)
 
     def _get_producer(self) -> Producer:
         if self._producer is None:

@@ -14,8 +14,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from kombu.exceptions import InconsistencyError
+
 from flowq.exceptions import ConfigurationError
 from flowq.runtime import broker
+from flowq.runtime.control import mailbox
 from flowq.runtime.ratelimit import parse_rate
 
 if TYPE_CHECKING:
@@ -25,6 +28,23 @@ log = logging.getLogger("flowq.worker")
 
 Handler = Callable[..., Any]
 HANDLERS: dict[str, Handler] = {}
+
+
+def listen(worker: Worker, connection: Any) -> Any:
+    """Start answering remote control on ``connection``; return the consumer (or None).
+
+    On RabbitMQ a node's mailbox queue is exclusive: a second worker with the same node
+    name cannot listen. It then runs tasks without remote control (and says so) instead
+    of failing: the name was already warned about at start-up.
+    """
+    node = mailbox(worker.app)(connection).Node(worker.hostname, state=worker,
+                                                handlers=HANDLERS, channel=connection.channel())
+    try:
+        return node.listen(callback=node.handle_message)
+    except InconsistencyError:
+        log.error("Remote control is off for this worker: another worker named %s holds its "
+                  "mailbox; give each worker a unique name with -n", worker.hostname)
+        return None
 
 
 def command(fn: Handler) -> Handler:
@@ -62,11 +82,11 @@ def revoke(worker: Worker, task_id: str | list[str], terminate: bool = False,
     worker.revoked_ids |= ids
     killed: list[str] = []
     if terminate:
-        killed = worker.intake.terminate(ids, _signal_number(signal))
+        killed = worker.intake.terminate(ids, signal_number(signal))
     return _ok(f"revoked {len(ids)} id(s)" + (f", terminated {len(killed)}" if killed else ""))
 
 
-def _signal_number(name: str | int) -> int:
+def signal_number(name: str | int) -> int:
     if isinstance(name, int):
         return name
     try:
@@ -160,6 +180,17 @@ def scheduled(worker: Worker) -> dict[str, Any]:
 
 
 @command
+def workflow_tasks(worker: Worker, root_id: str) -> dict[str, list[str]]:
+    """Ids of the workflow ``root_id``'s tasks this worker runs or holds (for live graphs)."""
+    intake = worker.intake
+
+    def of(jobs: Any) -> list[str]:
+        return [job.request.id for job in jobs if job.request.root_id == root_id]
+
+    return {"active": of(intake.active.values()), "reserved": of((*intake.held, *intake.buffer))}
+
+
+@command
 def registered(worker: Worker) -> list[str]:
     return sorted(worker.app.tasks)
 
@@ -183,6 +214,9 @@ def stats(worker: Worker) -> dict[str, Any]:
             "pool": {"kind": worker.pool_kind, "concurrency": worker.pool.concurrency,
                      "processes": worker.pool.pids()},
             "prefetch_count": worker.prefetch, "broker": broker.describe(worker.app.conf),
+            "queues": list(worker.queues), "active": len(intake.active),
+            "reserved": len(intake.held) + len(intake.buffer),
+            "events": bool(worker.app.conf.worker_send_task_events),
             "counts": dict(intake.counts), "rate_limits": intake.limits.limits()}
 
 

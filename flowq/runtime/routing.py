@@ -33,6 +33,7 @@ class Router:
     """Resolves a task name to a queue; results are cached per task name."""
 
     def __init__(self, routes: Any, default_queue: str):
+        self.routes = routes
         self.default_queue = default_queue
         self._rules = self._compile(routes)
         self._cache: dict[str, str | None] = {}

@@ -9,7 +9,6 @@ from flowq.runtime.backends import backend_from_url
 from flowq.runtime.backends.base import ResultBackend
 from flowq.runtime.outgoing import MessageBuilder
 from flowq.runtime.publisher import Publisher
-from flowq.runtime.routing import Router
 from flowq.runtime.workflows import WorkflowStore
 
 if TYPE_CHECKING:
@@ -25,8 +24,7 @@ class Runtime:
         self.publisher = Publisher(conf, self.backend)
         self.workflows = WorkflowStore(self.backend, conf.workflow_inline_limit,
                                        conf.workflow_max_nodes, conf.result_expires)
-        self.builder = MessageBuilder(conf, Router(conf.task_routes, conf.task_default_queue),
-                                      app.task_defaults)
+        self.builder = MessageBuilder(conf, app.tasks.get)
         self.advancer = Advancer(self.backend, app.result_codec, self.builder,
                                  self.publisher.publish, conf.result_expires)
 

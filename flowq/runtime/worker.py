@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from kombu import Consumer
 
-from flowq.runtime import broker, remote
+from flowq.runtime import broker, events, remote
 from flowq.runtime.consumer import Intake
-from flowq.runtime.control import mailbox
 from flowq.runtime.message import Request
 from flowq.runtime.pool import Pool, make_pool
 from flowq.runtime.publisher import decode_delayed
@@ -72,6 +71,7 @@ class Worker:
         self.pool: Pool = make_pool(self.pool_kind, app, self.concurrency,
                                     self.max_tasks_per_child)
         self.intake = Intake(app, self.pool, self.hostname, self._revoked_reason)
+        self.events = events.WorkerEvents(self)  # does nothing unless events are on
         self.revoked_ids: set[str] = set()
         self.warm = False
         self.cold = False
@@ -91,6 +91,7 @@ class Worker:
         self.pool.start()
         self._refresh_revoked()
         log.info("%s", self.banner())
+        self.events.start()
         try:
             while not self.cold:
                 try:
@@ -115,14 +116,13 @@ class Worker:
             broker.dead_letter_queue(name).bind(channel).declare()
         self.intake.channel = channel
         self.consumer = Consumer(channel, [self._queue(q) for q in self.queues],
-                                 on_message=self.intake.on_message, no_ack=False,
-                                 prefetch_count=self.prefetch)
+                                 on_message=self.intake.on_message, no_ack=False)
+        # Channel-wide ("global") QoS: one window for all queues, and on RabbitMQ the
+        # only kind whose later changes apply to consumers that already exist.
+        self.consumer.qos(prefetch_count=self.prefetch, apply_global=True)
         self._prefetch_applied = self.prefetch
         self.consumer.consume()
-        node = mailbox(self.app)(self.connection).Node(
-            self.hostname, state=self, handlers=remote.HANDLERS,
-            channel=self.connection.channel())
-        self.control = node.listen(callback=node.handle_message)
+        self.control = remote.listen(self, self.connection)
 
     def _queue(self, name: str) -> Any:
         return broker.task_queue(name, self.app.conf.task_queue_max_priority)
@@ -149,7 +149,7 @@ class Worker:
         not starve other tasks of deliveries."""
         wanted = self.prefetch + len(self.intake.held)
         if wanted != self._prefetch_applied and self.consumer is not None:
-            self.consumer.qos(prefetch_count=wanted)
+            self.consumer.qos(prefetch_count=wanted, apply_global=True)
             self._prefetch_applied = wanted
 
     def _loop(self) -> None:
@@ -257,11 +257,12 @@ class Worker:
             log.info("Returned %d unstarted message(s) to the broker", returned)
 
     def _stop(self) -> None:
-        if self.cold:
-            self.pool.terminate()
-        else:
-            self.pool.stop()
-            self.intake.collect()
+        # A warm shutdown only gets here once no task runs (or the loop broke on an
+        # error), so terminating idle processes loses nothing; billiard's close/join can
+        # hang after a child was killed for its time limit.
+        self.pool.terminate()
+        self.intake.collect()
+        self.events.stop()
         self._close_connection()
         self.app.close()
         log.info("Worker %s stopped", self.hostname)

@@ -116,8 +116,9 @@ def test_a_chord_without_a_body(app: Flowq) -> None:
                          "got True")),
     ({"countdown": -1}, "option 'countdown' must be seconds >= 0, got -1"),
     ({"time_limit": "10"}, "option 'time_limit' must be seconds >= 0, got '10'"),
-    ({"ignore_result": 1}, "option 'ignore_result' must be True or False, got 1"),
-    ({"headers": [1]}, "option 'headers' must be a dict, got (1,)"),
+    ({"expires": "next tuesday"}, ("option 'expires' must be seconds, a datetime or an "
+                                   "ISO 8601 string, got 'next tuesday'")),
+    ({"ignore_result": True}, "unknown option 'ignore_result'"),
     ({"queu": "q"}, "unknown option 'queu' (did you mean 'queue'?)"),
     ({"xyzzy": 1}, "unknown option 'xyzzy'"),
     ({"soft_time_limit": 10, "time_limit": 5},

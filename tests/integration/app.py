@@ -20,6 +20,7 @@ app = Flowq(
     data_dir=os.environ.get("FLOWQ_TEST_DATA", ".flowq"),
     worker_prefetch_multiplier=int(os.environ.get("FLOWQ_TEST_PREFETCH", "4")),
     result_expires=float(os.environ.get("FLOWQ_TEST_RESULT_EXPIRES", "3600")),
+    security_key=os.environ.get("FLOWQ_TEST_SECURITY_KEY") or None,
 )
 
 _ledger_url, _, LEDGER_PREFIX = os.environ.get(
@@ -118,3 +119,33 @@ def whoami(self, *args):
 def sleep(seconds, value=None):
     time.sleep(seconds)
     return value
+
+
+# -- beat tests -------------------------------------------------------------------------------
+
+import json  # noqa: E402 - appended section
+
+
+@app.task
+def remember(value, kind="values"):
+    """Record ``value`` itself: beat tests send each beat's name to see who sent a run."""
+    record(kind, str(value))
+    return value
+
+
+# FLOWQ_TEST_BEAT: a beat_schedule as JSON (schedules in seconds), set per beat process.
+app.conf.beat_schedule = json.loads(os.environ.get("FLOWQ_TEST_BEAT", "{}"))
+from tests.integration import semantics_tasks  # noqa: E402,F401
+from tests.reliability import fault_tasks  # noqa: E402,F401
+
+
+# -- operations tests -------------------------------------------------------------------------
+
+import logging  # noqa: E402 - appended section
+
+
+@app.task
+def shout(message):
+    """Log ``message`` from the process running the task (per-process log files)."""
+    logging.getLogger("tests.shout").warning("shout: %s", message)
+    return message

@@ -1,0 +1,147 @@
+"""A sent workflow's live state, found by its root id (``flowq graph <root id>``).
+
+When a workflow (anything but a lone task) is sent from outside a task, the sender stores
+a small pointer blob ``wfroot:<root_id>`` in the result backend, with ``result_expires``:
+the headers its messages carry (the workflow inline, or the content hash of the copy
+already stored). Drawing it later costs one read for the pointer and one ``get_many`` for
+the records of every node, plus one look at each unfinished join or fanout.
+
+A node's state is its record's (PENDING without one); nodes without a record that a
+worker is running or holding right now show STARTED or RECEIVED, read from the workers'
+``active`` and ``reserved`` replies. A fanout shows its width once its input is known.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+
+from flowq import states
+from flowq.canvas import ids
+from flowq.canvas.dag import FANOUT, JOIN, Workflow
+from flowq.canvas.graph import to_graph
+from flowq.exceptions import MalformedCanvas
+from flowq.runtime.backends.base import Record
+from flowq.runtime.codec import exception_from_dict
+from flowq.runtime.workflows import Carried
+
+if TYPE_CHECKING:
+    from flowq.app import Flowq
+
+_RESULT_CHARS = 60
+
+
+def pointer_key(root_id: str) -> str:
+    return f"wfroot:{root_id}"
+
+
+def remember(backend: Any, carried: Carried, root_id: str, expires: float | None) -> None:
+    """Store where the workflow ``root_id`` can be found; a lone task needs no pointer."""
+    if carried.headers:
+        backend.put_blob(pointer_key(root_id), json.dumps(carried.headers).encode(),
+                         expires=expires)
+
+
+def find(app: Flowq, root_id: str) -> Workflow | None:
+    """The workflow sent with root id ``root_id``, or None if no pointer is stored.
+
+    Raises MalformedCanvas if the pointer is there but the workflow cannot be read.
+    """
+    runtime = app.runtime
+    data = runtime.backend.get_blob(pointer_key(root_id))
+    if data is None:
+        return None
+    try:
+        headers = json.loads(data)
+    except ValueError:
+        raise MalformedCanvas(f"the workflow pointer of {root_id} is not JSON") from None
+    if not isinstance(headers, dict):
+        raise MalformedCanvas(f"the workflow pointer of {root_id} is not an object")
+    return runtime.workflows.load(headers, "?", root_id).workflow
+
+
+def live_graph(app: Flowq, workflow: Workflow,
+               running: Mapping[str, str] | None = None) -> nx.DiGraph:
+    """``workflow``'s graph with ``state`` (and ``result``, ``width``) on every node.
+
+    ``running`` maps ids a worker holds to STARTED or RECEIVED (see :func:`running_ids`).
+    """
+    running = running or {}
+    graph = to_graph(workflow)
+    backend = app.runtime.backend
+    node_ids = workflow.ids()
+    records = backend.get_many(node_ids)
+    for position, (task_id, record) in enumerate(zip(node_ids, records, strict=True)):
+        data = graph.nodes[position]
+        data["state"] = record.state if record else running.get(task_id, states.PENDING)
+        if record is not None:
+            data["result"] = _outcome(app, record)
+        node = workflow.nodes[position]
+        if node.kind == FANOUT:
+            _fanout(app, workflow, position, records, running, data)
+        elif node.kind == JOIN and record is None and node.members:
+            done = len(backend.chord_values(task_id))
+            if done:
+                data["result"] = f"{done}/{len(node.members)} done"
+    return graph
+
+
+def _fanout(app: Flowq, workflow: Workflow, position: int, records: list[Record | None],
+            running: Mapping[str, str], data: dict[str, Any]) -> None:
+    """Width of an expanded fanout, its progress, and STARTED while items run."""
+    node = workflow.nodes[position]
+    items: Any = node.items
+    if items is None and node.input is not None:
+        parent = records[node.input]
+        if parent is not None and parent.state == states.SUCCESS:
+            items = app.result_codec.load(parent.payload).get("result")
+    if not isinstance(items, (list, tuple)):
+        return
+    width = len(items)
+    data["width"] = width
+    if records[position] is not None:
+        return
+    fanout_id = workflow.node_id(position)
+    done = len(app.runtime.backend.chord_values(fanout_id))
+    data["result"] = f"{done}/{width} done"
+    if done or any(ids.fanout_item_id(fanout_id, i) in running for i in range(width)):
+        data["state"] = states.STARTED
+
+
+def _outcome(app: Flowq, record: Record) -> str | None:
+    """A short text of a stored result or exception (None if it cannot be read here)."""
+    try:
+        document = app.result_codec.load(record.payload)
+    except Exception:  # noqa: BLE001 - a payload this process may not decode
+        return None
+    if "exc" in document:
+        error = exception_from_dict(document["exc"])
+        text = f"{type(error).__name__}: {error}"
+    elif record.state in states.READY_STATES:
+        text = repr(document.get("result"))
+    else:
+        return None
+    return text if len(text) <= _RESULT_CHARS else text[: _RESULT_CHARS - 1] + "…"
+
+
+def running_ids(app: Flowq, root_id: str, timeout: float = 1.0) -> dict[str, str]:
+    """Ids of ``root_id``'s tasks that workers run (STARTED) or hold (RECEIVED) now."""
+    found: dict[str, str] = {}
+    for reply in app.control.broadcast("workflow_tasks", {"root_id": root_id}, reply=True,
+                                       timeout=timeout):
+        for answer in reply.values():
+            if not isinstance(answer, dict):
+                continue
+            for key, state in (("reserved", states.RECEIVED), ("active", states.STARTED)):
+                for task_id in answer.get(key) or ():
+                    found[str(task_id)] = state
+    return found
+
+
+def unfinished(workflow: Workflow, graph: nx.DiGraph) -> bool:
+    """Whether some node of the drawn workflow has not reached a final state."""
+    return any(graph.nodes[p].get("state") not in states.READY_STATES
+               for p in range(len(workflow.nodes)) if not workflow.nodes[p].deferred)

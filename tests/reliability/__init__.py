@@ -1,0 +1,1 @@
+"""Fault-injection and bad-input tests (see ../shared/reliability-scenarios.md)."""
