@@ -27,7 +27,11 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, code: int = EXIT_FAILURE):
         super().__init__(message)
-        self.exit_code = code
+        self.code = code
+
+    @property  # click reads exit_code when it exits
+    def exit_code(self) -> int:  # type: ignore[override]
+        return self.code
 
 
 def load_object(path: str) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,12 +54,31 @@ def _unwrap_error(on_error: OnError, failure: Any) -> None:
     on_error(getattr(error, "exc", None) or error)
 
 
-def use_app(app: Flowq, soft_limits: bool = False) -> None:
-    """Make ``app`` the one :func:`run_payload` uses in this process (``soft_limits``:
-    a pool child, where the soft time limit signal must raise flowq's exception)."""
+#: The signal that makes a pool child leave the task it runs (``revoke(terminate=True)``
+#: with SIGTERM): children ignore SIGTERM itself, see :func:`use_app`.
+TERMINATE_SIGNAL = signal.SIGUSR2
+
+
+def _leave_task(signum: int, frame: Any) -> None:
+    raise SystemExit(f"terminated by signal {signum}")
+
+
+def use_app(app: Flowq, pool_child: bool = False) -> None:
+    """Make ``app`` the one :func:`run_payload` uses in this process.
+
+    A pool child ignores SIGTERM and SIGINT: shutdown is the main process's job, and a
+    child killed while idle could die holding the pool's queue lock and hang the
+    shutdown (a ``kill`` of the whole process group, systemd's default, does that).
+    Revoking with ``terminate`` sends :data:`TERMINATE_SIGNAL` instead, and hard time
+    limits end with SIGKILL.
+    """
     global _child_app, _soft_limits
     _child_app = app
-    _soft_limits = soft_limits
+    _soft_limits = pool_child
+    if pool_child:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(TERMINATE_SIGNAL, _leave_task)
 
 
 class Pool:
@@ -119,7 +139,7 @@ class PreforkPool(Pool):
     def kill(self, handle: Any, signum: int) -> bool:
         pids = handle.worker_pids() if handle is not None else []
         for pid in pids:
-            self._pool.terminate_job(pid, signum)
+            self._pool.terminate_job(pid, TERMINATE_SIGNAL if signum == signal.SIGTERM else signum)
         return bool(pids)
 
     def resize(self, size: int) -> None:

@@ -258,8 +258,9 @@ class Worker:
 
     def _stop(self) -> None:
         # A warm shutdown only gets here once no task runs (or the loop broke on an
-        # error), so terminating idle processes loses nothing; billiard's close/join can
-        # hang after a child was killed for its time limit.
+        # error); a cold one kills what still runs first (children ignore SIGTERM).
+        for job in list(self.intake.active.values()):
+            self.pool.kill(job.handle, signal.SIGKILL)
         self.pool.terminate()
         self.intake.collect()
         self.events.stop()

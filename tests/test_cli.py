@@ -1,0 +1,374 @@
+"""The command line without servers: parsing, help, one-line errors, and the pure parts
+of the operations commands (event lines, inspect output, monitor table, log file names,
+live graphs from an in-memory backend)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from flowq import Flowq, states
+from flowq.cli import inspect as inspect_cli
+from flowq.cli import main
+from flowq.cli.events import snapshot
+from flowq.runtime import events, live, logfile
+
+#: An app whose broker cannot be reached: a command that touches it fails, loudly.
+app = Flowq("cli", broker="redis://:secret@127.0.0.1:1/0", backend="memory://cli-tests",
+            task_default_queue="cli-q")
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+APP = "tests.test_cli:app"
+
+COMMANDS = [["worker"], ["beat"], ["call"], ["result"], ["graph"], ["purge"], ["inspect"],
+            ["status"], ["events"], ["monitor"], ["control"], ["control", "revoke"],
+            ["control", "terminate"], ["control", "rate_limit"], ["control", "time_limit"],
+            ["control", "add_consumer"], ["control", "cancel_consumer"],
+            ["control", "pool_grow"], ["control", "pool_shrink"], ["control", "shutdown"]]
+
+
+def run(*args: str, input: str | None = None) -> Any:
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+def one_line_error(result: Any) -> str:
+    """The single ``Error: ...`` line a failed command printed (and nothing else)."""
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    assert "Traceback" not in result.output
+    return errors[0]
+
+
+# -- help ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help_with_an_example(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output
+    assert "flowq " in result.output
+
+
+def test_worker_help_lists_the_operations_options() -> None:
+    output = run("worker", "--help").output
+    for option in ("-E, --events", "--purge", "-f, --logfile", "-n, --hostname"):
+        assert option in output
+
+
+# -- usage errors ----------------------------------------------------------------------------
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    result = run("-A", APP, "frobnicate")
+    assert result.exit_code == 2
+    assert one_line_error(result) == "Error: No such command 'frobnicate'."
+
+
+def test_wrong_app_is_one_line() -> None:
+    result = run("-A", "tests.no_such_module:app", "status")
+    assert result.exit_code == 2
+    assert one_line_error(result) == ("Error: cannot import 'tests.no_such_module': No module "
+                                      "named 'tests.no_such_module'")
+    result = run("-A", "tests.test_cli:nope", "status")
+    assert result.exit_code == 2
+    assert one_line_error(result) == "Error: 'tests.test_cli' has no attribute 'nope'"
+    result = run("-A", "tests.test_cli:COMMANDS", "status")
+    assert result.exit_code == 2 and "is not a flowq app" in one_line_error(result)
+
+
+def test_missing_app_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLOWQ_APP", raising=False)
+    result = run("status")
+    assert result.exit_code == 2
+    assert one_line_error(result).startswith("Error: no app given: use flowq -A module[:attr]")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["inspect", "everything"], "Invalid value for 'METHOD'"),
+    (["control", "revoke"], "Missing argument 'TASK_IDS...'"),
+    (["control", "time_limit", "tests.test_cli.add", "soon"], "'soon' is not a valid float"),
+    (["control", "pool_grow", "0"], "0 is not in the range x>=1"),
+    (["events", "--count", "0"], "0 is not in the range x>=1"),
+    (["monitor", "--interval", "0.01"], "0.01 is not in the range x>=0.2"),
+    (["inspect", "ping", "-t", "0"], "0.0 is not in the range x>0"),
+])
+def test_bad_arguments_are_usage_errors(args: list[str], message: str) -> None:
+    result = run("-A", APP, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_bad_values_are_refused_before_contacting_the_broker() -> None:
+    # The app's broker is unreachable: reaching it would exit 69 after retries.
+    result = run("-A", APP, "control", "rate_limit", "tests.test_cli.add", "10/fortnight")
+    assert result.exit_code == 2
+    assert one_line_error(result) == ("Error: rate limit '10/fortnight' is not like '10/s', "
+                                      "'100/m' or '1000/h'")
+    result = run("-A", APP, "control", "terminate", "some-id", "--signal", "SIGNOPE")
+    assert result.exit_code == 2
+    assert one_line_error(result) == "Error: unknown signal 'SIGNOPE'"
+
+
+def test_purge_asks_and_a_no_touches_nothing() -> None:
+    result = run("-A", APP, "purge", "-Q", "a,b", input="n\n")
+    assert result.exit_code == 1
+    assert "Delete all waiting messages in a, b? [y/N]" in result.output
+    assert "Aborted!" in result.output
+
+
+def test_unreachable_broker_is_one_line_with_the_password_masked() -> None:
+    result = run("-A", APP, "purge", "-f")
+    assert result.exit_code == 69
+    line = one_line_error(result)
+    assert line.startswith("Error: BrokerUnavailable: could not connect to the broker at "
+                           "redis://:**@127.0.0.1:1/0: ")
+    assert "secret" not in result.output
+
+
+def test_graph_by_root_id_needs_the_app() -> None:
+    result = run("graph", "5f0c2d9e")
+    assert result.exit_code == 2
+    assert one_line_error(result) == (
+        "Error: '5f0c2d9e' is not module:expr; to draw a sent workflow by its root id, give "
+        "the app: flowq -A tasks:app graph 5f0c2d9e")
+
+
+# -- graph of a sent workflow, from the in-memory backend --------------------------------------
+
+
+@pytest.fixture
+def memory_app() -> Any:
+    """An app on the in-memory broker and backend (this process only)."""
+    instance = Flowq("mem", broker="memory://", backend="memory://cli-graph",
+                     task_default_queue="mem-q")
+
+    @instance.task(name="mem.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @instance.task(name="mem.spread")
+    def spread(n: int) -> list[int]:
+        return list(range(n))
+
+    @instance.task(name="mem.square")
+    def square(x: int) -> int:
+        return x * x
+
+    yield instance, add, spread, square
+    instance.close()
+
+
+def test_a_sent_workflow_is_found_by_its_root_id_and_drawn_with_states(memory_app: Any
+                                                                        ) -> None:
+    from flowq import fanout
+
+    instance, add, spread, square = memory_app
+    # Given a sent chain whose first step succeeded and whose second runs
+    result = (spread.s(3) | fanout(square.s()) | add.s(1)).delay()
+    workflow = live.find(instance, result.parent.parent.id)
+    assert workflow is not None and len(workflow.nodes) == 3
+    root = workflow.node_id(0)
+    codec = instance.result_codec
+    instance.backend.store(root, states.SUCCESS, codec.success([0, 1, 2]))
+    fanout_id = workflow.node_id(1)
+    instance.backend.chord_init([(fanout_id, 3)])
+    # When it is drawn, with one item reported running by a worker
+    from flowq.canvas import ids
+
+    running = {ids.fanout_item_id(fanout_id, 0): states.STARTED}
+    graph = live.live_graph(instance, workflow, running)
+    # Then every node has its state, the fanout its width
+    assert [graph.nodes[n]["state"] for n in range(3)] == [states.SUCCESS, states.STARTED,
+                                                           states.PENDING]
+    assert graph.nodes[0]["result"] == "[0, 1, 2]"
+    assert graph.nodes[1]["width"] == 3 and graph.nodes[1]["result"] == "0/3 done"
+    assert live.unfinished(workflow, graph)
+
+
+def test_graph_command_draws_the_live_states(memory_app: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    instance, add, _, _ = memory_app
+    result = (add.s(1, 2) | add.s(3)).delay()
+    root = result.parent.id
+    codec = instance.result_codec
+    instance.backend.store(root, states.SUCCESS, codec.success(3))
+    instance.backend.store(result.id, states.FAILURE, codec.failure(ValueError("boom")))
+    monkeypatch.setattr("tests.test_cli.app", instance)
+    output = run("-A", APP, "graph", root, "-t", "0")
+    assert output.exit_code == 0, output.output
+    lines = output.output.splitlines()
+    assert lines[0] == f"workflow {root[:8]} (2 nodes, output: #1)"
+    assert lines[1] == f"#0 mem.add(1, 2)   [SUCCESS] id={root[:8]} -> 3"
+    assert lines[2] == (f"#1 mem.add(..., 3)  <- #0   [FAILURE] id={result.id[:8]} "
+                        f"-> ValueError: boom [output]")
+
+
+def test_a_lone_task_stores_no_pointer(memory_app: Any) -> None:
+    instance, add, _, _ = memory_app
+    single = add.delay(1, 1)
+    assert live.find(instance, single.id) is None
+
+
+# -- event lines -----------------------------------------------------------------------------
+
+STAMP = 1_700_000_000.25
+
+
+@pytest.mark.parametrize("event, line", [
+    ({"type": "task-received", "uuid": "id-1", "name": "t.add", "queue": "q"},
+     "w1@h task-received t.add[id-1] queue=q"),
+    ({"type": "task-started", "uuid": "id-1", "name": "t.add"}, "w1@h task-started t.add[id-1]"),
+    ({"type": "task-succeeded", "uuid": "id-1", "name": "t.add", "runtime": 0.01234,
+      "result": "4"}, "w1@h task-succeeded t.add[id-1] in 0.0123s -> 4"),
+    ({"type": "task-failed", "uuid": "id-1", "name": "t.add", "runtime": 0.5,
+      "exception": "ValueError: no"}, "w1@h task-failed t.add[id-1] in 0.5000s: ValueError: no"),
+    ({"type": "task-revoked", "uuid": "id-1", "name": "t.add", "reason": "expired",
+      "terminated": False}, "w1@h task-revoked t.add[id-1] expired (not run)"),
+    ({"type": "worker-heartbeat", "active": 1, "processed": 7, "queues": ["a", "b"]},
+     "w1@h worker-heartbeat active=1 processed=7 queues=a,b"),
+])
+def test_event_lines(event: dict[str, Any], line: str) -> None:
+    formatted = events.format_event({"hostname": "w1@h", "timestamp": STAMP, **event})
+    clock, rest = formatted.split(" ", 1)
+    assert clock.endswith(".250") and len(clock) == len("00:00:00.250")
+    assert rest == line
+
+
+def test_a_full_event_buffer_drops_and_counts() -> None:
+    dispatcher = events.EventDispatcher(app, "w1@h", buffer=2)
+    for _ in range(5):
+        dispatcher.send("task-started", uuid="x")
+    assert dispatcher.dropped == 3
+
+
+def test_an_unreachable_broker_drops_events_without_raising(caplog: Any) -> None:
+    dispatcher = events.EventDispatcher(app, "w1@h")  # app's broker refuses connections
+    dispatcher.start()
+    for _ in range(3):
+        dispatcher.send("task-started", uuid="x")
+    deadline = time.monotonic() + 10
+    while dispatcher.dropped < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    dispatcher.stop()
+    assert (dispatcher.sent, dispatcher.dropped) == (0, 3)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "flowq.events"]
+    assert warnings[0].startswith("Could not send events to redis://:**@127.0.0.1:1/0")
+    assert warnings[-1] == "3 event(s) were dropped (broker unreachable or too slow)"
+
+
+def test_disabled_task_events_do_nothing() -> None:
+    events.DISABLED.task_started(None)  # type: ignore[arg-type]  # never looks at the job
+    events.DISABLED.task_rejected(None, "q", ValueError())
+
+
+# -- inspect output ----------------------------------------------------------------------------
+
+
+def test_inspect_output_is_one_block_per_node(capsys: pytest.CaptureFixture[str]) -> None:
+    replies = {
+        "w2@h": [{"id": "t-1", "name": "t.add", "root_id": "r-1", "queue": "q"}],
+        "w1@h": {"ok": "pool size is now 3"},
+        "w3@h": {"error": "unknown task 't.nope'"},
+        "w4@h": {"pool": {"concurrency": 2}, "queues": ["a", "b"]},
+    }
+    inspect_cli._show(replies, False, inspect_cli._describe)
+    assert capsys.readouterr().out.splitlines() == [
+        "w1@h: OK pool size is now 3",
+        "w2@h: 1 task(s)",
+        "  t.add[t-1] root=r-1 queue=q",
+        "w3@h: ERROR unknown task 't.nope'",
+        "w4@h:",
+        "  pool.concurrency: 2",
+        "  queues: a, b",
+    ]
+    inspect_cli._show(replies, True, inspect_cli._describe)
+    assert json.loads(capsys.readouterr().out) == replies
+
+
+# -- monitor table -----------------------------------------------------------------------------
+
+
+class _StubControl:
+    def __init__(self, stats: dict[str, Any], sizes: dict[str, int]):
+        self._stats, self._sizes = stats, sizes
+
+    def inspect(self, timeout: float = 1.0) -> Any:
+        stats = self._stats
+
+        class Asker:
+            def stats(self) -> dict[str, Any]:
+                return stats
+
+        return Asker()
+
+    def queue_sizes(self, names: list[str]) -> dict[str, int]:
+        return {name: self._sizes.get(name, 0) for name in names}
+
+
+def test_monitor_snapshot_table() -> None:
+    stub = Flowq("stub", broker="redis://127.0.0.1:1/0", task_default_queue="main")
+    stub.__dict__["control"] = _StubControl(
+        {"w1@h": {"pool": {"concurrency": 4}, "active": 2, "reserved": 1, "uptime": 3725,
+                  "counts": {"succeeded": 10, "failed": 1}, "queues": ["main", "reports"]}},
+        {"main": 5, "extra": 2})
+    lines = snapshot(stub, 1.0, ["extra"]).splitlines()
+    assert lines[0].startswith("flowq monitor ") and lines[0].endswith(
+        "broker redis://127.0.0.1:1/0")
+    assert lines[2:] == [
+        "WORKER  POOL  ACTIVE  RESERVED  SUCCEEDED  FAILED  UPTIME",
+        "w1@h    4     2       1         10         1       1h02m",
+        "",
+        "QUEUE    WAITING  CONSUMERS",
+        "extra    2        0",
+        "main     5        1",
+        "reports  0        1",
+    ]
+    stub.__dict__["control"] = _StubControl({}, {})
+    assert "(no worker answered within 1s)" in snapshot(stub, 1.0)
+
+
+# -- log file names ----------------------------------------------------------------------------
+
+
+def test_logfile_patterns() -> None:
+    import socket
+
+    assert logfile.expand("/var/log/%n-%i.log", "w1@box", 0) == "/var/log/w1-0.log"
+    assert logfile.expand("%p|%h|%%i|%i", "w1@box", 2) == f"w1@box|{socket.gethostname()}|%i|2"
+    assert logfile.expand("plain.log", "w1@box") == "plain.log"
+    assert logfile.process_index() == 0  # not a pool process
+
+
+def test_logfile_handler_reopens_per_process(tmp_path: Any) -> None:
+    handler = logfile.ProcessFileHandler(str(tmp_path / "%n-%i.log"), "w1@box")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "hello", (), None)
+    handler.handle(record)
+    pid = os.fork()
+    if pid == 0:  # as in pool process #2 (billiard index 1) forked from the worker
+        try:
+            from billiard.process import current_process
+
+            current_process().index = 1  # type: ignore[attr-defined]
+            handler.handle(logging.LogRecord("t", logging.INFO, __file__, 1, "child", (),
+                                             None))
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    handler.handle(logging.LogRecord("t", logging.INFO, __file__, 1, "again", (), None))
+    handler.close()
+    assert (tmp_path / "w1-0.log").read_text() == "hello\nagain\n"
+    assert (tmp_path / "w1-2.log").read_text() == "child\n"
