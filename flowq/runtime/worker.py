@@ -90,12 +90,15 @@ class Worker:
         self._install_signals()
         self.pool.start()
         self._refresh_revoked()
-        log.info("%s", self.banner())
         self.events.start()
+        announced = False
         try:
             while not self.cold:
                 try:
                     self._connect()
+                    if not announced:  # once it consumes and answers remote control
+                        log.info("%s", self.banner())
+                        announced = True
                     self._loop()
                     break
                 except self._connection_errors() as exc:
