@@ -173,7 +173,7 @@ class Intake:
                    dict(job.message.delivery_info or {}), self.hostname)
         job.handle = self.pool.apply(
             payload, functools.partial(self._done, job), functools.partial(self._lost, job),
-            self._soft_limit(request), self._hard_limit(request))
+            self._limit(request, "soft_time_limit"), self._limit(request, "time_limit"))
 
     def _done(self, job: Job, outcome: Outcome) -> None:
         """Pool callback (another thread): the job finished; settled in the main loop."""
@@ -210,19 +210,14 @@ class Intake:
                 killed.append(request.id)
         return killed
 
-    def _soft_limit(self, request: Request) -> float | None:
-        if request.soft_time_limit is not None:
-            return request.soft_time_limit
-        task = self.app.tasks.get(request.task)
-        limit = task.soft_time_limit if task else None
-        return limit if limit is not None else self.app.conf.task_soft_time_limit
-
-    def _hard_limit(self, request: Request) -> float | None:
-        if request.time_limit is not None:
-            return request.time_limit
-        task = self.app.tasks.get(request.task)
-        limit = task.time_limit if task else None
-        return limit if limit is not None else self.app.conf.task_time_limit
+    def _limit(self, request: Request, name: str) -> float | None:
+        """Time limit ``name`` (``time_limit``/``soft_time_limit``) for one run: the
+        call's, else the task's as this worker knows it, else the worker-wide setting."""
+        given = request.soft_time_limit if name == "soft_time_limit" else request.time_limit
+        if given is not None:
+            return given
+        declared = getattr(self.app.tasks.get(request.task), name, None)
+        return declared if declared is not None else self.app.conf[f"task_{name}"]
 
     # -- completion ---------------------------------------------------------------------------
 
@@ -271,11 +266,11 @@ class Intake:
         reject_on_lost = (task.reject_on_worker_lost if task and task.reject_on_worker_lost
                           is not None else self.app.conf.task_reject_on_worker_lost)
         if isinstance(error, pool_errors.TimeLimitExceeded):
+            limit = self._limit(request, "time_limit")
             failure: BaseException = TimeLimitExceeded(
-                f"hard time limit ({self._hard_limit(request)}s) exceeded for "
-                f"{request.task}[{request.id}]")
-            log.error("Hard time limit (%ss) exceeded for %s[%s]", self._hard_limit(request),
-                      request.task, request.id)
+                f"hard time limit ({limit}s) exceeded for {request.task}[{request.id}]")
+            log.error("Hard time limit (%ss) exceeded for %s[%s]", limit, request.task,
+                      request.id)
         elif isinstance(error, (pool_errors.WorkerLostError, pool_errors.Terminated,
                                 SystemExit)):
             reason = self.revoked(request)
