@@ -267,7 +267,7 @@ def _value(app: Flowq, record: Record, propagate: bool, task_id: str) -> Any:
         error = TaskRevokedError(f"task {task_id} was revoked: {error}")
     if propagate:
         remote = doc.get("traceback")
-        if remote:
+        if isinstance(remote, str) and remote:
             error.add_note("remote traceback:\n" + remote.rstrip())
         raise error
     return error

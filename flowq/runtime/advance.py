@@ -27,8 +27,8 @@ from flowq import states
 from flowq.canvas import ids
 from flowq.canvas.dag import FANOUT, JOIN, TASK, Workflow
 from flowq.exceptions import ChordError, ChordStateLost
-from flowq.runtime.backends.base import ChordPart, ResultBackend, StoreOutcome
-from flowq.runtime.codec import ResultCodec, format_traceback
+from flowq.runtime.backends.base import ChordPart, Record, ResultBackend, StoreOutcome
+from flowq.runtime.codec import ResultCodec, exception_from_dict, format_traceback
 from flowq.runtime.message import Outgoing
 from flowq.runtime.outgoing import MessageBuilder
 from flowq.runtime.workflows import Carried
@@ -134,6 +134,18 @@ class Advancer:
                                 messages, done, failed_id=at.task_id)
         self._settle(at.carried, at.root_id, done, messages)
         self._mark(at, late_ack)
+
+    def replay(self, at: At, record: Record) -> None:
+        """Advance from a result an earlier delivery stored but may not have advanced
+        from (its ``advanced`` flag is missing); with the flag set, do nothing."""
+        if self.backend.has_flag(advanced_flag(at.task_id)):
+            return
+        doc = self.codec.load(record.payload)
+        if record.state == states.SUCCESS:
+            self.succeeded(at, doc.get("result"), late_ack=True)
+        else:
+            self.failed(at, exception_from_dict(doc.get("exc")), doc.get("traceback"),
+                        state=record.state, late_ack=True)
 
     # -- internals ----------------------------------------------------------------------
 

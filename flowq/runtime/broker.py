@@ -39,6 +39,9 @@ def connect(conf: Settings, url: str | None = None) -> Connection:
     if scheme in ("redis", "rediss"):
         # one Redis list per priority level, so all ten levels (0-9) are distinct
         options.setdefault("priority_steps", list(range(10)))
+        # kombu guards its restore of unacked messages with a lock held 300 s by default;
+        # a worker killed while holding it would stop redeliveries that long
+        options.setdefault("unacked_mutex_expire", 5)
     if scheme == "redis":  # (rediss keeps kombu's own, which sets up TLS from the scheme)
         from flowq.runtime.transports.redis import Transport as RedisTransport
 

@@ -26,8 +26,9 @@ from billiard import exceptions as pool_errors
 from kombu import Producer
 from kombu.message import Message
 
-from flowq import states
+from flowq import exceptions, states
 from flowq.exceptions import (
+    BackendError,
     InvalidSignature,
     MalformedCanvas,
     NotRegistered,
@@ -40,7 +41,7 @@ from flowq.runtime import broker, signing
 from flowq.runtime.advance import At
 from flowq.runtime.events import DISABLED, TaskEvents
 from flowq.runtime.execute import FAILURE, MALFORMED, REJECT, SUCCESS, Outcome, short
-from flowq.runtime.message import Request, parse
+from flowq.runtime.message import Request, check_size, parse
 from flowq.runtime.pool import Pool
 from flowq.runtime.ratelimit import RateLimits
 
@@ -95,10 +96,13 @@ class Intake:
         """kombu callback: validate the envelope, then buffer or settle the message."""
         queue_name = (message.delivery_info or {}).get("routing_key") or "?"
         self.counts["received"] += 1
+        conf = self.app.conf
         try:
+            check_size(message.headers, message.body, conf.message_header_limit,
+                       conf.message_body_limit)
             request = parse(message.headers, message.body, message.content_type,
                             message.content_encoding, self.app.accepted_content,
-                            self.app.conf.workflow_max_nodes)
+                            conf.workflow_max_nodes)
             if self.keys:
                 self._verify(request)
         except ProtocolError as exc:
@@ -189,7 +193,11 @@ class Intake:
         request = job.request
         limit = self.app.conf.task_max_deliveries
         key = f"deliveries:{request.id}:{request.retries}"
-        count = self.app.runtime.backend.incr(key, expires=self.app.conf.result_expires)
+        try:
+            count = self.app.runtime.backend.incr(key, expires=self.app.conf.result_expires)
+        except BackendError as exc:  # run it: without a backend it cannot finish anyway,
+            log.warning("Could not count deliveries of %s: %s", request.id, exc)  # and returns
+            return False
         if count <= limit:
             return False
         error = WorkerLostError(f"{request.task}[{request.id}] was delivered {count} times "
@@ -240,7 +248,10 @@ class Intake:
         request = job.request
         self.events.task_finished(job, outcome)
         if outcome.status == MALFORMED:
-            self.dead_letter(job.message, job.queue, ProtocolError(outcome.summary), job)
+            error_type = getattr(exceptions, outcome.error or "", ProtocolError)
+            if not (isinstance(error_type, type) and issubclass(error_type, ProtocolError)):
+                error_type = ProtocolError
+            self.dead_letter(job.message, job.queue, error_type(outcome.summary), job)
             return
         if outcome.status == REJECT:
             if job.late_ack and outcome.requeue:

@@ -29,6 +29,7 @@ from flowq.exceptions import (
     WorkerLostError,
 )
 from flowq.runtime.advance import At
+from flowq.runtime.backends.base import Record
 from flowq.runtime.message import Request, decode_body, iso
 from flowq.runtime.workflows import is_trivial
 from flowq.task import Context, _requests
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
     from flowq.app import Flowq
     from flowq.task import Task
 
-SUCCESS, FAILURE, RETRY, REJECT, IGNORE, MALFORMED, REPLACED = (
-    "succeeded", "failed", "retry", "rejected", "ignored", "malformed", "replaced")
+SUCCESS, FAILURE, RETRY, REJECT, IGNORE, MALFORMED, REPLACED, DUPLICATE = (
+    "succeeded", "failed", "retry", "rejected", "ignored", "malformed", "replaced", "skipped")
 
 
 @attrs.frozen(slots=True)
@@ -49,6 +50,7 @@ class Outcome:
     runtime: float = 0.0
     summary: str = ""
     requeue: bool = False
+    error: str | None = None  # for MALFORMED: the ProtocolError subclass's name
 
 
 def short(value: Any, limit: int = 80) -> str:
@@ -90,7 +92,12 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
                                 f"{request.node} of its workflow")
         args, kwargs = decode_body(request, app.accepted_content)
     except ProtocolError as exc:
-        return Outcome(MALFORMED, summary=str(exc))
+        return Outcome(MALFORMED, summary=str(exc), error=type(exc).__name__)
+    finished = _already_finished(runtime, request, at, delivery_info)
+    if finished is not None:
+        if late_ack:  # the delivery that stored it may have died before advancing
+            runtime.advancer.replay(at, finished)
+        return Outcome(DUPLICATE, summary=f"already {finished.state}: not run again")
     context = Context(id=request.id, task=request.task, root_id=request.root_id,
                       parent_id=request.parent_id, group=request.group,
                       group_index=request.group_index, retries=request.retries,
@@ -146,6 +153,24 @@ def _replace(app: Flowq, runtime: Any, request: Request, at: At, replacement: An
         app.tasks[builtins.RESUME_FAILURE].s(where=where))
     carried = runtime.workflows.carry(app.compile(workflow))
     runtime.advancer.start(carried, request.root_id, request.id)
+
+
+def _already_finished(runtime: Any, request: Request, at: At,
+                      delivery_info: Mapping[str, Any] | None) -> Record | None:
+    """The stored result of a message that may be a duplicate, if it finished already.
+
+    Duplicates come from redelivery and from a workflow step published twice (its
+    parent's delivery died between publishing and recording that it had); a message a
+    client sent (a workflow's first steps) is looked up only when redelivered, so plain
+    ``delay()`` calls pay nothing for this.
+    """
+    node = at.workflow.nodes[request.node]
+    redelivered = bool((delivery_info or {}).get("redelivered")
+                       or request.headers.get("redelivered"))
+    if node.input is None and request.item is None and not node.deferred and not redelivered:
+        return None
+    record = runtime.backend.get(request.id)
+    return record if record is not None and record.state in states.READY_STATES else None
 
 
 def _autoretry(task: Task[Any, Any], exc: Exception) -> Exception:

@@ -24,13 +24,19 @@ workflow from ``task``.
 from __future__ import annotations
 
 import datetime
+import json
 import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
 
-from flowq.exceptions import ContentDisallowed, MalformedMessage, UnsupportedProtocol
+from flowq.exceptions import (
+    ContentDisallowed,
+    MalformedMessage,
+    MessageTooLarge,
+    UnsupportedProtocol,
+)
 
 PROTOCOL = 1
 _REQUIRED = ("id", "task", "root_id")
@@ -188,6 +194,25 @@ def parse(headers: Mapping[str, Any] | None, body: bytes, content_type: str | No
         group_index=_count(headers, "group_index", None),
         headers=headers, body=body if isinstance(body, bytes) else body.encode(),
         content_type=content_type, content_encoding=content_encoding or "utf-8")
+
+
+def check_size(headers: Mapping[str, Any] | None, body: bytes | str, header_limit: int,
+                body_limit: int, advice: bool = False) -> None:
+    """Raise MessageTooLarge for headers or a body over their budget: before publishing
+    (``advice`` adds what to do) and on arrival from publishers that did not check."""
+    header_bytes = len(json.dumps(headers or {}, separators=(",", ":"), default=str))
+    task = (headers or {}).get("task")
+    if header_bytes > header_limit:
+        raise MessageTooLarge(
+            f"message headers of task {task!r} are {header_bytes} bytes, over "
+            f"message_header_limit ({header_limit})" + (
+                "; lower workflow_inline_limit so large workflows travel by reference"
+                if advice else ""))
+    if len(body) > body_limit:
+        raise MessageTooLarge(
+            f"message body of task {task!r} is {len(body)} bytes, over message_body_limit "
+            f"({body_limit})" + ("; pass a reference (a key or URL) instead of the data"
+                                 if advice else ""))
 
 
 def decode_body(request: Request, accept: Collection[str]) -> tuple[list[Any], dict[str, Any]]:

@@ -17,6 +17,7 @@ import functools
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 Payload = tuple[Any, bytes, str, str, bool, dict[str, Any], str]
 OnDone = Callable[[Outcome], None]
 OnError = Callable[[BaseException], None]
+
+#: Seconds a pool gets to stop its idle processes before they are killed.
+STOP_WAIT = 10.0
 
 _child_app: Flowq | None = None
 _soft_limits = False
@@ -150,14 +154,44 @@ class PreforkPool(Pool):
         self.concurrency = size
 
     def stop(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
+        """Let the (idle) processes exit on their own; kill them if that takes long.
+
+        Only the processes are waited for: billiard's helper threads are daemons whose
+        own join polls slowly, and the worker has already settled every job."""
+        pool = self._pool
+        if pool is None:
+            return
+        pool.close()
+        for _ in pool._pool:  # the end-of-work sentinel, now (billiard's thread polls slowly)
+            pool._quick_put(None)
+        deadline = time.monotonic() + STOP_WAIT
+        for process in list(pool._pool):
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+        if any(process.is_alive() for process in pool._pool):
+            self.terminate()
+        else:
+            pool._terminate.cancel()
 
     def terminate(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+        """Kill every process now.
+
+        billiard's own terminate takes the job queue's lock and then relies on SIGTERM to
+        end processes waiting for it; ours ignore SIGTERM (see :func:`use_app`), and one
+        killed while waiting would hold that lock forever. So processes are killed here
+        and billiard's cleanup is skipped.
+        """
+        pool = self._pool
+        if pool is None:
+            return
+        pool._worker_handler.terminate()  # no replacements for the processes killed here
+        for process in list(pool._pool):
+            try:
+                os.kill(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for process in list(pool._pool):
+            process.join(timeout=5)
+        pool._terminate.cancel()
 
 
 class ThreadsPool(Pool):

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from kombu import Connection, Producer
-from kombu.exceptions import OperationalError
+from kombu.exceptions import BatchPublishError, OperationalError
 
-from flowq.exceptions import BrokerUnavailable, MessageTooLarge, PublishRejected
+from flowq.exceptions import BrokerUnavailable, PublishRejected
 from flowq.runtime import broker
 from flowq.runtime.backends.base import ResultBackend
-from flowq.runtime.message import Outgoing
+from flowq.runtime.message import Outgoing, check_size
 from flowq.settings import Settings
 
 #: A message due within this many seconds is published right away.
@@ -91,7 +91,7 @@ class Publisher:
             try:
                 self._send(messages)
                 return
-            except tuple(self.connection.recoverable_connection_errors) as exc:
+            except (*self.connection.recoverable_connection_errors, BatchPublishError) as exc:
                 if attempt >= attempts:
                     raise OperationalError(str(exc)) from exc
                 self._reset()
@@ -141,17 +141,8 @@ class Publisher:
 
     def check_size(self, message: Outgoing) -> None:
         """Raise MessageTooLarge for headers or a body over the configured budget."""
-        header_bytes = len(json.dumps(message.headers, separators=(",", ":"), default=str))
-        if header_bytes > self.conf.message_header_limit:
-            raise MessageTooLarge(
-                f"message headers of task {message.headers.get('task')!r} are {header_bytes} "
-                f"bytes, over message_header_limit ({self.conf.message_header_limit}); "
-                f"lower workflow_inline_limit so large workflows travel by reference")
-        if len(message.body) > self.conf.message_body_limit:
-            raise MessageTooLarge(
-                f"message body of task {message.headers.get('task')!r} is {len(message.body)} "
-                f"bytes, over message_body_limit ({self.conf.message_body_limit}); pass a "
-                f"reference (a key or URL) instead of the data")
+        check_size(message.headers, message.body, self.conf.message_header_limit,
+                   self.conf.message_body_limit, advice=True)
 
     def close(self) -> None:
         with self._lock:

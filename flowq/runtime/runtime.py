@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
+
+from flowq.canvas.dag import Workflow
+from flowq.canvas.validate import validate
+from flowq.exceptions import MalformedCanvas
 
 from flowq.runtime.advance import Advancer
 from flowq.runtime.backends import backend_from_url
@@ -15,6 +20,16 @@ if TYPE_CHECKING:
     from flowq.app import Flowq
 
 
+def check_arrival(app: Flowq, workflow: Workflow) -> None:
+    """Refuse a received workflow whose steps do not fit this process's tasks (argument
+    counts, options) before any of it runs."""
+    problems = validate(workflow, app.tasks.get)
+    if problems:
+        listed = "; ".join(f"{where}: {what}" for where, what in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise MalformedCanvas(f"workflow does not fit the registered tasks: {listed}{more}")
+
+
 class Runtime:
     """Backend, publisher, workflow store and advancer of one process."""
 
@@ -23,7 +38,8 @@ class Runtime:
         self.backend = backend or backend_from_url(conf.result_backend, data_dir=conf.data_dir)
         self.publisher = Publisher(conf, self.backend)
         self.workflows = WorkflowStore(self.backend, conf.workflow_inline_limit,
-                                       conf.workflow_max_nodes, conf.result_expires)
+                                       conf.workflow_max_nodes, conf.result_expires,
+                                       check=functools.partial(check_arrival, app))
         self.builder = MessageBuilder(conf, app.tasks.get)
         self.advancer = Advancer(self.backend, app.result_codec, self.builder,
                                  self.publisher.publish, conf.result_expires)

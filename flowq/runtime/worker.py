@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from kombu import Consumer
 
+from flowq.exceptions import FlowqError
 from flowq.runtime import broker, events, remote
 from flowq.runtime.consumer import Intake
 from flowq.runtime.message import Request
@@ -186,13 +187,16 @@ class Worker:
             self._refresh_revoked()
 
     def _move_due(self) -> None:
-        """Publish delayed messages whose time has come (claimed under a lease)."""
+        """Publish delayed messages whose time has come (claimed under a lease). A backend
+        or broker outage only delays this: the claimed items come back after the lease."""
         runtime = self.app.runtime
-        due = runtime.backend.delay_due(time.time(), DELAY_LEASE, 500)
-        if not due:
-            return
-        runtime.publisher.send_now([decode_delayed(item.payload) for item in due])
-        runtime.backend.delay_done([item.key for item in due])
+        try:
+            due = runtime.backend.delay_due(time.time(), DELAY_LEASE, 500)
+            if due:
+                runtime.publisher.send_now([decode_delayed(item.payload) for item in due])
+                runtime.backend.delay_done([item.key for item in due])
+        except FlowqError as exc:
+            log.warning("Could not move due delayed messages (will retry): %s", exc)
 
     def _refresh_revoked(self) -> None:
         try:
@@ -261,10 +265,11 @@ class Worker:
 
     def _stop(self) -> None:
         # A warm shutdown only gets here once no task runs (or the loop broke on an
-        # error); a cold one kills what still runs first (children ignore SIGTERM).
-        for job in list(self.intake.active.values()):
-            self.pool.kill(job.handle, signal.SIGKILL)
-        self.pool.terminate()
+        # error); a cold one kills what still runs.
+        if self.cold or self.intake.active:
+            self.pool.terminate()
+        else:
+            self.pool.stop()
         self.intake.collect()
         self.events.stop()
         self._close_connection()

@@ -13,6 +13,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -51,11 +52,12 @@ class WorkflowStore:
     """Chooses inline or by-reference transport and decodes (with a cache) on arrival."""
 
     def __init__(self, backend: ResultBackend, inline_limit: int, max_nodes: int,
-                 expires: float | None):
+                 expires: float | None, check: Callable[[Workflow], None] | None = None):
         self.backend = backend
         self.inline_limit = inline_limit
         self.max_nodes = max_nodes
         self.expires = expires
+        self.check = check  # run on every workflow decoded here; raises MalformedCanvas
         self._cache: OrderedDict[str, Workflow] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -80,12 +82,20 @@ class WorkflowStore:
         inline = headers.get("wf")
         if inline is None:
             return Carried(single(task, seed), {})
-        key = f"inline:{inline.get('seed')}" if isinstance(inline, dict) else ""
+        # keyed by the exact content: a header that reuses a seen seed with another graph
+        # is decoded (and checked) on its own
+        key = json.dumps(inline, separators=(",", ":"), default=str)
         workflow = self._cached(key)
         if workflow is None:
-            workflow = wire.decode(inline, max_nodes=self.max_nodes)
+            workflow = self._decoded(lambda: wire.decode(inline, max_nodes=self.max_nodes))
             self._remember(key, workflow)
         return Carried(workflow, {"wf": inline})
+
+    def _decoded(self, decode: Callable[[], Workflow]) -> Workflow:
+        workflow = decode()
+        if self.check is not None:
+            self.check(workflow)
+        return workflow
 
     def _by_ref(self, ref: str) -> Workflow:
         workflow = self._cached(ref)
@@ -97,7 +107,7 @@ class WorkflowStore:
                                   f"(expired after result_expires, or never stored)")
         if hashlib.sha256(data).hexdigest() != ref:
             raise MalformedCanvas(f"workflow {ref[:12]}… does not match its content hash")
-        workflow = wire.loads(data, max_nodes=self.max_nodes)
+        workflow = self._decoded(lambda: wire.loads(data, max_nodes=self.max_nodes))
         self._remember(ref, workflow)
         return workflow
 

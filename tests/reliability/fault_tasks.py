@@ -9,13 +9,10 @@ environment (the test process never sets them, so its app keeps the defaults):
   worker SIGKILLed while holding that lock stops every restore on its database until it
   expires: 300 s by default);
 * ``FLOWQ_TEST_MAX_DELIVERIES``: ``task_max_deliveries``;
-* ``FLOWQ_TEST_ACCEPT``: ``accept_content``, comma separated;
 * ``FLOWQ_TEST_MAX_NODES``: ``workflow_max_nodes``;
 * ``FLOWQ_TEST_BODY_LIMIT``: ``message_body_limit`` in bytes;
 * ``FLOWQ_TEST_DECODER_SENTINEL=1``: every non-JSON deserializer (and ``pickle.loads``)
-  records the call in the ledger and raises instead of decoding;
-* ``FLOWQ_TEST_LOST_WORKER_TIMEOUT``: seconds billiard waits before it reports the job of
-  a dead pool child as lost.
+  records the call in the ledger and raises instead of decoding.
 
 Every fault task writes its start and end to the ledger as
 ``<task id>|<pid>|<attempt>|<unix time>`` (``<kind>:starts`` / ``<kind>:ends``), where the
@@ -48,32 +45,12 @@ def _configure_from_environment() -> None:
         app.conf.broker_transport_options = {**app.conf.broker_transport_options, **transport}
     if env.get("FLOWQ_TEST_MAX_DELIVERIES"):
         app.conf.task_max_deliveries = int(env["FLOWQ_TEST_MAX_DELIVERIES"])
-    if env.get("FLOWQ_TEST_ACCEPT"):
-        app.conf.accept_content = env["FLOWQ_TEST_ACCEPT"].split(",")
     if env.get("FLOWQ_TEST_MAX_NODES"):
         app.conf.workflow_max_nodes = int(env["FLOWQ_TEST_MAX_NODES"])
     if env.get("FLOWQ_TEST_BODY_LIMIT"):
         app.conf.message_body_limit = int(env["FLOWQ_TEST_BODY_LIMIT"])
     if env.get("FLOWQ_TEST_DECODER_SENTINEL") == "1":
         _install_decoder_sentinels()
-    if env.get("FLOWQ_TEST_LOST_WORKER_TIMEOUT"):
-        _shorten_lost_worker_timeout(float(env["FLOWQ_TEST_LOST_WORKER_TIMEOUT"]))
-
-
-def _shorten_lost_worker_timeout(seconds: float) -> None:
-    """billiard waits ``lost_worker_timeout`` after a child died before it reports the
-    child's job as lost (in case a result is still in the pipe); flowq passes a fixed 10 s.
-    Tests shorten it like every other timeout, so each injected child death costs about a
-    second instead of ten."""
-    import billiard.pool
-
-    original = billiard.pool.Pool.__init__
-
-    def init(self: Any, *args: Any, **kwargs: Any) -> None:
-        kwargs["lost_worker_timeout"] = seconds
-        original(self, *args, **kwargs)
-
-    billiard.pool.Pool.__init__ = init
 
 
 #: Callers allowed to use the real pickle: the pool's own parent/child pipes.
@@ -350,12 +327,6 @@ def overrun(self, seconds):
     time.sleep(seconds)
     record("overrun:ends", self.request.id)
     return "finished"
-
-
-@app.task
-def pid():
-    """The pid of the pool child that ran it."""
-    return os.getpid()
 
 
 @app.task
