@@ -61,6 +61,8 @@ DEFAULTS: dict[str, Setting] = {
     "worker_pool": Setting(str, "prefork", "prefork, solo or threads."),
     "worker_max_tasks_per_child": Setting((int, type(None)), None, "Replace a child after N tasks."),
     "worker_send_task_events": Setting(bool, False, "Emit task events."),
+    "control_exchange": Setting(str, "flowq", "Remote-control namespace; separates deployments "
+                                              "sharing a broker."),
     "worker_hijack_root_logger": Setting(bool, True, "Let the worker configure logging."),
     "timezone": Setting(str, "UTC", "Time zone for crontab schedules."),
     "beat_schedule": Setting(dict, {}, "Periodic tasks: name -> entry."),

@@ -27,7 +27,7 @@ Replies = list[dict[str, Any]]
 
 def mailbox(app: Flowq) -> Mailbox:
     """The ``flowq`` mailbox: a fanout exchange every worker listens on."""
-    return Mailbox("flowq", type="fanout", accept=["json"], serializer="json",
+    return Mailbox(app.conf.control_exchange, type="fanout", accept=["json"], serializer="json",
                    reply_queue_expires=10.0)
 
 

@@ -21,6 +21,7 @@ app = Flowq(
     worker_prefetch_multiplier=int(os.environ.get("FLOWQ_TEST_PREFETCH", "4")),
     result_expires=float(os.environ.get("FLOWQ_TEST_RESULT_EXPIRES", "3600")),
     security_key=os.environ.get("FLOWQ_TEST_SECURITY_KEY") or None,
+    control_exchange=os.environ.get("FLOWQ_TEST_CONTROL", "flowq"),
 )
 
 _ledger_url, _, LEDGER_PREFIX = os.environ.get(

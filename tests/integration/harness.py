@@ -121,7 +121,9 @@ class Cluster:
         self.ledger_prefix = f"flowq-ledger-{token}:"
         self.env = {k: v for k, v in os.environ.items()
                     if k not in ("FLOWQ_BROKER_URL", "FLOWQ_RESULT_BACKEND")}
+        self.control = f"flowq-test-{token}"  # broadcasts reach this cluster's workers only
         self.env.update({"FLOWQ_TEST_QUEUE": self.queue, "FLOWQ_TEST_DATA": self.data_dir,
+                         "FLOWQ_TEST_CONTROL": self.control,
                          "FLOWQ_TEST_LEDGER": f"{REDIS_URL}/{LEDGER_DB}#{self.ledger_prefix}",
                          "PYTHONPATH": str(ROOT)})
         if broker:
@@ -140,6 +142,7 @@ class Cluster:
         app.conf.result_backend = self.backend_url
         app.conf.task_default_queue = self.queue
         app.conf.data_dir = self.data_dir
+        app.conf.control_exchange = self.control
         app._reset_runtime()
         app_module.LEDGER_PREFIX = self.ledger_prefix
         app_module._ledger = None
