@@ -7,17 +7,27 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowq import Flowq, states
 from flowq.cli import inspect as inspect_cli
-from flowq.cli import main
+from flowq.cli import exit_code_of, main
 from flowq.cli.events import snapshot
+from flowq.exceptions import BackendUnavailable, BrokerUnavailable, ConfigurationError
+from flowq.exceptions import TimeoutError as FlowqTimeoutError
 from flowq.runtime import events, live, logfile
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: An app whose broker cannot be reached: a command that touches it fails, loudly.
 app = Flowq("cli", broker="redis://:secret@127.0.0.1:1/0", backend="memory://cli-tests",
@@ -40,6 +50,13 @@ COMMANDS = [["worker"], ["beat"], ["call"], ["result"], ["graph"], ["purge"], ["
 
 def run(*args: str, input: str | None = None) -> Any:
     return CliRunner().invoke(main, list(args), input=input)
+
+
+def flowq_process(*args: str, env: dict[str, str] | None = None
+                  ) -> subprocess.CompletedProcess[str]:
+    """``python -m flowq ARGS`` in a subprocess, from the repository's root."""
+    return subprocess.run([sys.executable, "-m", "flowq", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
 
 
 def one_line_error(result: Any) -> str:
@@ -71,10 +88,15 @@ def test_worker_help_lists_the_operations_options() -> None:
 # -- usage errors ----------------------------------------------------------------------------
 
 
-def test_unknown_command_is_a_usage_error() -> None:
+def test_unknown_command_is_a_usage_error_of_one_line() -> None:
     result = run("-A", APP, "frobnicate")
     assert result.exit_code == 2
-    assert one_line_error(result) == "Error: No such command 'frobnicate'."
+    assert result.output.splitlines() == [
+        "Error: no such command 'frobnicate'; run 'flowq --help' for the list"]
+    result = run("-A", APP, "control", "frobnicate")
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "Error: no such command 'frobnicate'; run 'flowq control --help' for the list"]
 
 
 def test_wrong_app_is_one_line() -> None:
@@ -87,6 +109,27 @@ def test_wrong_app_is_one_line() -> None:
     assert one_line_error(result) == "Error: 'tests.test_cli' has no attribute 'nope'"
     result = run("-A", "tests.test_cli:COMMANDS", "status")
     assert result.exit_code == 2 and "is not a flowq app" in one_line_error(result)
+
+
+@pytest.mark.parametrize("source, error", [
+    ("raise RuntimeError('no config')", "RuntimeError: no config"),
+    ("undefined_name", "NameError: name 'undefined_name' is not defined"),
+    ("def broken(:\n    pass", "SyntaxError: "),
+    ("import no_such_dependency_xyz",
+     "ModuleNotFoundError: No module named 'no_such_dependency_xyz'"),
+], ids=["RuntimeError", "NameError", "SyntaxError", "missing-dependency"])
+def test_an_app_module_failing_on_import_is_one_line(tmp_path: Path, source: str,
+                                                     error: str) -> None:
+    (tmp_path / "broken_app.py").write_text(source + "\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    done = flowq_process("-A", "broken_app:app", "status", env=env)
+    assert done.returncode == 1, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"Error: importing 'broken_app' failed: {error}"), line
+    assert line.endswith("; run 'flowq --traceback ...' to see where"), line
+    traced = flowq_process("--traceback", "-A", "broken_app:app", "status", env=env)
+    assert traced.returncode == 1 and "Traceback" in traced.stderr
+    assert traced.stderr.splitlines()[-1].startswith(error.split(":")[0])
 
 
 def test_missing_app_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,12 +181,60 @@ def test_unreachable_broker_is_one_line_with_the_password_masked() -> None:
     assert "secret" not in result.output
 
 
+def test_a_result_not_ready_in_time_exits_1_not_69() -> None:
+    # flowq's TimeoutError is also the builtin one, an OSError; no server was unreachable.
+    result = run("-A", APP, "result", "never-sent", "--wait", "--timeout", "0.2")
+    assert result.exit_code == 1
+    assert one_line_error(result).startswith(
+        "Error: TimeoutError: 1 of 1 results still pending after waiting 0.2s")
+    result = run("-A", APP, "result", "never-sent")
+    assert (result.exit_code, result.output) == (0, "PENDING None\n")
+
+
+@pytest.mark.parametrize("error, code", [
+    (FlowqTimeoutError("not ready"), 1),
+    (ConfigurationError("bad setting"), 1),
+    (BrokerUnavailable("down"), 69),
+    (BackendUnavailable("down"), 69),
+    (ConnectionRefusedError(111, "Connection refused"), 69),
+    (RedisConnectionError("refused"), 69),
+    (RedisTimeoutError("no answer"), 69),
+    (ResponseError("WRONGTYPE"), 1),
+], ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value))
+def test_exit_codes_tell_unreachable_services_from_other_errors(error: Exception,
+                                                                 code: int) -> None:
+    assert exit_code_of(error) == code
+
+
 def test_graph_by_root_id_needs_the_app() -> None:
     result = run("graph", "5f0c2d9e")
     assert result.exit_code == 2
     assert one_line_error(result) == (
         "Error: '5f0c2d9e' is not module:expr; to draw a sent workflow by its root id, give "
         "the app: flowq -A tasks:app graph 5f0c2d9e")
+
+
+@pytest.mark.parametrize("fmt, first", [
+    ("text", "workflow (12 nodes, output: #11)"),
+    ("dot", "digraph workflow {"),
+    ("mermaid", "flowchart LR"),
+])
+def test_graph_draws_a_workflow_from_code(fmt: str, first: str) -> None:
+    done = flowq_process("graph", "examples.workflows.quickstart:workflow_chord",
+                         "--format", fmt)
+    assert done.returncode == 0, done.stderr
+    drawn = done.stdout
+    assert drawn.splitlines()[0] == first
+    assert all(f"examples.workflows.quickstart.add({i}, {i})" in drawn for i in range(10))
+    assert "join[10]" in drawn and "examples.workflows.quickstart.tsum(...)" in drawn
+
+
+def test_graph_of_a_task_asks_for_a_signature() -> None:
+    result = run("graph", "tests.test_cli:add")
+    assert result.exit_code == 2
+    assert one_line_error(result) == (
+        "Error: 'tests.test_cli:add' is a task, not a workflow: pass a signature instead, "
+        "e.g. module:name where name = add.s(...) is built at module level")
 
 
 # -- graph of a sent workflow, from the in-memory backend --------------------------------------

@@ -1,6 +1,9 @@
 """The ``flowq`` command line: thin wrappers that parse arguments and call the runtime.
 
-Errors print one line (no traceback unless ``--traceback``) and exit non-zero.
+Errors print one line (no traceback unless ``--traceback``) and exit with one of the
+``EXIT_*`` codes: 1 for an error or a failed task, 2 for a usage error (bad option,
+unknown command, an ``-A`` path naming no module), 69 (``EX_UNAVAILABLE``) when the
+broker, the result backend or every asked worker cannot be reached.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import click
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowq.exceptions import FlowqError
 
@@ -34,21 +38,43 @@ class CliError(click.ClickException):
         return self.code
 
 
+def wants_traceback(ctx: click.Context | None) -> bool:
+    """Whether ``flowq --traceback`` was given (then errors propagate as they are)."""
+    return ctx is not None and bool(ctx.find_root().params.get("traceback"))
+
+
 def load_object(path: str) -> Any:
-    """Import ``module[:attr.attr]`` (the current directory is on the path)."""
+    """Import ``module[:attr.attr]`` (the current directory is on the path).
+
+    A module that cannot be found is a usage error (2); one that is found but fails while
+    importing (any exception: a syntax error, a bad setting, a missing dependency) is an
+    error (1) naming the module and the exception; both are one line unless --traceback.
+    """
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     module_name, _, attr = path.partition(":")
     try:
         target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CliError(f"cannot import {module_name!r}: {exc}", EXIT_USAGE) from None
+    except Exception as exc:
+        if _names_module(exc, module_name):
+            raise CliError(f"cannot import {module_name!r}: {exc}", EXIT_USAGE) from None
+        if wants_traceback(click.get_current_context(silent=True)):
+            raise
+        raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}; "
+                       f"run 'flowq --traceback ...' to see where") from None
     for part in filter(None, attr.split(".")):
         try:
             target = getattr(target, part)
         except AttributeError:
             raise CliError(f"{module_name!r} has no attribute {attr!r}", EXIT_USAGE) from None
     return target
+
+
+def _names_module(exc: Exception, module_name: str) -> bool:
+    """Whether ``exc`` says ``module_name`` (or a package above it) does not exist, rather
+    than that the module's own code failed, e.g. on an import of its own."""
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    return bool(missing) and (module_name == missing or module_name.startswith(f"{missing}."))
 
 
 def load_app(path: str | None) -> Any:
@@ -78,18 +104,43 @@ def run_guarded(ctx: click.Context, action: Callable[[], Any]) -> Any:
     except (CliError, click.exceptions.Exit, click.Abort):
         raise
     except (FlowqError, OSError, KombuError, RedisError) as exc:
-        if ctx.find_root().params.get("traceback"):
+        if wants_traceback(ctx):
             raise
-        from flowq.exceptions import BackendUnavailable, BrokerUnavailable
-
-        # kombu and redis errors reach here only from calls that do not wrap them yet.
-        code = EXIT_UNAVAILABLE if isinstance(exc, (BrokerUnavailable, BackendUnavailable,
-                                                    OSError, OperationalError,
-                                                    RedisConnectionError)) else EXIT_FAILURE
-        raise CliError(f"{type(exc).__name__}: {exc}", code) from None
+        raise CliError(f"{type(exc).__name__}: {exc}", exit_code_of(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def exit_code_of(exc: Exception) -> int:
+    """69 for a broker or backend that cannot be reached, 1 for any other error.
+
+    flowq's own errors are sorted by their class first: ``flowq.exceptions.TimeoutError``
+    (a result not ready in time) is also the builtin ``TimeoutError``, an ``OSError``, so
+    that ``except TimeoutError`` catches it, but it says nothing about reachability.
+    """
+    from flowq.exceptions import BackendUnavailable, BrokerUnavailable
+
+    if isinstance(exc, FlowqError):
+        unreachable: tuple[type[Exception], ...] = (BrokerUnavailable, BackendUnavailable)
+    else:  # kombu, redis and socket errors from calls that do not wrap them yet
+        unreachable = (OSError, OperationalError, RedisConnectionError, RedisTimeoutError)
+    return EXIT_UNAVAILABLE if isinstance(exc, unreachable) else EXIT_FAILURE
+
+
+class Group(click.Group):
+    """A click group whose unknown commands are one error line (click adds its usage
+    text to them); its subgroups are of this class too."""
+
+    group_class = type
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0]
+        if self.get_command(ctx, name) is None and not ctx.resilient_parsing:
+            raise CliError(f"no such command {name!r}; run '{ctx.command_path} --help' for "
+                           f"the list", EXIT_USAGE)
+        return super().resolve_command(ctx, args)
+
+
+@click.group("flowq", cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-A", "--app", "app_path", envvar="FLOWQ_APP",
               help="The app: module[:attr], e.g. tasks:app.")
 @click.option("--traceback", is_flag=True, help="Show full tracebacks on errors.")
@@ -105,7 +156,7 @@ def main(ctx: click.Context, app_path: str | None, traceback: bool) -> None:
       flowq -A tasks:app result 5f0c...
       flowq -A tasks:app status
       flowq -A tasks:app inspect active
-      flowq graph examples.workflows.pipeline:workflow --format mermaid
+      flowq graph examples.workflows.quickstart:workflow_chord --format mermaid
     """
     ctx.ensure_object(dict)
     ctx.obj["app_path"] = app_path

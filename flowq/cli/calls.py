@@ -40,6 +40,8 @@ def call(ctx: click.Context, name: str, args_json: str, kwargs_json: str,
 def result(ctx: click.Context, task_id: str, wait: bool, timeout: float | None) -> None:
     """Print the state and result of TASK_ID.
 
+    Exits 1 when the task failed or was revoked, or is not ready within --timeout.
+
     \b
     Example:
       flowq -A tasks:app result 5f0c2d9e-... --wait --timeout 10

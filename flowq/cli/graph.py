@@ -18,13 +18,14 @@ from flowq.cli import EXIT_FAILURE, EXIT_USAGE, CliError, app_from, load_object,
                    "(0: do not ask).")
 @click.pass_context
 def graph(ctx: click.Context, target: str, fmt: str, timeout: float) -> None:
-    """Draw a workflow. TARGET is module:expr (a canvas, or a function returning one), or
-    the root id of a sent workflow (needs -A) to draw it with each node's live state.
+    """Draw a workflow. TARGET is module:expr (a canvas built at module level, such as
+    add.s(2, 2) | mul.s(10), or a function returning one), or the root id of a sent
+    workflow (needs -A) to draw it with each node's live state.
 
     \b
     Examples:
-      flowq graph examples.workflows.pipeline:workflow
-      flowq graph examples.workflows.pipeline:workflow --format dot | dot -Tsvg > wf.svg
+      flowq graph examples.workflows.quickstart:workflow_chord
+      flowq graph examples.workflows.quickstart:workflow_chord --format dot | dot -Tsvg > wf.svg
       flowq -A tasks:app graph 5f0c2d9e-1b7a-4c1e-9a57-0d6c2f0e8b11
     """
     from flowq.canvas.render import render
@@ -42,9 +43,15 @@ def graph(ctx: click.Context, target: str, fmt: str, timeout: float) -> None:
 
 
 def _canvas_graph(target: str) -> Any:
+    """The graph of the canvas ``target`` names, or of the one its function returns."""
     from flowq.canvas.signature import Canvas
+    from flowq.task import Task
 
     found = load_object(target)
+    if isinstance(found, Task):  # calling it would run the task here, without arguments
+        raise CliError(f"{target!r} is a task, not a workflow: pass a signature instead, "
+                       f"e.g. module:name where name = {found.fn.__name__}.s(...) is built at "
+                       f"module level", EXIT_USAGE)
     canvas = found() if callable(found) and not isinstance(found, Canvas) else found
     if not isinstance(canvas, Canvas):
         raise CliError(f"{target!r} is not a workflow (got {type(canvas).__name__})", EXIT_USAGE)

@@ -16,7 +16,9 @@ log = logging.getLogger("flowq.worker")
 
 @main.command()
 @click.option("-c", "--concurrency", type=int, help="Pool size (default: CPU count).")
-@click.option("-n", "--hostname", help="Node name, e.g. worker1@%h.")
+@click.option("-n", "--hostname",
+              help="Node name, e.g. w1@%h (default flowq@%h): %h is the host name, %n the "
+                   "host name without its domain, %d the domain; a name without @ gets @%h.")
 @click.option("-Q", "--queues", help="Comma-separated queues to consume.")
 @click.option("-l", "--loglevel", default="INFO", show_default=True, help="Logging level.")
 @click.option("-P", "--pool", type=click.Choice(["prefork", "threads", "solo"]),

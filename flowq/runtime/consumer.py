@@ -29,6 +29,7 @@ from kombu.message import Message
 from flowq import exceptions, states
 from flowq.exceptions import (
     BackendError,
+    BrokerError,
     InvalidSignature,
     MalformedCanvas,
     NotRegistered,
@@ -80,6 +81,8 @@ class Intake:
         self.buffer: deque[Job] = deque()
         self.held: deque[Job] = deque()  # waiting for their task's rate limit
         self.active: dict[str, Job] = {}
+        #: Early-acked jobs that finished but could not publish their next steps.
+        self.unadvanced: deque[Job] = deque()
         self.limits = RateLimits()
         conf = app.conf
         self.keys = signing.keyring(conf.security_key, conf.security_key_id, conf.security_keys)
@@ -137,11 +140,13 @@ class Intake:
         if stopping:
             return
         still_held: deque[Job] = deque()
+        refused: set[str] = set()  # a task whose bucket is empty refuses its later jobs too
         while self.held and self._free():
             job = self.held.popleft()
-            if self._allowed(job):
+            if job.request.task not in refused and self._allowed(job):
                 self._dispatch(job)
             else:
+                refused.add(job.request.task)
                 still_held.append(job)
         still_held.extend(self.held)
         self.held = still_held
@@ -297,17 +302,46 @@ class Intake:
                                       f"[{request.id}]: {error}")
             log.error("Process running %s[%s] died: %s", request.task, request.id, error)
         else:
-            # The child could not record the outcome (e.g. backend down): with acks_late
-            # the message goes back so the task runs again; never ack an unrecorded task.
+            # The child could not record the outcome or publish the next steps (backend
+            # or broker down): with acks_late the message goes back so the task runs
+            # again; an early-acked one is advanced from its stored result later.
             log.error("Task %s[%s] could not be recorded: %s: %s", request.task, request.id,
                       type(error).__name__, error)
             if job.late_ack:
                 self._requeue(job)
+            else:
+                self.unadvanced.append(job)
             return
         self._fail(job, failure)
         self._ack(job)
         self.counts["failed"] += 1
         self.events.task_failed(job, failure)
+
+    def advance_unadvanced(self) -> None:
+        """Publish the next steps of early-acked tasks whose result was stored while the
+        broker was away (the message is gone, so nothing else would). A task whose result
+        never got stored is lost, as early ack allows; the log says so. Stops at the
+        first error and tries again on the next call."""
+        runtime = self.app.runtime
+        while self.unadvanced:
+            job = self.unadvanced[0]
+            request = job.request
+            try:
+                record = runtime.backend.get(request.id)
+                if record is not None and record.state in states.READY_STATES:
+                    carried = runtime.workflows.load(request.headers, request.task, request.id)
+                    runtime.advancer.replay(
+                        At(carried, request.node, request.root_id, request.item), record)
+                    log.info("Task %s[%s] advanced after the outage", request.task, request.id)
+                else:
+                    log.error("Task %s[%s] finished but its result was not stored: lost "
+                              "(acks_late would run it again)", request.task, request.id)
+            except (BackendError, BrokerError) as exc:
+                log.warning("Could not advance %s[%s] yet: %s", request.task, request.id, exc)
+                return
+            except ProtocolError as exc:  # e.g. its stored workflow is gone: cannot be done
+                log.error("Cannot advance %s[%s]: %s", request.task, request.id, exc)
+            self.unadvanced.popleft()
 
     def _fail(self, job: Job, error: BaseException, state: str = states.FAILURE) -> None:
         """Record ``error`` for the job's node and fail everything downstream."""

@@ -8,6 +8,7 @@ workers that are busy, restarting or not yet started.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -99,12 +100,21 @@ class Control:
                signal: str = "SIGTERM", destination: Sequence[str] | None = None,
                reply: bool = False, timeout: float = 1.0) -> Replies:
         """Revoke task ids (or whole workflows, by root id): remembered in the backend
-        for ``result_expires``, and broadcast so busy workers act at once; with
-        ``terminate``, the processes running them are killed with ``signal``."""
+        (see :meth:`_revocation_lifetime`), and broadcast so busy workers act at once;
+        with ``terminate``, the processes running them are killed with ``signal``."""
         ids = [task_id] if isinstance(task_id, str) else list(task_id)
-        self.app.backend.revoke(ids, expires=self.app.conf.result_expires)
+        self.app.backend.revoke(ids, expires=self._revocation_lifetime())
         return self._call("revoke", task_id=ids, terminate=terminate, signal=signal,
                           destination=destination, reply=reply, timeout=timeout)
+
+    def _revocation_lifetime(self) -> float | None:
+        """``result_expires``, stretched to outlast every delayed message now waiting,
+        so a revoked task whose ETA is further away than that still never runs."""
+        expires = self.app.conf.result_expires
+        horizon = self.app.backend.delay_horizon()
+        if expires is None or horizon is None:
+            return expires
+        return max(expires, horizon - time.time() + expires)
 
     def revoke_workflow(self, root_id: str, terminate: bool = False) -> Replies:
         """Stop every node of the workflow ``root_id`` that has not finished."""

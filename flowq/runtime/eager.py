@@ -42,11 +42,12 @@ class EagerRuntime:
         conf = app.conf
         self.backend = MemoryBackend()
         self.publisher = _LocalQueue()
+        self.publish = self.publisher.publish  # nothing stored outlives an eager run
         self.workflows = WorkflowStore(self.backend, conf.workflow_inline_limit,
                                        conf.workflow_max_nodes, None)
         self.builder = MessageBuilder(conf, app.tasks.get)
         self.advancer = Advancer(self.backend, app.result_codec, self.builder,
-                                 self.publisher.publish, None)
+                                 self.publish, None)
 
 
 def run_eagerly(app: Flowq, workflow: Workflow) -> Any:

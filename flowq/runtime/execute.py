@@ -159,15 +159,17 @@ def _already_finished(runtime: Any, request: Request, at: At,
                       delivery_info: Mapping[str, Any] | None) -> Record | None:
     """The stored result of a message that may be a duplicate, if it finished already.
 
-    Duplicates come from redelivery and from a workflow step published twice (its
-    parent's delivery died between publishing and recording that it had); a message a
-    client sent (a workflow's first steps) is looked up only when redelivered, so plain
-    ``delay()`` calls pay nothing for this.
+    Duplicates come from redelivery, from a workflow step published twice (its parent's
+    delivery died between publishing and recording that it had) and from a delayed
+    message moved to its queue twice (its mover died before dropping it from the delay
+    index); a message a client sent for now (a workflow's first steps, no ETA) is looked
+    up only when redelivered, so plain ``delay()`` calls pay nothing for this.
     """
     node = at.workflow.nodes[request.node]
     redelivered = bool((delivery_info or {}).get("redelivered")
                        or request.headers.get("redelivered"))
-    if node.input is None and request.item is None and not node.deferred and not redelivered:
+    if (node.input is None and request.item is None and not node.deferred
+            and not redelivered and request.eta is None):
         return None
     record = runtime.backend.get(request.id)
     return record if record is not None and record.state in states.READY_STATES else None
@@ -216,5 +218,5 @@ def _retry(app: Flowq, runtime: Any, request: Request, at: At, retry: Retry, arg
     runtime.backend.store(request.id, states.RETRY,
                           app.result_codec.failure(reason, "".join(tb.format_exception(reason))),
                           expires=app.conf.result_expires)
-    runtime.publisher.publish([message])
+    runtime.publish([message])
     return Outcome(RETRY, time.perf_counter() - started, short(reason))

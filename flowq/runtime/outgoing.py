@@ -101,15 +101,16 @@ class MessageBuilder:
             headers["shadow"] = options["shadow"]
         headers.update(carried.headers)
         serializer = options.get("serializer") or self.conf.task_serializer
-        content_type, encoding, data = dumps([thaw(args), thaw(kwargs)], serializer=serializer)
+        plain_args, plain_kwargs = thaw(args), thaw(kwargs)
+        content_type, encoding, data = dumps([plain_args, plain_kwargs], serializer=serializer)
         body = data if isinstance(data, bytes) else data.encode(encoding or "utf-8")
         encoding = encoding or "binary"
         if self.conf.security_key:
             signing.sign(headers, body, content_type, encoding, self.conf.security_key,
                          self.conf.security_key_id, now)
         priority = options.get("priority", self.conf.task_default_priority)
-        return Outgoing(self.router.queue_for(task, options), headers, body, content_type,
-                        encoding, priority, eta)
+        queue = self.router.queue_for(task, tuple(plain_args), plain_kwargs, options)
+        return Outgoing(queue, headers, body, content_type, encoding, priority, eta)
 
 
 def _declared(task: Any, name: str) -> Any:

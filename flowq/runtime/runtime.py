@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from flowq.canvas.dag import Workflow
@@ -12,6 +13,7 @@ from flowq.exceptions import MalformedCanvas
 from flowq.runtime.advance import Advancer
 from flowq.runtime.backends import backend_from_url
 from flowq.runtime.backends.base import ResultBackend
+from flowq.runtime.message import Outgoing
 from flowq.runtime.outgoing import MessageBuilder
 from flowq.runtime.publisher import Publisher
 from flowq.runtime.workflows import WorkflowStore
@@ -42,7 +44,12 @@ class Runtime:
                                        check=functools.partial(check_arrival, app))
         self.builder = MessageBuilder(conf, app.tasks.get)
         self.advancer = Advancer(self.backend, app.result_codec, self.builder,
-                                 self.publisher.publish, conf.result_expires)
+                                 self.publish, conf.result_expires)
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Send ``messages``, keeping the stored workflows they refer to alive."""
+        self.workflows.keep_alive(messages)
+        self.publisher.publish(messages)
 
     def close(self) -> None:
         self.publisher.close()

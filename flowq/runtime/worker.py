@@ -39,16 +39,26 @@ log = logging.getLogger("flowq.worker")
 #: How often the main loop does its housekeeping (seconds).
 DELAY_SWEEP_INTERVAL = 0.2
 REVOKED_REFRESH_INTERVAL = 1.0
+#: Most rate-limited messages a worker holds beyond its prefetch window.
+MAX_HELD = 1000
 DELAY_LEASE = 30.0
 
 
 def expand_hostname(name: str | None) -> str:
-    """``name@%h`` with ``%h`` (host), ``%n`` (name part) and ``%d`` (domain) expanded."""
+    """The node name ``-n name`` gives, with Celery's host codes expanded.
+
+    ``%h`` is this machine's host name with its domain (``box.example.com``), ``%n`` the
+    host name alone (``box``) and ``%d`` the domain (``example.com``); other codes, such
+    as ``%i`` and ``%I`` which mean something in log file names, stay as they are. A
+    missing name part becomes ``flowq`` and a missing host part ``%h``: no name gives
+    ``flowq@box.example.com`` and ``-n w2`` gives ``w2@box.example.com`` (Celery would
+    make that ``celery@w2``; keeping the host keeps names unique across machines).
+    """
     host = socket.gethostname()
-    name = name or "flowq@%h"
-    local, _, domain = host.partition(".")
-    node = name.replace("%h", host).replace("%d", domain)
-    return node.replace("%n", node.split("@", 1)[0] if "@" in node else local)
+    short, _, domain = host.partition(".")
+    local, _, where = (name or "").partition("@")
+    node = f"{local or 'flowq'}@{where or '%h'}"
+    return node.replace("%h", host).replace("%n", short).replace("%d", domain)
 
 
 class Worker:
@@ -150,8 +160,9 @@ class Worker:
 
     def _apply_prefetch(self) -> None:
         """Widen the prefetch window by the messages a rate limit holds back, so they do
-        not starve other tasks of deliveries."""
-        wanted = self.prefetch + len(self.intake.held)
+        not starve other tasks of deliveries; at most by ``MAX_HELD``, so a large
+        rate-limited backlog stays in the broker rather than in worker memory."""
+        wanted = self.prefetch + min(len(self.intake.held), MAX_HELD)
         if wanted != self._prefetch_applied and self.consumer is not None:
             self.consumer.qos(prefetch_count=wanted, apply_global=True)
             self._prefetch_applied = wanted
@@ -185,6 +196,7 @@ class Worker:
         if now >= self._next_revoked:
             self._next_revoked = now + REVOKED_REFRESH_INTERVAL
             self._refresh_revoked()
+            self.intake.advance_unadvanced()
 
     def _move_due(self) -> None:
         """Publish delayed messages whose time has come (claimed under a lease). A backend

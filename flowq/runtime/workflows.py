@@ -4,7 +4,9 @@ A workflow whose encoding is at most ``workflow_inline_limit`` bytes rides in ev
 message's ``wf`` header. A larger one is stored once in the result backend under the
 SHA-256 of its encoding and messages carry only ``wf_ref``, so a chain of n steps
 costs O(n) bytes in total instead of O(n²), and chord header tasks never carry copies
-of a large body. Workers keep decoded workflows in a small LRU cache.
+of a large body. A stored workflow lives ``result_expires`` past the furthest ETA of
+any message sent referring to it, so a long-running workflow never outlives its graph.
+Workers keep decoded workflows in a small LRU cache.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -22,6 +25,7 @@ from flowq.canvas import wire
 from flowq.canvas.dag import TASK, Node, Workflow
 from flowq.exceptions import MalformedCanvas
 from flowq.runtime.backends.base import ResultBackend
+from flowq.runtime.message import Outgoing
 
 _CACHE_SIZE = 256
 
@@ -59,6 +63,7 @@ class WorkflowStore:
         self.expires = expires
         self.check = check  # run on every workflow decoded here; raises MalformedCanvas
         self._cache: OrderedDict[str, Workflow] = OrderedDict()
+        self._alive_until: OrderedDict[str, float] = OrderedDict()  # ref -> life we gave it
         self._lock = threading.Lock()
 
     def carry(self, workflow: Workflow) -> Carried:
@@ -72,7 +77,29 @@ class WorkflowStore:
         ref = hashlib.sha256(text.encode()).hexdigest()
         self.backend.put_blob(blob_key(ref), text.encode(), expires=self.expires)
         self._remember(ref, workflow)
+        if self.expires is not None:
+            self._bounded_set(self._alive_until, ref, time.time() + self.expires)
         return Carried(workflow, {"wf_ref": ref})
+
+    def keep_alive(self, messages: Sequence[Outgoing]) -> None:
+        """Let every stored workflow ``messages`` refer to live ``expires`` past the
+        furthest ETA among them; a workflow is touched again only once half of the
+        life last given to it has gone, so a long chain costs few extra writes."""
+        if self.expires is None:
+            return
+        now = time.time()
+        furthest: dict[str, float] = {}
+        for message in messages:
+            ref = message.headers.get("wf_ref")
+            if ref:
+                furthest[ref] = max(furthest.get(ref, now), message.eta or now)
+        for ref, due in furthest.items():
+            with self._lock:
+                given = self._alive_until.get(ref, 0.0)
+            if given >= due + self.expires / 2:
+                continue
+            self.backend.touch_blob(blob_key(ref), due + self.expires - now)
+            self._bounded_set(self._alive_until, ref, due + self.expires)
 
     def load(self, headers: Any, task: str, seed: str) -> Carried:
         """The workflow a received message belongs to. Raises MalformedCanvas."""
@@ -119,7 +146,12 @@ class WorkflowStore:
             return workflow
 
     def _remember(self, key: str, workflow: Workflow) -> None:
+        self._bounded_set(self._cache, key, workflow)
+
+    def _bounded_set(self, table: OrderedDict[str, Any], key: str, value: Any) -> None:
+        """Set ``table[key]``, dropping the oldest entries beyond ``_CACHE_SIZE``."""
         with self._lock:
-            self._cache[key] = workflow
-            while len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
+            table[key] = value
+            table.move_to_end(key)
+            while len(table) > _CACHE_SIZE:
+                table.popitem(last=False)

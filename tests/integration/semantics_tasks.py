@@ -231,8 +231,8 @@ def routed(self, kind):
 
 
 @app.task(bind=True)
-def route_by_glob(self, kind):
-    """Matched by the ``task_routes`` glob in the routing tests."""
+def route_by_glob(self, kind, lane=None):
+    """Routed by a ``task_routes`` glob, or by ``lane`` through a router function."""
     push(kind, self.request.id)
     return self.request.delivery_info.get("routing_key")
 

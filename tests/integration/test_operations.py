@@ -633,6 +633,52 @@ def test_logfile_writes_one_file_per_process(tmp_path: Path) -> None:
         app.close()
 
 
+# -- call and result ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[Cluster]:
+    """A worker on the embedded default (SQLite files in a temporary data directory)."""
+    require_server("Redis", 6379)  # the ledger, which cleanup empties
+    cluster = Cluster("embedded", tmp_path)
+    cluster.configure(app)
+    cluster.start_worker()
+    yield cluster
+    cluster.cleanup()
+    app.close()
+
+
+@pytest.mark.timeout(90)
+def test_call_sends_a_task_and_result_waits_for_it(embedded: Cluster) -> None:
+    sent = flowq(embedded, "call", "tests.integration.app.add", "--args", "[2]",
+                 "--kwargs", '{"y": 40}')
+    assert sent.returncode == 0, sent.stderr
+    [task_id] = sent.stdout.split()
+    done = flowq(embedded, "result", task_id, "--wait", "--timeout", "30")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "SUCCESS 42\n", "")
+
+    failed_id = flowq(embedded, "call", "tests.integration.app.fail", "--args", "[1]").stdout
+    done = flowq(embedded, "result", failed_id.strip(), "--wait", "--timeout", "30")
+    assert done.returncode == 1
+    assert done.stdout == "FAILURE ValueError: expected failure (1,)\n"
+
+
+@pytest.mark.timeout(60)
+def test_result_not_ready_in_time_exits_1_with_one_line(embedded: Cluster) -> None:
+    # Given a task that will not finish within the --timeout
+    slow = flowq(embedded, "call", "tests.integration.app.sleep", "--args", "[3]")
+    slow_id = slow.stdout.strip()
+    # When its result is waited for too briefly
+    done = flowq(embedded, "result", slow_id, "--wait", "--timeout", "0.5")
+    # Then that is an error (1), not an unreachable service (69), on one line
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [
+        f"Error: TimeoutError: 1 of 1 results still pending after waiting 0.5s (e.g. "
+        f"{slow_id}); raise the timeout or check that a worker consumes their queue"]
+    assert flowq(embedded, "result", slow_id, "--wait", "--timeout", "30").stdout == (
+        "SUCCESS None\n")
+
+
 # -- CLI errors ---------------------------------------------------------------------------------
 
 
@@ -658,8 +704,10 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
          "'tests.integration.nowhere'")]
 
     unknown = flowq(bare, "frobnicate")
-    assert unknown.returncode == 2 and "No such command 'frobnicate'" in unknown.stderr
-    assert "Traceback" not in unknown.stderr + wrong.stderr
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr.splitlines() == [
+        "Error: no such command 'frobnicate'; run 'python -m flowq --help' for the list"]
+    assert "Traceback" not in wrong.stderr
 
     traced = flowq(bare, "--traceback", "status", env=unreachable)
     assert traced.returncode != 0 and "Traceback" in traced.stderr

@@ -6,7 +6,7 @@ tells them whether they already did), so "redelivered once", "failed with
 WorkerLostError" and "dead-lettered after task_max_deliveries" are observed on real
 processes and real brokers.
 
-The pool reports a dead child only after billiard's ``lost_worker_timeout`` (10 s), so
+The pool reports a dead child only after its ``lost_worker_timeout`` (1 s), so
 the three dying tasks are sent together when the module starts and the quick tests run
 while the worker waits to notice them.
 """

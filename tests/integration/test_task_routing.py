@@ -80,6 +80,26 @@ def test_task_routes_globs(cluster):
         app.conf.task_routes = None
 
 
+def test_callable_task_routes_see_the_call(cluster):
+    """A router function gets Celery's (name, args, kwargs, options) for every call."""
+    seen = []
+
+    def by_argument(name, args, kwargs, options):
+        seen.append((name, args, kwargs))
+        return f"{cluster.queue}.{kwargs['lane']}" if "lane" in kwargs else None
+
+    app.close()
+    app.conf.task_routes = [by_argument]
+    try:
+        assert route_by_glob.delay(kind(), lane="a").get(timeout=T) == f"{cluster.queue}.a"
+        assert route_by_glob.delay(kind(), lane="b").get(timeout=T) == f"{cluster.queue}.b"
+        assert route_by_glob.delay(kind()).get(timeout=T) == cluster.queue
+        assert [kwargs.get("lane") for _, _, kwargs in seen] == ["a", "b", None]
+    finally:
+        app.close()
+        app.conf.task_routes = None
+
+
 def test_task_for_a_queue_no_worker_consumes_stays_pending(cluster):
     runs, nobody = kind(), f"{cluster.queue}.nobody"
     result = stamp.apply_async((runs,), queue=nobody)

@@ -36,7 +36,7 @@ from tests.reliability.conftest import (
     send_workflow,
     task_ids,
 )
-from tests.reliability.fault_tasks import body, on_error, step
+from tests.reliability.fault_tasks import body, early_step, on_error, step
 from tests.reliability.faults import PrivateRedis, TaskFault, wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -109,6 +109,39 @@ def test_redis_restart_mid_flight(private_cluster, private_redis):
     history = assert_total_queue(published, completed, uncertain=[uncertain],
                                  max_completions=2)
     assert history.recovered == []  # the failed publish never reached the broker
+
+
+@pytest.fixture
+def private_broker(private_redis: PrivateRedis, tmp_path_factory: pytest.TempPathFactory
+                   ) -> Iterator[FaultCluster]:
+    """Broker on the test's private Redis, result backend on the shared one."""
+    instance = FaultCluster("redis", tmp_path_factory.mktemp("broker"),
+                            broker_url=private_redis.url)
+    instance.configure(app)
+    yield instance
+    instance.cleanup()
+    app.close()
+
+
+def test_an_early_acked_step_finishing_in_an_outage_still_advances(private_broker,
+                                                                    private_redis):
+    """B1, early ack: a chain step that finishes while the broker is down stores its
+    result but cannot publish the next step; its message is already acked, so the worker
+    itself publishes the next step once the broker is back, and the chain completes."""
+    worker = private_broker.start(concurrency=1)
+    k, token = kind(), uuid.uuid4().hex
+    result = (early_step.s(1, kind=k, fault=Fault.BLOCK, token=token)
+              | early_step.s(kind=k)).delay()
+    wait_for(lambda: len(Ledger(private_broker, k).starts()) >= 1, T, "the first step to run")
+    private_redis.kill()
+    release(private_broker, token)
+    first = result.parent
+    wait_for(lambda: first.ready(), T, "the first step's result to be stored")
+    time.sleep(8)  # the pool process gives up publishing the next step (bounded retries)
+    private_redis.start()
+    assert result.get(timeout=T) == 3
+    assert "could not be recorded" in worker.log()
+    assert "advanced after the outage" in worker.log()
 
 
 @pytest.mark.parametrize("connected", [

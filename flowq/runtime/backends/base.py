@@ -168,6 +168,11 @@ class ResultBackend(abc.ABC):
         """Return the blob under ``key``, or None."""
 
     @abc.abstractmethod
+    def touch_blob(self, key: str, expires: float | None) -> None:
+        """Let the blob under ``key`` (if any) live at least ``expires`` more seconds
+        (None: forever); never shortens its life."""
+
+    @abc.abstractmethod
     def delete_blob(self, key: str) -> None:
         """Delete the blob under ``key`` if present."""
 
@@ -203,6 +208,10 @@ class ResultBackend(abc.ABC):
     @abc.abstractmethod
     def delay_count(self) -> int:
         """How many items wait in the delay index."""
+
+    @abc.abstractmethod
+    def delay_horizon(self) -> float | None:
+        """The latest due timestamp in the delay index (None when it is empty)."""
 
     # -- leases (single beat) -----------------------------------------------------------
 

@@ -54,6 +54,15 @@ class _Expiring(Generic[V]):
         if self._sets % _SWEEP_EVERY == 0:
             self._sweep()
 
+    def extend(self, key: str, expires: float | None) -> None:
+        """Push the expiry of ``key`` (if present) to at least ``expires`` from now."""
+        item = self._items.get(key)
+        if item is None or item[1] is None:
+            return
+        deadline = None if expires is None else time.monotonic() + expires
+        if deadline is None or deadline > item[1]:
+            self._items[key] = (item[0], deadline)
+
     def pop(self, key: str) -> None:
         self._items.pop(key, None)
 
@@ -194,6 +203,10 @@ class MemoryBackend(ResultBackend):
         with self._cond:
             return self._blobs.get(key)
 
+    def touch_blob(self, key: str, expires: float | None) -> None:
+        with self._cond:
+            self._blobs.extend(key, expires)
+
     def delete_blob(self, key: str) -> None:
         with self._cond:
             self._blobs.pop(key)
@@ -238,6 +251,10 @@ class MemoryBackend(ResultBackend):
     def delay_count(self) -> int:
         with self._cond:
             return len(self._delayed)
+
+    def delay_horizon(self) -> float | None:
+        with self._cond:
+            return max((due for due, _ in self._delayed.values()), default=None)
 
     # -- leases -----------------------------------------------------------------------------
 

@@ -256,6 +256,13 @@ class RedisBackend(ResultBackend):
         return cast("bytes | None", self._client.get(self.keys.blob(key)))
 
     @_retried
+    def touch_blob(self, key: str, expires: float | None) -> None:
+        if expires is None:
+            self._client.persist(self.keys.blob(key))
+        else:  # GT: never shortens (a key without expiry counts as infinite)
+            self._client.pexpire(self.keys.blob(key), _ms(expires), gt=True)
+
+    @_retried
     def delete_blob(self, key: str) -> None:
         self._client.delete(self.keys.blob(key))
 
@@ -303,6 +310,11 @@ class RedisBackend(ResultBackend):
     @_retried
     def delay_count(self) -> int:
         return int(self._client.zcard(self.keys.delay_due))
+
+    @_retried
+    def delay_horizon(self) -> float | None:
+        latest = self._client.zrange(self.keys.delay_due, -1, -1, withscores=True)
+        return float(latest[0][1]) if latest else None
 
     # -- leases -----------------------------------------------------------------------------
 

@@ -246,6 +246,12 @@ class SqliteBackend(ResultBackend):
             db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)",
                        (key, data, _until(time.time(), expires)))
 
+    def touch_blob(self, key: str, expires: float | None) -> None:
+        until = _until(time.time(), expires)
+        with self._transaction() as db:
+            db.execute("UPDATE blobs SET expires_at = ? WHERE key = ? AND expires_at IS NOT NULL "
+                       "AND (? IS NULL OR expires_at < ?)", (until, key, until, until))
+
     def get_blob(self, key: str) -> bytes | None:
         rows = self._read(f"SELECT data FROM blobs WHERE key = :key AND {_ALIVE}", key=key)
         return rows[0][0] if rows else None
@@ -291,6 +297,10 @@ class SqliteBackend(ResultBackend):
 
     def delay_count(self) -> int:
         return int(self._read("SELECT count(*) FROM delayed")[0][0])
+
+    def delay_horizon(self) -> float | None:
+        latest = self._read("SELECT max(due) FROM delayed")[0][0]
+        return None if latest is None else float(latest)
 
     # -- leases -----------------------------------------------------------------------------
 

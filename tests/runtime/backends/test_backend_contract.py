@@ -341,6 +341,14 @@ def test_delayed_messages_are_claimed_when_due_earliest_first(backend: ResultBac
     assert backend.delay_count() == 3  # claimed, not yet done
 
 
+def test_the_delay_horizon_is_the_latest_due_time(backend: ResultBackend) -> None:
+    assert backend.delay_horizon() is None
+    backend.delay_add([(200.0, "late", b"L"), (100.0, "early", b"E")])
+    assert backend.delay_horizon() == 200.0
+    backend.delay_done(["late"])
+    assert backend.delay_horizon() == 100.0
+
+
 def test_a_claimed_message_returns_only_after_its_lease(backend: ResultBackend) -> None:
     # Given a message claimed at 100 with a 10 s lease
     backend.delay_add([(100.0, "k", b"payload")])
@@ -377,10 +385,13 @@ def test_everything_expires_after_its_time(backend: ResultBackend) -> None:
         backend.chord_init([(name, 2)], expires=expires)
         backend.set_flag(name, expires=expires)
         backend.put_blob(name, b"", expires=expires)
+        backend.put_blob(f"{name}-touched", b"", expires=expires)
         backend.revoke([name], expires=expires)
         assert backend.acquire_lease(name, "owner", ttl=expires)
     backend.chord_init([("refreshed", 2)], expires=1)
     member(backend, "refreshed", 0, 2)  # a part pushes the chord's expiry to LONG
+    backend.touch_blob("short-touched", LONG)  # a touched blob lives on
+    backend.touch_blob("long-touched", 1)  # a touch never shortens
     # Then the short ones vanish
     eventually(lambda: backend.get("short") is None, "result expired")
     eventually(lambda: not backend.has_flag("short"), "flag expired")
@@ -390,6 +401,7 @@ def test_everything_expires_after_its_time(backend: ResultBackend) -> None:
     assert member(backend, "short", 0, 2).lost
     # And the long ones, and the refreshed chord, stay
     assert backend.get("long") == Record(SUCCESS, b"")
+    assert backend.get_blob("short-touched") == b"" and backend.get_blob("long-touched") == b""
     assert backend.has_flag("long")
     assert backend.get_blob("long") == b""
     assert "long" in backend.revoked()
