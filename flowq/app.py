@@ -229,8 +229,9 @@ class Flowq:
         handles: list[Any] = []
         for position, node in enumerate(workflow.nodes):
             task_id = workflow.node_id(position)
-            if node.members:
-                handles.append(GroupResult(task_id, [handles[m] for m in node.members], self,
+            if node.members:  # a group's parent is what its members follow (Celery's too)
+                members = [handles[m] for m in node.members]
+                handles.append(GroupResult(task_id, members, self, parent=members[0].parent,
                                            backend=backend, joined=True))
             elif node.kind == "join":
                 handles.append(GroupResult(task_id, [], self, backend=backend, joined=True))

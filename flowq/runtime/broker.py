@@ -46,11 +46,7 @@ def connect(conf: Settings, url: str | None = None) -> Connection:
         from flowq.runtime.transports.redis import Transport as RedisTransport
 
         kwargs["transport"] = RedisTransport
-    if scheme == "sqlite":
-        from flowq.runtime.transports.sqlite import Transport
-
-        kwargs["transport"] = Transport
-    elif scheme in ("amqp", "amqps", "pyamqp") and conf.broker_publish_confirm:
+    if scheme in ("amqp", "amqps", "pyamqp") and conf.broker_publish_confirm:
         options.setdefault("confirm_publish", True)
     return Connection(url, transport_options=options, heartbeat=10 if scheme.startswith(
         ("amqp", "pyamqp")) else 0, **kwargs)

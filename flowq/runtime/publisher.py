@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from amqp.exceptions import ChannelError
 from kombu import Connection, Producer
 from kombu.exceptions import BatchPublishError, OperationalError
 
@@ -29,6 +30,8 @@ DELAY_THRESHOLD = 0.05
 #: Messages per pipelined round trip when publishing a group or chord header.
 BATCH_SIZE = 500
 MAX_PRIORITY = 9
+#: AMQP's reply code for a ``mandatory`` message no queue took.
+NO_ROUTE = 312
 
 
 class Publisher:
@@ -41,7 +44,10 @@ class Publisher:
         self._connection: Connection | None = None
         self._producer: Producer | None = None
         self._declared: set[str] = set()
-        self._redis = broker.broker_url(conf).startswith(("redis://", "rediss://"))
+        url = broker.broker_url(conf)
+        self._redis = url.startswith(("redis://", "rediss://"))
+        # On RabbitMQ messages are mandatory: one no queue takes comes back, not vanishes.
+        self._amqp = url.startswith(("amqp://", "amqps://", "pyamqp://"))
 
     @property
     def connection(self) -> Connection:
@@ -102,15 +108,34 @@ class Publisher:
         # A batch becomes one pipelined round trip on Redis; other transports send as usual.
         with producer.batch(max_size=BATCH_SIZE):
             for message in messages:
-                # the default exchange routes straight to the queue named by the routing
-                # key: no binding lookup (one Redis round trip less per message)
-                producer.publish(message.body, exchange="",
-                                 routing_key=message.queue, headers=message.headers,
-                                 content_type=message.content_type,
-                                 content_encoding=message.content_encoding,
-                                 priority=self._priority(message.priority),
-                                 correlation_id=message.id, delivery_mode=2,
-                                 declare=self._declare(message.queue))
+                try:
+                    self._publish(producer, message)
+                except ChannelError as exc:
+                    if getattr(exc, "reply_code", None) != NO_ROUTE:
+                        raise
+                    self._redeclare_and_publish(producer, message)
+
+    def _publish(self, producer: Producer, message: Outgoing) -> None:
+        # the default exchange routes straight to the queue named by the routing key: no
+        # binding lookup (one Redis round trip less per message)
+        producer.publish(message.body, exchange="", routing_key=message.queue,
+                         headers=message.headers, content_type=message.content_type,
+                         content_encoding=message.content_encoding,
+                         priority=self._priority(message.priority),
+                         correlation_id=message.id, delivery_mode=2,
+                         declare=self._declare(message.queue), mandatory=self._amqp)
+
+    def _redeclare_and_publish(self, producer: Producer, message: Outgoing) -> None:
+        """A message came back unroutable: its queue was deleted since this process
+        declared it. Declare it again (past kombu's cache of declared entities) and
+        resend once; a second return is an error."""
+        broker.task_queue(message.queue, self.conf.task_queue_max_priority)(
+            producer.channel).declare()
+        try:
+            self._publish(producer, message)
+        except ChannelError as exc:
+            raise PublishRejected(f"RabbitMQ returned the message for queue "
+                                  f"{message.queue!r} as unroutable twice: {exc}") from exc
 
     def _priority(self, priority: int | None) -> int | None:
         """flowq's priorities are AMQP's: 9 is highest, none is lowest. kombu's Redis

@@ -109,6 +109,7 @@ class Worker:
                     self._connect()
                     if not announced:  # once it consumes and answers remote control
                         log.info("%s", self.banner())
+                        self._warn_about_a_local_backend()
                         announced = True
                     self._loop()
                     break
@@ -298,6 +299,16 @@ class Worker:
             self.consumer = self.control = None
 
     # -- display ----------------------------------------------------------------------------
+
+    def _warn_about_a_local_backend(self) -> None:
+        """A shared broker with the embedded (per-machine) result backend works on one
+        machine only: workers elsewhere would keep their own results and chord counts."""
+        conf = self.app.conf
+        if conf.result_backend is None and conf.broker_url is not None and not (
+                conf.broker_url.startswith(("sqlite:", "memory://"))):
+            log.warning("No result_backend set: results and chord counts go to the local "
+                        "file %s/results.db. Workers on other machines cannot see them; set "
+                        "result_backend (e.g. redis://...) before scaling out.", conf.data_dir)
 
     def banner(self) -> str:
         tasks = sorted(name for name in self.app.tasks if not name.startswith("flowq."))

@@ -22,6 +22,8 @@ app = Flowq(
     result_expires=float(os.environ.get("FLOWQ_TEST_RESULT_EXPIRES", "3600")),
     security_key=os.environ.get("FLOWQ_TEST_SECURITY_KEY") or None,
     control_exchange=os.environ.get("FLOWQ_TEST_CONTROL", "flowq"),
+    accept_content=os.environ.get("FLOWQ_TEST_ACCEPT", "json").split(","),
+    result_serializer=os.environ.get("FLOWQ_TEST_RESULT_SERIALIZER", "json"),
 )
 
 _ledger_url, _, LEDGER_PREFIX = os.environ.get(

@@ -176,8 +176,8 @@ class Cluster:
             self._delete_keys(backend, self.prefix)
         if self.broker_url and self.broker_url.startswith("redis"):
             broker = redis.Redis.from_url(self.broker_url)
-            self._delete_keys(broker, self.queue)
-            broker.delete("_kombu.binding." + self.queue, "_kombu.binding." + self.queue + ".dead")
+            for prefix in ("", "_kombu.binding.", "_kombu.binding_permanent."):
+                self._delete_keys(broker, prefix + self.queue)  # its queues and their bindings
         if self.broker_url and self.broker_url.startswith("amqp"):
             self._delete_amqp_queues()
 

@@ -20,6 +20,7 @@ from kombu.exceptions import KombuError
 from flowq import chord, states
 from flowq.canvas.dag import compile_workflow
 from flowq.exceptions import BrokerUnavailable, ChordStateLost
+from flowq.runtime import broker
 from flowq.runtime.advance import At
 from flowq.runtime.backends.base import ChordPart
 from flowq.runtime.backends.redis import RedisBackend
@@ -142,6 +143,24 @@ def test_an_early_acked_step_finishing_in_an_outage_still_advances(private_broke
     assert result.get(timeout=T) == 3
     assert "could not be recorded" in worker.log()
     assert "advanced after the outage" in worker.log()
+
+
+# -- B4: publisher confirms and mandatory messages on RabbitMQ ------------------------------------
+
+
+@pytest.mark.parametrize("fault_cluster", ["amqp"], indirect=True)
+def test_a_queue_deleted_under_the_producer_is_declared_again(fault_cluster):
+    """B4: the producer declared its queue once; someone deletes it. The next message
+    comes back unroutable (it is mandatory), so the producer declares the queue again
+    and resends: the message is in the queue, not silently dropped."""
+    step.apply_async((1,), {"kind": kind()})  # the producer declares the queue
+    with broker.connect(app.conf) as connection:
+        connection.default_channel.queue_delete(fault_cluster.queue)
+    sent = step.apply_async((2,), {"kind": kind()})
+    with broker.connect(app.conf) as connection:  # passive: fails if the queue is missing
+        waiting = connection.default_channel.queue_declare(fault_cluster.queue, passive=True)
+    assert waiting.message_count == 1
+    assert sent.state == states.PENDING
 
 
 @pytest.mark.parametrize("connected", [

@@ -2,15 +2,14 @@
 
 A worker and its producers, in any number of processes on one machine, share one file::
 
+    import flowq.runtime  # registers the transport with kombu under the ``sqlite`` scheme
     from kombu import Connection
-    from flowq.runtime.transports.sqlite import Transport
 
-    with Connection("sqlite:///.flowq/broker.db", transport=Transport) as conn:
+    with Connection("sqlite:///.flowq/broker.db") as conn:
         conn.SimpleQueue("tasks").put({"hello": "world"})
 
 The path follows SQLAlchemy's convention: ``sqlite:///relative.db`` and
-``sqlite:////absolute.db``; with no path the file is ``.flowq/broker.db``. The class is
-passed explicitly; no global kombu alias is registered.
+``sqlite:////absolute.db``; with no path the file is ``.flowq/broker.db``.
 
 Delivery is at least once and survives the death of any process:
 

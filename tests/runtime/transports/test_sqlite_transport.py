@@ -82,7 +82,8 @@ def test_relative_and_default_paths_resolve_against_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, created: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    with Connection(url, transport=Transport) as conn:
+    with Connection(url) as conn:  # the sqlite scheme is registered with kombu by flowq
+        assert isinstance(conn.transport, Transport)
         conn.SimpleQueue("jobs").put({"id": 1})
         assert conn.SimpleQueue("jobs").get(timeout=PROMPT).payload == {"id": 1}
     assert (tmp_path / created).is_file()
