@@ -49,6 +49,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any, cast
 
+from kombu.transport.base import to_rabbitmq_queue_arguments
 from kombu.transport import virtual
 from kombu.transport.virtual.exchange import ExchangeType
 from kombu.utils.json import dumps, loads
@@ -237,14 +238,22 @@ class Channel(virtual.Channel):
     def _put_fanout(
         self, exchange: str, message: dict[str, Any], routing_key: str, **kwargs: Any
     ) -> None:
-        """Copy ``message`` into every queue bound to ``exchange``, in one transaction."""
+        """Copy ``message`` into every queue bound to ``exchange``, in one transaction,
+        keeping capped queues (event listeners') within their ``x-max-length``."""
         queues = sorted(self._lookup(exchange, routing_key))
-        self.store.put(queues, self._get_message_priority(message), dumps(message))
+        if queues:
+            self.store.put_capped(queues, self._get_message_priority(message), dumps(message))
 
     # -- queues -----------------------------------------------------------------------------
 
+    def prepare_queue_arguments(self, arguments: Any, **kwargs: Any) -> Any:
+        """Queue options (``max_length``...) as RabbitMQ's ``x-`` arguments, as kombu's
+        Redis and AMQP transports pass them; ``x-max-length`` is honoured here."""
+        return to_rabbitmq_queue_arguments(arguments, **kwargs)
+
     def _new_queue(self, queue: str, **kwargs: Any) -> None:
-        self.store.declare_queue(queue)
+        max_length = (kwargs.get("arguments") or {}).get("x-max-length")
+        self.store.declare_queue(queue, int(max_length) if max_length is not None else None)
 
     def _has_queue(self, queue: str, **kwargs: Any) -> bool:
         return self.store.has_queue(queue)

@@ -43,7 +43,7 @@ CREATE INDEX IF NOT EXISTS messages_ready
     ON messages (queue, priority DESC, id) WHERE tag IS NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_reserved
     ON messages (tag) WHERE tag IS NOT NULL;
-CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY, max_length INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS exchanges (name TEXT PRIMARY KEY, type TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bindings (
     exchange TEXT NOT NULL,
@@ -69,6 +69,14 @@ _DELETE_TAG = "DELETE FROM messages WHERE tag = ?"
 _RELEASE_TAG = "UPDATE messages SET tag = NULL, deadline = NULL WHERE tag = ?"
 _RELEASE_LAPSED = (
     "UPDATE messages SET tag = NULL, deadline = NULL WHERE tag IS NOT NULL AND deadline <= ?"
+)
+
+# Drop the oldest ready messages of a capped queue beyond its max_length (RabbitMQ's
+# x-max-length, overflow drop-head).
+_TRIM = (
+    "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE queue = :queue"
+    " AND tag IS NULL ORDER BY id LIMIT max(0, (SELECT count(*) FROM messages"
+    " WHERE queue = :queue AND tag IS NULL) - :max_length))"
 )
 
 _SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
@@ -112,6 +120,9 @@ class Store:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.executescript(SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(queues)")}
+        if "max_length" not in columns:  # a file made before queues could be capped
+            conn.execute("ALTER TABLE queues ADD COLUMN max_length INTEGER")
         return conn
 
     @contextmanager
@@ -188,6 +199,17 @@ class Store:
         """Append ``payload`` to each queue, in one transaction when there are several."""
         self._change_each(_INSERT, [(queue, priority, payload) for queue in queues])
 
+    def put_capped(self, queues: Sequence[str], priority: int, payload: str) -> None:
+        """Append ``payload`` to each queue and, in the same transaction, drop the oldest
+        ready messages of those declared with a ``max_length`` beyond it."""
+        with self._transaction() as conn:
+            conn.executemany(_INSERT, [(queue, priority, payload) for queue in queues])
+            marks = ",".join("?" * len(queues))
+            for queue, max_length in conn.execute(
+                    f"SELECT name, max_length FROM queues WHERE max_length IS NOT NULL"
+                    f" AND name IN ({marks})", list(queues)).fetchall():
+                conn.execute(_TRIM, {"queue": queue, "max_length": max_length})
+
     def claim(self, queue: str, tag: str, deadline: float) -> Claimed | None:
         """Reserve the next ready message (highest priority, then oldest) until ``deadline``."""
         rows = self._rows(_CLAIM, {"queue": queue, "tag": tag, "deadline": deadline})
@@ -227,9 +249,10 @@ class Store:
 
     # -- queues, exchanges and bindings -----------------------------------------------------
 
-    def declare_queue(self, queue: str) -> None:
-        """Record that ``queue`` exists."""
-        self._change("INSERT OR IGNORE INTO queues (name) VALUES (?)", (queue,))
+    def declare_queue(self, queue: str, max_length: int | None = None) -> None:
+        """Record that ``queue`` exists, holding at most ``max_length`` ready messages."""
+        self._change("INSERT INTO queues (name, max_length) VALUES (?, ?) ON CONFLICT (name)"
+                     " DO UPDATE SET max_length = excluded.max_length", (queue, max_length))
 
     def has_queue(self, queue: str) -> bool:
         """Whether ``queue`` was declared (by any process) and not deleted since."""

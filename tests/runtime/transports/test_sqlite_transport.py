@@ -384,6 +384,36 @@ def test_fanout_reaches_every_bound_queue_across_processes(db: Path, conn: Conne
     assert results == {"left": list(range(10)), "right": list(range(10))}
 
 
+def test_a_capped_queue_keeps_only_its_newest_fanout_messages(conn: Connection) -> None:
+    # Given: a listener queue capped at 3 (as event listeners are) and an uncapped one
+    broadcast = Exchange("events", "fanout")
+    capped = Queue("listener", broadcast, max_length=3)
+    plain = Queue("archive", broadcast)
+    channel = conn.channel()
+    capped(channel).declare()
+    plain(channel).declare()
+    # When: ten messages are broadcast while nobody reads
+    producer = Producer(channel, exchange=broadcast)
+    for n in range(10):
+        producer.publish({"n": n})
+    # Then: the capped queue holds the last three (RabbitMQ's drop-head), the other all ten
+    assert [message.payload["n"] for message in drain(conn, "listener")] == [7, 8, 9]
+    assert len(drain(conn, "archive")) == 10
+
+
+def drain(conn: Connection, queue: str) -> list[Message]:
+    """Every message waiting in ``queue``, acked."""
+    simple = conn.SimpleQueue(queue)
+    taken = []
+    while True:
+        try:
+            message = simple.get(timeout=0.2)
+        except Empty:
+            return taken
+        message.ack()
+        taken.append(message)
+
+
 def _produce(db: Path, producer_id: int, count: int) -> None:
     """Child: publish ``count`` messages with unique ids to the ``load`` queue."""
     with connect(db) as conn:
