@@ -19,6 +19,8 @@ from kombu.exceptions import InconsistencyError
 from flowq.exceptions import ConfigurationError
 from flowq.runtime import broker
 from flowq.runtime.control import mailbox
+from flowq.runtime.message import iso
+from flowq.runtime.publisher import decode_delayed
 from flowq.runtime.ratelimit import parse_rate
 
 if TYPE_CHECKING:
@@ -28,6 +30,8 @@ log = logging.getLogger("flowq.worker")
 
 Handler = Callable[..., Any]
 HANDLERS: dict[str, Handler] = {}
+#: Delayed tasks ``inspect scheduled`` lists (the ones due soonest).
+SCHEDULED_SHOWN = 50
 
 
 def listen(worker: Worker, connection: Any) -> Any:
@@ -174,9 +178,16 @@ def reserved(worker: Worker) -> list[dict[str, Any]]:
 
 
 @command
-def scheduled(worker: Worker) -> dict[str, Any]:
-    """Delayed tasks: they wait in the result backend's delay index, not in workers."""
-    return {"delayed_in_backend": worker.app.runtime.backend.delay_count()}
+def scheduled(worker: Worker, limit: int = SCHEDULED_SHOWN) -> dict[str, Any]:
+    """Delayed tasks: they wait in the result backend's delay index, not in workers, so
+    every worker gives the same answer: how many wait, and the ``limit`` due soonest."""
+    backend = worker.app.runtime.backend
+    soonest = []
+    for due, payload in backend.delay_peek(limit):
+        message = decode_delayed(payload)
+        soonest.append({"id": message.id, "name": message.headers.get("task"),
+                        "eta": iso(due), "queue": message.queue})
+    return {"delayed_in_backend": backend.delay_count(), "next": soonest}
 
 
 @command

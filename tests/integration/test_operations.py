@@ -241,7 +241,10 @@ def test_inspect_active_reserved_and_scheduled(ops: Cluster) -> None:
         assert {t["id"] for t in active} == {r.id for r in running}
         assert {t["name"] for t in active} == {"tests.integration.app.sleep"}
         assert [t["id"] for t in ask(ops, "inspect", "reserved")] == [waiting.id]
-        assert ask(ops, "inspect", "scheduled") == {"delayed_in_backend": 1}
+        scheduled = ask(ops, "inspect", "scheduled")
+        assert scheduled["delayed_in_backend"] == 1
+        assert [(t["id"], t["name"]) for t in scheduled["next"]] == [
+            (delayed.id, "tests.integration.app.identity")]
         assert waiting.get(timeout=30) == "after"
     finally:
         app.control.revoke(delayed.id)

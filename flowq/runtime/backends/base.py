@@ -210,6 +210,10 @@ class ResultBackend(abc.ABC):
         """How many items wait in the delay index."""
 
     @abc.abstractmethod
+    def delay_peek(self, limit: int) -> list[tuple[float, bytes]]:
+        """The ``limit`` items due soonest, as ``(due_timestamp, payload)``, untouched."""
+
+    @abc.abstractmethod
     def delay_horizon(self) -> float | None:
         """The latest due timestamp in the delay index (None when it is empty)."""
 

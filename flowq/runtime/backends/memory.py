@@ -252,6 +252,10 @@ class MemoryBackend(ResultBackend):
         with self._cond:
             return len(self._delayed)
 
+    def delay_peek(self, limit: int) -> list[tuple[float, bytes]]:
+        with self._cond:
+            return sorted(self._delayed.values())[:limit]
+
     def delay_horizon(self) -> float | None:
         with self._cond:
             return max((due for due, _ in self._delayed.values()), default=None)

@@ -312,6 +312,15 @@ class RedisBackend(ResultBackend):
         return int(self._client.zcard(self.keys.delay_due))
 
     @_retried
+    def delay_peek(self, limit: int) -> list[tuple[float, bytes]]:
+        soonest = self._client.zrange(self.keys.delay_due, 0, limit - 1, withscores=True)
+        if not soonest:
+            return []
+        payloads = self._client.hmget(self.keys.delay_payloads, [key for key, _ in soonest])
+        return [(float(due), payload) for (_, due), payload in zip(soonest, payloads)
+                if payload is not None]
+
+    @_retried
     def delay_horizon(self) -> float | None:
         latest = self._client.zrange(self.keys.delay_due, -1, -1, withscores=True)
         return float(latest[0][1]) if latest else None

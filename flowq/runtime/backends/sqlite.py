@@ -298,6 +298,10 @@ class SqliteBackend(ResultBackend):
     def delay_count(self) -> int:
         return int(self._read("SELECT count(*) FROM delayed")[0][0])
 
+    def delay_peek(self, limit: int) -> list[tuple[float, bytes]]:
+        return [(float(due), payload) for due, payload in self._read(
+            "SELECT due, payload FROM delayed ORDER BY due LIMIT :limit", limit=limit)]
+
     def delay_horizon(self) -> float | None:
         latest = self._read("SELECT max(due) FROM delayed")[0][0]
         return None if latest is None else float(latest)

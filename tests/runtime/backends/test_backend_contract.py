@@ -341,6 +341,12 @@ def test_delayed_messages_are_claimed_when_due_earliest_first(backend: ResultBac
     assert backend.delay_count() == 3  # claimed, not yet done
 
 
+def test_peeking_shows_the_soonest_items_and_claims_nothing(backend: ResultBackend) -> None:
+    backend.delay_add([(200.0, "late", b"L"), (100.0, "early", b"E"), (150.0, "mid", b"M")])
+    assert backend.delay_peek(2) == [(100.0, b"E"), (150.0, b"M")]
+    assert backend.delay_due(now=120.0, lease=10, limit=10) == [DelayedMessage("early", b"E")]
+
+
 def test_the_delay_horizon_is_the_latest_due_time(backend: ResultBackend) -> None:
     assert backend.delay_horizon() is None
     backend.delay_add([(200.0, "late", b"L"), (100.0, "early", b"E")])
