@@ -313,10 +313,12 @@ class RedisBackend(ResultBackend):
 
     @_retried
     def delay_peek(self, limit: int) -> list[tuple[float, bytes]]:
-        soonest = self._client.zrange(self.keys.delay_due, 0, limit - 1, withscores=True)
+        soonest = cast("list[tuple[bytes, float]]", self._client.zrange(
+            self.keys.delay_due, 0, limit - 1, withscores=True))
         if not soonest:
             return []
-        payloads = self._client.hmget(self.keys.delay_payloads, [key for key, _ in soonest])
+        payloads = cast("list[bytes | None]", self._client.hmget(
+            self.keys.delay_payloads, [key for key, _ in soonest]))
         return [(float(due), payload) for (_, due), payload in zip(soonest, payloads)
                 if payload is not None]
 
