@@ -25,6 +25,7 @@ import pytest
 
 from flowq import fanout, states
 from flowq.runtime.events import EventReceiver
+from tests.integration import semantics_tasks
 from tests.integration import app as tasks
 from tests.integration.app import app
 from tests.integration.harness import ROOT, Cluster, WorkerProcess, require_server
@@ -415,6 +416,25 @@ def test_events_stream_shows_a_task_from_received_to_succeeded(ops: Cluster) -> 
     assert mine[0]["queue"] == ops.queue and mine[-1]["result"] == "4"
     failed = of_task(events, bad.id)[-1]
     assert failed["type"] == "task-failed" and failed["exception"].startswith("ValueError")
+
+
+@pytest.mark.timeout(120)
+def test_events_stream_shows_retries_and_revocations(ops: Cluster) -> None:
+    listener = Listener(ops, "--type", "task-*", "--timeout", "90")
+    try:
+        retried = semantics_tasks.flaky.delay(7, f"k-{uuid.uuid4().hex[:8]}", failures=1)
+        revoked = tasks.identity.apply_async(("never",), countdown=0.5)
+        revoked.revoke()
+        events = listener.until(
+            lambda seen: any(e["type"] == "task-succeeded" for e in of_task(seen, retried.id))
+            and any(e["type"] == "task-revoked" for e in of_task(seen, revoked.id)))
+    finally:
+        assert listener.stop() == 0
+    assert [e["type"] for e in of_task(events, retried.id)] == [
+        "task-received", "task-started", "task-retried",
+        "task-received", "task-started", "task-succeeded"]
+    assert retried.get(timeout=10) == 7
+    assert [e["type"] for e in of_task(events, revoked.id)] == ["task-received", "task-revoked"]
 
 
 @pytest.mark.timeout(120)
