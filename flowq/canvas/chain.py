@@ -9,17 +9,51 @@ import attrs
 
 from flowq.canvas.frozen import EMPTY, FrozenDict
 from flowq.canvas.signature import Canvas, canvas_tuple, freeze_options, tasks_arg
+from flowq.canvas.steps import Steps
+
+
+def _steps(value: Any) -> Steps:
+    return value if isinstance(value, Steps) else Steps(canvas_tuple(value))
 
 
 @attrs.frozen(slots=True, repr=False)
 class Chain(Canvas):
-    """Steps in sequence. The chain's result (and id) is its last step's."""
+    """Steps in sequence. The chain's result (and id) is its last step's.
 
-    tasks: tuple[Canvas, ...] = attrs.field(converter=canvas_tuple)
+    ``Chain(tasks, options)``; the steps are kept as :class:`Steps`, shared with the
+    chain this one was built from by ``|``, so ``a | b | c | ...`` is linear.
+    """
+
+    _steps: Steps = attrs.field(alias="tasks", converter=_steps)
     options: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=freeze_options)
+
+    @property
+    def tasks(self) -> tuple[Canvas, ...]:
+        """The steps, in order (flattened on first use, then cached)."""
+        return self._steps.as_tuple()
 
     def children(self) -> tuple[Canvas, ...]:
         return self.tasks
+
+    def result_part(self) -> Canvas | None:
+        return self._steps.last
+
+    def then(self, step: Canvas) -> Chain:
+        """These steps followed by ``step`` under the rules of ``|`` (see
+        :mod:`flowq.canvas.compose`), without this chain's options. O(1) per step added:
+        these steps are shared, not copied."""
+        from flowq.canvas.compose import push_step
+
+        last = self._steps.last
+        tail: list[Canvas] = [] if last is None else [last]
+        push_step(tail, step)  # may turn a trailing group into a chord
+        return Chain(self._steps.without_last().extended(tail))
+
+    def set_immutable(self, immutable: bool) -> Chain:
+        if not self.tasks:
+            return self
+        first = self.tasks[0].set_immutable(immutable)
+        return attrs.evolve(self, tasks=(first, *self.tasks[1:]))
 
     def partial(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Chain:
         if not self.tasks or not (args or kwargs):

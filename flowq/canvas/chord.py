@@ -30,6 +30,12 @@ class Chord(Canvas):
     def children(self) -> tuple[Canvas, ...]:
         return (self.header,) if self.body is None else (self.header, self.body)
 
+    def result_part(self) -> Canvas | None:
+        return self.body
+
+    def set_immutable(self, immutable: bool) -> Chord:
+        return attrs.evolve(self, header=self.header.set_immutable(immutable))
+
     def partial(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Chord:
         return attrs.evolve(self, header=self.header.partial(args, kwargs))
 

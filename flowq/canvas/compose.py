@@ -9,6 +9,8 @@ Nothing else is rewritten: a group of one stays a group, chords are never merged
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from flowq.canvas.chain import Chain
 from flowq.canvas.chord import Chord
 from flowq.canvas.group import Group
@@ -16,18 +18,17 @@ from flowq.canvas.signature import Canvas
 
 
 def pipe(left: Canvas, right: Canvas) -> Canvas:
-    """``left | right``."""
+    """``left | right``; O(1) for a chain on the left (its steps are shared, not copied)."""
     if isinstance(left, Group):
         return Chord(left, right)
-    steps: list[Canvas] = list(left.tasks) if _flat(left) else [left]  # type: ignore[attr-defined]
-    push_step(steps, right)
-    return Chain(tuple(steps))
+    start = left if _flat(left) else Chain((left,))
+    return start.then(right)
 
 
 def push_step(steps: list[Canvas], step: Canvas) -> None:
     """Append ``step`` to a chain under construction, in place."""
     if _flat(step):
-        for inner in step.tasks:  # type: ignore[attr-defined]
+        for inner in step.tasks:
             push_step(steps, inner)
     elif steps and isinstance(steps[-1], Group):
         steps[-1] = Chord(steps[-1], step)
@@ -35,5 +36,5 @@ def push_step(steps: list[Canvas], step: Canvas) -> None:
         steps.append(step)
 
 
-def _flat(canvas: Canvas) -> bool:
+def _flat(canvas: Canvas) -> TypeGuard[Chain]:
     return isinstance(canvas, Chain) and not canvas.options

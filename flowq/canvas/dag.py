@@ -245,10 +245,15 @@ class _Builder:
         task_id = call.get("task_id") if depth == 0 else None
         if task_id or (own.get("task_id") and not isinstance(canvas, Signature)):
             self.nodes[out]["task_id"] = task_id or own["task_id"]
+        self._attach_own(own, out, lo, path)
+        return out
+
+    def _attach_own(self, own: FrozenDict[str, Any], out: int, lo: int, path: str) -> None:
+        """Queue a part's own links (fed by ``out``) and errbacks (scope: its nodes, from
+        ``lo`` to the last one added)."""
         for name in ("link", "link_error"):
             for extra in own.get(name, ()):
                 self.attach(name, extra, out, lo, len(self.nodes), path)
-        return out
 
     def attach(self, name: str, extra: Canvas, out: int, lo: int, hi: int, path: str) -> None:
         """Queue a link (fed by ``out``) or an errback (scope ``[lo, hi)``) for later."""
@@ -305,8 +310,11 @@ class _Builder:
             if canvas.body is None:
                 raise InvalidWorkflow([(path, "chord has no body; give one with "
                                               "chord(header, body) or chord(header)(body)")])
+            lo = len(self.nodes)
             join = self._group(canvas.header, input, f"{prefix}.header", inherited, entry,
                                sub_call, depth + 1, deferred, path)
+            # a header keeps its own links and errbacks (``group.on_error(e) | body``)
+            self._attach_own(canvas.header.options, join, lo, f"{prefix}.header")
             body_call = {k: v for k, v in sub_call.items() if k not in ENTRY}
             return self.add(canvas.body, join, f"{prefix}.body", inherited, EMPTY, body_call,
                             depth + 1, deferred)

@@ -31,6 +31,9 @@ class Fanout(Canvas):
     def children(self) -> tuple[Canvas, ...]:
         return (self.task,)
 
+    def set_immutable(self, immutable: bool) -> Fanout:
+        return attrs.evolve(self, task=self.task.set_immutable(immutable))
+
     def partial(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Fanout:
         if not (args or kwargs):
             return self

@@ -21,6 +21,9 @@ class Group(Canvas):
     def children(self) -> tuple[Canvas, ...]:
         return self.tasks
 
+    def set_immutable(self, immutable: bool) -> Group:
+        return attrs.evolve(self, tasks=tuple(t.set_immutable(immutable) for t in self.tasks))
+
     def partial(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Group:
         if not (args or kwargs):
             return self

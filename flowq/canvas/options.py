@@ -8,6 +8,10 @@ both, as in Celery. Three kinds of option do not simply propagate:
   steps, not every step (a chain with ``countdown=10`` starts 10 s late once).
 * ``SCOPE``: ``link`` and ``link_error`` attach to the sub-workflow as a whole.
 * ``task_id`` names the sub-workflow's result: its output node.
+
+The canvas only carries options; the runtime gives them their effect when it publishes
+or runs a node (it reads them from ``Node.options``, a read-only mapping whose dicts are
+read-only mappings and lists tuples).
 """
 
 from __future__ import annotations
@@ -62,6 +66,50 @@ def _maybe_seconds(value: Any) -> bool:
     return value is None or _non_negative(value)
 
 
+def _string(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _json(value: Any) -> bool:
+    """A value JSON carries unchanged: str, finite number, bool, None, lists and string-keyed
+    objects of those. Checked in a loop, so deep nesting is no RecursionError."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            if not all(isinstance(key, str) for key in item):
+                return False
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif not (item is None or isinstance(item, (str, bool, int))
+                  or (isinstance(item, float) and math.isfinite(item))):
+            return False
+    return True
+
+
+def _headers(value: Any) -> bool:
+    return isinstance(value, Mapping) and _json(value)
+
+
+#: Celery's retry_policy keys (what kombu's ``ensure`` takes) and their checks.
+RETRY_POLICY: dict[str, Callable[[Any], bool]] = {
+    "max_retries": lambda v: v is None or (_non_negative(v) and isinstance(v, int)),
+    "interval_start": _non_negative,
+    "interval_step": _non_negative,
+    "interval_max": _non_negative,
+}
+
+
+def _retry_policy(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(
+        key in RETRY_POLICY and RETRY_POLICY[key](item) for key, item in value.items())
+
+
 def _anything(value: Any) -> bool:
     return True
 
@@ -78,6 +126,13 @@ OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "soft_time_limit": (_maybe_seconds, "seconds >= 0"),
     "serializer": (_text, "a serializer name such as 'json'"),
     "shadow": (_text, "a display name"),
+    "routing_key": (_string, "a routing key (a string)"),
+    "exchange": (_string, "an exchange name (a string; '' is the default exchange)"),
+    "headers": (_headers, "an object of string keys to JSON values"),
+    "ignore_result": (_flag, "True or False"),
+    "retry": (_flag, "True or False (retry publishing if the broker is unreachable)"),
+    "retry_policy": (_retry_policy, "an object with some of max_retries (int or None), "
+                                    "interval_start, interval_step, interval_max (seconds >= 0)"),
     "link": (_anything, "a signature or a list of signatures"),
     "link_error": (_anything, "a signature or a list of signatures"),
 }
@@ -90,10 +145,13 @@ def check_option(name: str, value: Any) -> str | None:
         close = difflib.get_close_matches(name, OPTIONS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"unknown option {name!r}{hint}"
-    check, wanted = spec
-    if not check(value):
-        return f"option {name!r} must be {wanted}, got {value!r}"
-    return None
+    check, _ = spec
+    return None if check(value) else wrong_type(name, value)
+
+
+def wrong_type(name: str, value: Any) -> str:
+    """``option 'queue' must be a queue name, got 5``."""
+    return f"option {name!r} must be {OPTIONS[name][1]}, got {value!r}"
 
 
 def check_time_limits(options: Mapping[str, Any]) -> str | None:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from flowq.canvas.frozen import EMPTY, FrozenDict, freeze
+from flowq.canvas.options import SCOPE, wrong_type
+from flowq.exceptions import InvalidWorkflow
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -28,13 +30,23 @@ def freeze_options(options: Mapping[str, Any] | None) -> FrozenDict[str, Any]:
         return EMPTY
     if isinstance(options, FrozenDict):
         return options
-    frozen = {}
-    for name, value in options.items():
-        if name in ("link", "link_error"):
-            frozen[name] = canvas_tuple(value)
-        else:
-            frozen[name] = freeze(value)
-    return FrozenDict(frozen)
+    return FrozenDict({name: scope_canvases(name, value) if name in SCOPE else freeze(value)
+                       for name, value in options.items()})
+
+
+def scope_canvases(name: str, value: Any) -> tuple[Canvas, ...]:
+    """``link``/``link_error``: one canvas or an iterable of them, as a tuple.
+
+    Anything else raises :class:`InvalidWorkflow` with the message validation gives an
+    option of the wrong type (not a bare ``TypeError`` from iterating an int).
+    """
+    if value is None or isinstance(value, Canvas):
+        return canvas_tuple(value)
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping)):
+        items = tuple(value)
+        if all(isinstance(item, Canvas) for item in items):
+            return items
+    raise InvalidWorkflow([("options", wrong_type(name, value))])
 
 
 def canvas_tuple(value: Any) -> tuple[Canvas, ...]:
@@ -74,9 +86,24 @@ class Canvas:
 
     # -- options -----------------------------------------------------------------------
 
-    def set(self: C, **options: Any) -> C:
-        """A copy with ``options`` merged over the stored ones."""
-        return attrs.evolve(self, options=self.options.merged(freeze_options(options)))  # type: ignore[misc]
+    def set(self: C, immutable: bool | None = None, **options: Any) -> C:
+        """A copy with ``options`` merged over the stored ones and, as in Celery, the
+        immutable flag set when ``immutable`` is given (see :meth:`set_immutable`)."""
+        changed = self if immutable is None else self.set_immutable(immutable)
+        return changed._merged(options) if options else changed
+
+    def _merged(self: C, options: Mapping[str, Any]) -> C:
+        merged = self.options.merged(freeze_options(options))
+        return attrs.evolve(self, options=merged)  # type: ignore[misc]
+
+    def set_immutable(self: C, immutable: bool) -> C:
+        """A copy whose first steps do (not) receive their parent's result and partial
+        arguments: Celery's ``set_immutable``, which changes its signature in place.
+
+        A signature sets its own flag; a chain its first step's; a group every member's;
+        a chord its header's (not its body's, as in Celery); a fanout its task's.
+        """
+        raise NotImplementedError
 
     def link(self: C, callback: Canvas) -> C:
         """A copy that, on success, also starts ``callback`` with this part's result."""
@@ -89,15 +116,25 @@ class Canvas:
     on_error = link_error
 
     def _add_scope(self: C, name: str, canvas: Canvas) -> C:
-        if not isinstance(canvas, Canvas):
-            raise TypeError(f"{name} expects a signature, got {canvas!r}")
         current = self.options.get(name, ())
-        return self.set(**{name: (*current, canvas)})
+        return self._merged({name: (*current, *scope_canvases(name, canvas))})
 
     @property
     def id(self) -> str | None:
-        """The task id given with ``task_id=``, if any (the result id of this part)."""
-        return self.options.get("task_id")
+        """The id of this part's result, if one was given with ``task_id=``: its own, else
+        that of the part holding its result (a chain's last step, a chord's body), as in
+        Celery. A group's id is its own ``task_id`` only."""
+        part: Canvas | None = self
+        while part is not None:  # a loop: chains of chains may nest deeply
+            own: str | None = part.options.get("task_id")
+            if own:
+                return own
+            part = part.result_part()
+        return None
+
+    def result_part(self) -> Canvas | None:
+        """The inner part whose result is this one's (None when this part makes its own)."""
+        return None
 
     # -- partial application ----------------------------------------------------------------
 
@@ -218,7 +255,10 @@ class Signature(Canvas):
 
     def si(self) -> Signature:
         """An immutable copy: it will not receive its parent's result."""
-        return attrs.evolve(self, immutable=True)
+        return self.set_immutable(True)
+
+    def set_immutable(self, immutable: bool) -> Signature:
+        return attrs.evolve(self, immutable=bool(immutable))
 
     def __repr__(self) -> str:
         parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]

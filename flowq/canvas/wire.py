@@ -5,6 +5,7 @@ One flat document per workflow (no nesting, so no recursion to encode or decode 
     {"v": 1, "seed": "<id of node 0>", "out": 7,
      "names": ["tasks.add", "tasks.tsum"],      # task names, each once
      "kw": [{"x": 1}], "opts": [{"queue": "q"}], # kwargs / options, each distinct one once
+     "args": [[1, 2]],                            # argument lists shared by nodes (optional)
      "nodes": [row, ...],                         # topological order
      "ids": {"7": "my-id"},                       # explicit task ids only (optional)
      "scopes": [[lo, hi, [errback nodes]]],       # link_error scopes (optional)
@@ -19,9 +20,13 @@ Rows (trailing default fields are dropped):
 
 ``back`` is how many positions back the input node is (0: no input), so a chain step
 is always ``1``; ``name``/``kw``/``opt`` index the tables (-1: none); ``flags`` bit 1 is
-immutable, bit 2 deferred. Decoding checks every field and raises
-:class:`~flowq.exceptions.MalformedCanvas` naming it; unknown top-level fields are
-ignored unless listed in ``crit`` (how a newer writer marks a field as required).
+immutable, bit 2 deferred. ``args`` is the node's argument list, or the index of one in
+the ``args`` table: an argument list that several nodes have (a group of one signature
+repeated, an errback shared by many parts) is written once. A document using that table
+lists ``"args"`` in ``crit``, so a reader that predates it refuses the document instead
+of misreading it; documents without it are unchanged. Decoding checks every field and
+raises :class:`~flowq.exceptions.MalformedCanvas` naming it; unknown top-level fields
+are ignored unless listed in ``crit`` (how a newer writer marks a field as required).
 """
 
 from __future__ import annotations
@@ -36,8 +41,8 @@ from flowq.canvas.frozen import EMPTY, FrozenDict, freeze, thaw
 from flowq.exceptions import MalformedCanvas
 
 VERSION = 1
-KNOWN_FIELDS = frozenset({"v", "seed", "out", "names", "kw", "opts", "nodes", "ids", "scopes",
-                          "crit"})
+KNOWN_FIELDS = frozenset({"v", "seed", "out", "names", "kw", "opts", "args", "nodes", "ids",
+                          "scopes", "crit"})
 _IMMUTABLE, _DEFERRED = 1, 2
 _KINDS = {0: TASK, 1: JOIN, 2: FANOUT, 3: JOIN}
 
@@ -46,18 +51,27 @@ _KINDS = {0: TASK, 1: JOIN, 2: FANOUT, 3: JOIN}
 
 
 class _Table:
-    """Interns values: each distinct one is stored once and referred to by position."""
+    """Interns values: each distinct one is stored once and referred to by position.
+
+    Values are the workflow's own (alive while it is encoded), so one object seen again
+    (the args of a signature used a hundred times) is found by identity without being
+    serialised again to compute its key.
+    """
 
     def __init__(self) -> None:
         self.items: list[Any] = []
         self.index: dict[Any, int] = {}
+        self.seen: dict[int, int] = {}
 
     def ref(self, value: Any) -> int:
-        key = _key(value)
-        position = self.index.get(key)
+        position = self.seen.get(id(value))
         if position is None:
-            position = self.index[key] = len(self.items)
-            self.items.append(value)
+            key = _key(value)
+            position = self.index.get(key)
+            if position is None:
+                position = self.index[key] = len(self.items)
+                self.items.append(value)
+            self.seen[id(value)] = position
         return position
 
 
@@ -69,7 +83,8 @@ def _key(value: Any) -> Any:
 
 def encode(workflow: Workflow) -> dict[str, Any]:
     """The workflow as plain JSON types."""
-    names, kwargs, options = _Table(), _Table(), _Table()
+    names, kwargs, options, shared_args = _Table(), _Table(), _Table(), _Table()
+    shared = _repeated_args(workflow.nodes)
     rows: list[list[Any]] = []
     explicit: dict[str, str] = {}
     for position, node in enumerate(workflow.nodes):
@@ -80,7 +95,8 @@ def encode(workflow: Workflow) -> dict[str, Any]:
             rows.append(_join_row(node.members, flags))
             continue
         kind = 0 if node.kind == TASK else 2
-        row = [kind, names.ref(node.task), _plain(node.args),
+        args = shared_args.ref(node.args) if position in shared else _plain(node.args)
+        row = [kind, names.ref(node.task), args,
                0 if node.input is None else position - node.input,
                kwargs.ref(node.kwargs) if node.kwargs else -1,
                options.ref(node.options) if node.options else -1, flags]
@@ -92,11 +108,34 @@ def encode(workflow: Workflow) -> dict[str, Any]:
     doc: dict[str, Any] = {"v": VERSION, "seed": workflow.seed, "out": workflow.output,
                            "names": names.items, "kw": [_plain(k) for k in kwargs.items],
                            "opts": [_plain(o) for o in options.items], "nodes": rows}
+    if shared_args.items:
+        doc["args"] = [_plain(a) for a in shared_args.items]
+        doc["crit"] = ["args"]
     if explicit:
         doc["ids"] = explicit
     if workflow.scopes:
         doc["scopes"] = [[s.lo, s.hi, list(s.errbacks)] for s in workflow.scopes]
     return doc
+
+
+def _repeated_args(nodes: tuple[Node, ...]) -> set[int]:
+    """Positions of the nodes whose argument list another node has too.
+
+    Found by hashing the frozen values, in one pass (no JSON per node); values equal in
+    Python but not in JSON (``1`` and ``True``) are told apart by the table's keys.
+    """
+    first: dict[Any, int] = {}
+    shared: set[int] = set()
+    for position, node in enumerate(nodes):
+        if not node.args:  # [] is the row's default: nothing to share
+            continue
+        try:
+            earlier = first.setdefault(node.args, position)
+        except TypeError:  # an unhashable value: written in place
+            continue
+        if earlier != position:
+            shared.update((earlier, position))
+    return shared
 
 
 def _join_row(members: tuple[int, ...], flags: int) -> list[Any]:
@@ -175,7 +214,7 @@ def _decode(data: Any, max_nodes: int) -> Workflow:
     if not isinstance(data, dict):
         raise MalformedCanvas(f"workflow: expected an object, got {type(data).__name__}")
     version = data.get("v")
-    if version != VERSION:
+    if type(version) is not int or version != VERSION:  # True == 1, but is no version
         what = "missing" if version is None else f"version {version!r} is not supported"
         raise _fail("v", f"{what} (this flowq reads version {VERSION})")
     for field in _list(data.get("crit", []), "crit"):
@@ -189,20 +228,20 @@ def _decode(data: Any, max_nodes: int) -> Workflow:
         raise _fail("names", "every task name must be a non-empty string")
     kwargs = [_mapping(k, f"kw[{i}]") for i, k in enumerate(_list(data.get("kw", []), "kw"))]
     options = [_mapping(o, f"opts[{i}]") for i, o in enumerate(_list(data.get("opts", []), "opts"))]
+    shared_args = [freeze(_list(a, f"args[{i}]"))
+                   for i, a in enumerate(_list(data.get("args", []), "args"))]
     rows = _list(data.get("nodes"), "nodes")
     if not rows:
         raise _fail("nodes", "a workflow has at least one node")
     if len(rows) > max_nodes:
         raise _fail("nodes", f"{len(rows)} nodes is over the limit of {max_nodes}")
-    explicit = _explicit_ids(data.get("ids", {}), len(rows))
-    tables = (names, kwargs, options)
+    explicit = _explicit_ids(data.get("ids", {}), len(rows), seed)
+    tables = (names, kwargs, options, shared_args)
     nodes = []
     member_of: set[int] = set()
     for position, row in enumerate(rows):
         node = _node(row, position, tables, explicit.get(position), member_of)
         nodes.append(node)
-    if 0 in explicit:
-        raise _fail("ids", "node 0's id is the seed; it is not listed")
     output = _int(data.get("out"), "out", 0, len(rows))
     scopes = tuple(_scope(s, i, nodes) for i, s in enumerate(_list(data.get("scopes", []),
                                                                      "scopes")))
@@ -215,19 +254,27 @@ def _mapping(value: Any, field: str) -> FrozenDict[str, Any]:
     return freeze(value)
 
 
-def _explicit_ids(value: Any, count: int) -> dict[int, str]:
+def _explicit_ids(value: Any, count: int, seed: str) -> dict[int, str]:
+    """Explicit ids by position. Every id must be unique (a second node with one id would
+    have its result dropped as a duplicate delivery), the seed included."""
     if not isinstance(value, dict):
         raise _fail("ids", f"expected an object, got {type(value).__name__}")
-    out = {}
+    out: dict[int, str] = {}
+    owner = {seed: "node 0 (the seed)"}
     for key, task_id in value.items():
-        if not isinstance(key, str) or not key.isdecimal():
-            raise _fail(f"ids[{key!r}]", "keys are node positions")
-        position = _int(int(key), f"ids[{key!r}]", 0, count)
+        field = f"ids[{key!r}]"
+        # canonical decimal only: "03" or "٣" would name node 3 a second time
+        if not isinstance(key, str) or not key.isdecimal() or str(int(key)) != key:
+            raise _fail(field, "keys are node positions")
+        position = _int(int(key), field, 0, count)
+        if position == 0:
+            raise _fail(field, "node 0's id is the seed; it is not listed")
         if not isinstance(task_id, str) or not task_id:
-            raise _fail(f"ids[{key!r}]", "expected a non-empty string")
+            raise _fail(field, "expected a non-empty string")
+        if task_id in owner:
+            raise _fail(field, f"task id {task_id!r} is already the id of {owner[task_id]}")
+        owner[task_id] = f"node {position}"
         out[position] = task_id
-    if len(set(out.values())) != len(out):
-        raise _fail("ids", "two nodes share one task id")
     return out
 
 
@@ -242,24 +289,38 @@ def _node(row: Any, position: int, tables: tuple[list[Any], ...], task_id: str |
         raise _fail(f"{field}[0]", f"unknown node kind {code!r}")
     if _KINDS[code] == JOIN:
         return _join(row, position, task_id, member_of, field)
-    names, kwargs, options = tables
+    names, kwargs, options, shared_args = tables
     if len(row) > (8 if code == 2 else 7):
         raise _fail(field, f"too many fields ({len(row)})")
     padded = list(row) + list(_DEFAULTS[len(row):]) + [None]
     name = names[_int(padded[1], f"{field}[1]", 0, len(names))]
-    args = _list(padded[2], f"{field}[2]")
+    args = _args(padded[2], f"{field}[2]", shared_args)
     back = _int(padded[3], f"{field}[3]", 0, position + 1)
-    kw = padded[4]
-    kw = EMPTY if kw == -1 else kwargs[_int(kw, f"{field}[4]", 0, len(kwargs))]
-    opt = padded[5]
-    opt = EMPTY if opt == -1 else options[_int(opt, f"{field}[5]", 0, len(options))]
+    kw = _entry(padded[4], f"{field}[4]", kwargs)
+    opt = _entry(padded[5], f"{field}[5]", options)
     flags = _int(padded[6], f"{field}[6]", 0, 4)
     items = padded[7] if code == 2 else None
     if items is not None:
         items = freeze(_list(items, f"{field}[7]"))
-    return Node(_KINDS[code], name, freeze(args), kw, opt, bool(flags & _IMMUTABLE),
+    return Node(_KINDS[code], name, args, kw, opt, bool(flags & _IMMUTABLE),
                 None if back == 0 else position - back, (), task_id, bool(flags & _DEFERRED),
                 items)
+
+
+def _args(value: Any, field: str, shared: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """A row's own argument list, or the index of a shared one (which all its nodes then
+    hold as one frozen value)."""
+    if isinstance(value, list):
+        return freeze(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _fail(field, f"expected a list or an index into args, got {type(value).__name__}")
+    return shared[_int(value, field, 0, len(shared))]
+
+
+def _entry(value: Any, field: str, table: list[FrozenDict[str, Any]]) -> FrozenDict[str, Any]:
+    """A table entry by index; -1 (an int, not -1.0) is none."""
+    index = _int(value, field, -1, len(table))
+    return EMPTY if index == -1 else table[index]
 
 
 def _join(row: list[Any], position: int, task_id: str | None, member_of: set[int],

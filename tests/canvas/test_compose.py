@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowq import Flowq, chain, chord, group
+from flowq import Flowq, chain, chord, group, signature
 from flowq.canvas import Chain, Chord, Group
 
 from .helpers import run
@@ -17,6 +17,27 @@ def test_pipe_builds_a_flat_chain() -> None:
     c = add.s(1, 1) | add.s(2) | add.s(3)
     assert isinstance(c, Chain)
     assert c.tasks == (add.s(1, 1), add.s(2), add.s(3))
+
+
+def test_pipe_shares_steps_without_changing_the_chain_it_extends() -> None:
+    base = add.s(1, 1) | add.s(2)
+    left, right = base | add.s(3), base | mul.s(4)
+    assert base.tasks == (add.s(1, 1), add.s(2))
+    assert left.tasks == (add.s(1, 1), add.s(2), add.s(3))
+    assert right.tasks == (add.s(1, 1), add.s(2), mul.s(4))
+    assert left == chain(add.s(1, 1), add.s(2), add.s(3)) != right
+    assert hash(left) == hash(chain(add.s(1, 1), add.s(2), add.s(3)))
+
+
+def test_a_piped_chain_survives_pickling_and_copying() -> None:
+    import copy
+    import pickle
+
+    c = signature(add.name, (1, 1))  # by name: a task's bound app does not pickle
+    for i in range(50):
+        c = c | signature(add.name, (i,))
+    assert pickle.loads(pickle.dumps(c)) == c
+    assert copy.deepcopy(c) == c
 
 
 def test_chain_flattens_nested_chains_without_options() -> None:
@@ -213,6 +234,29 @@ def test_a_chains_id_is_its_last_steps_id(app: Flowq) -> None:
     assert workflow.output_id == "X"
     assert workflow.nodes[workflow.output].path == "chain[2]"
     assert "X" not in workflow.ids()[:2]
+
+
+def test_the_id_of_a_chain_is_its_last_steps_and_of_a_chord_its_bodys() -> None:
+    # as in Celery: a part's id is the id of the part holding its result
+    assert chain(add.s(1, 1), add.s(1).set(task_id="z")).id == "z"
+    assert (add.s(1, 1) | add.s(1) | add.s(1).set(task_id="z")).id == "z"
+    assert chain(add.s(1, 1), chain(add.s(1), add.s(2).set(task_id="z"), queue="q")).id == "z"
+    assert chain(add.s(1, 1).set(task_id="a"), add.s(1)).id is None
+    assert chain(add.s(1, 1), add.s(1).set(task_id="z")).set(task_id="own").id == "own"
+    assert chord([add.s(1, 1)], tsum.s().set(task_id="b")).id == "b"
+    assert (group(add.s(1, 1)) | tsum.s().set(task_id="b")).id == "b"
+    assert chord([add.s(1, 1)]).id is None
+    # a group's result is the join of its members: only its own task_id names it
+    assert group(add.s(1, 1).set(task_id="m")).id is None
+    assert group(add.s(1, 1), task_id="g").id == "g"
+    assert chain().id is None
+
+
+def test_the_id_of_a_part_is_the_id_its_compiled_result_gets(app: Flowq) -> None:
+    for c in (chain(add.s(1, 1), add.s(1).set(task_id="z")),
+              chord([add.s(1, 1)], tsum.s().set(task_id="b")) | add.s(1).set(task_id="c"),
+              group(add.s(1, 1), task_id="g")):
+        assert app.compile(c).output_id == c.id
 
 
 def test_apply_async_with_task_id_names_the_last_step(app: Flowq) -> None:

@@ -14,6 +14,7 @@ from .tasks import (
     RUNS,
     TwoPartError,
     add,
+    collect,
     errback,
     fail,
     fail_key,
@@ -174,3 +175,16 @@ def test_a_scope_upstream_of_the_failure_runs_no_errback() -> None:
     with pytest.raises(ValueError):
         chain(first, fail.s()).apply().get(timeout=5)
     assert ERRBACKS == []
+
+
+@pytest.mark.parametrize("build", [
+    pytest.param(lambda header: header | tsum.s(), id="group-pipe-body"),
+    pytest.param(lambda header: chord(header, tsum.s()), id="chord"),
+    pytest.param(lambda header: chain(add.s(1, 1), header, tsum.s()), id="chain-group-step"),
+])
+def test_a_groups_errback_stays_when_the_group_becomes_a_chord_header(app: Flowq, build) -> None:
+    header = group(fail.s().set(task_id="wf-header"), collect.s()).on_error(errback.s("header"))
+    with pytest.raises(ValueError):
+        build(header).apply().get(timeout=5)
+    assert ERRBACKS == [("wf-header", "header")]
+    assert RUNS["tsum"] == 0

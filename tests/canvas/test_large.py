@@ -42,3 +42,19 @@ def test_a_100k_step_chain_builds_compiles_encodes_draws_and_runs(app: Flowq,
 
     result = long_chain.apply()
     assert result.get(timeout=10) == STEPS - 1
+
+
+@pytest.mark.timeout(60)
+def test_a_100k_step_chain_built_with_pipe_in_a_loop(app: Flowq, long_chain) -> None:
+    # Given: a | b | c | ... one step at a time, as a loop building a workflow would
+    steps = [add.s(0, 0), *(add.s(1) for _ in range(STEPS - 1))]
+    piped = steps[0]
+    for step in steps[1:]:
+        piped = piped | step  # shares the steps so far: O(1), not a copy of them
+
+    # Then: the same value as the chain built in one call, and every stage works
+    assert len(piped.tasks) == STEPS and piped == long_chain and hash(piped) == hash(long_chain)
+    workflow = app.compile(piped)
+    assert len(workflow) == STEPS and workflow.output == STEPS - 1
+    assert wire.loads(wire.dumps(workflow)) == workflow
+    assert piped.graph().number_of_nodes() == STEPS

@@ -1,8 +1,10 @@
 """Property tests over random nested canvases of deterministic arithmetic tasks.
 
-A canvas is drawn as a small abstract tree (``Leaf``/``Seq``/``Par``/``Join``), built into
-flowq's canvas in one of the ways a user could write it (``|`` or ``chain()``,
-``group(...)`` or ``group([...])``, ``chord(h, b)`` or ``group | body``), and then:
+A canvas is drawn as a small abstract tree (``Leaf``/``Seq``/``Par``/``Join``/``Fan``, any
+part possibly wrapped in ``Opts`` (call options), ``Partial`` (partial arguments) or
+``Guard`` (an errback)), built into flowq's canvas in one of the ways a user could write
+it (``|`` or ``chain()``, ``group(...)`` or ``group([...])``, ``chord(h, b)`` or
+``group | body``), and then:
 
 * its wire encoding round-trips to an equal workflow (and to the same bytes);
 * its graph is acyclic with the node count the tree predicts;
@@ -22,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowq import chain, chord, group
-from flowq.canvas import compile_workflow, wire
+from flowq.canvas import compile_workflow, fanout, wire
 
 from .tasks import errback, step, step_value
 
@@ -51,43 +53,89 @@ class Join:  # a chord
     body: Tree
 
 
-Tree = Leaf | Seq | Par | Join
+@attrs.frozen
+class Fan:  # a group whose list of results a fanout of step(k) runs over
+    members: tuple[Tree, ...]
+    k: int
+
+
+@attrs.frozen
+class Opts:  # call options: they change where and how, never what
+    inner: Tree
+    options: tuple[tuple[str, Any], ...]
+
+
+@attrs.frozen
+class Partial:  # partial arguments, given to the steps that run first
+    inner: Tree
+    args: tuple[int, ...]
+
+
+@attrs.frozen
+class Guard:  # an errback for the part (never started: these tasks do not fail)
+    inner: Tree
+
+
+Tree = Leaf | Seq | Par | Join | Fan | Opts | Partial | Guard
 
 NOTHING = object()
 
 
-def evaluate(tree: Tree, parent: Any = NOTHING) -> Any:
+def evaluate(tree: Tree, parent: Any = NOTHING, extra: tuple[int, ...] = ()) -> Any:
     """The documented semantics: a step receives its parent's result first (unless
-    immutable); a group gives every member the parent's result and is the list of their
-    results; a chord's body receives the list of its header's results."""
+    immutable), then partial arguments (``extra``, which reach a part's first steps),
+    then its own; a group gives every member the parent's result and is the list of
+    their results; a chord's body receives the list of its header's results; a fanout
+    runs its task once per item of its input's list."""
     if isinstance(tree, Leaf):
-        incoming = () if parent is NOTHING or tree.immutable else (parent,)
-        return step_value(tree.k, *incoming)
+        incoming = () if parent is NOTHING else (parent,)
+        return step_value(tree.k) if tree.immutable else step_value(tree.k, *incoming, *extra)
     if isinstance(tree, Seq):
-        value = parent
-        for child in tree.steps:
+        value = evaluate(tree.steps[0], parent, extra)
+        for child in tree.steps[1:]:
             value = evaluate(child, value)
         return value
     if isinstance(tree, Par):
-        return [evaluate(member, parent) for member in tree.members]
-    return evaluate(tree.body, [evaluate(member, parent) for member in tree.header])
+        return [evaluate(member, parent, extra) for member in tree.members]
+    if isinstance(tree, Join):
+        return evaluate(tree.body, [evaluate(member, parent, extra) for member in tree.header])
+    if isinstance(tree, Fan):
+        return [step_value(tree.k, evaluate(member, parent, extra)) for member in tree.members]
+    if isinstance(tree, Partial):
+        return evaluate(tree.inner, parent, extra + tree.args)
+    return evaluate(tree.inner, parent, extra)  # Opts, Guard
 
 
 def node_count(tree: Tree) -> int:
-    """Tasks are one node each; every group or chord adds one join."""
+    """Tasks are one node each; every group or chord adds one join; an errback adds its
+    own node; options and partial arguments add nothing."""
     if isinstance(tree, Leaf):
         return 1
     if isinstance(tree, Seq):
         return sum(node_count(child) for child in tree.steps)
     if isinstance(tree, Par):
         return 1 + sum(node_count(member) for member in tree.members)
-    return 1 + sum(node_count(member) for member in tree.header) + node_count(tree.body)
+    if isinstance(tree, Join):
+        return 1 + sum(node_count(member) for member in tree.header) + node_count(tree.body)
+    if isinstance(tree, Fan):
+        return 2 + sum(node_count(member) for member in tree.members)
+    return node_count(tree.inner) + (1 if isinstance(tree, Guard) else 0)
 
 
 def build(tree: Tree, style: int) -> Any:
     """The flowq canvas for ``tree``; ``style`` picks between equivalent spellings."""
     if isinstance(tree, Leaf):
         return step.si(tree.k) if tree.immutable else step.s(tree.k)
+    if isinstance(tree, Opts):
+        return build(tree.inner, style).set(**dict(tree.options))
+    if isinstance(tree, Partial):
+        return build(tree.inner, style).clone(tree.args)
+    if isinstance(tree, Guard):
+        return build(tree.inner, style).on_error(errback.s())
+    if isinstance(tree, Fan):
+        members = group([build(member, style) for member in tree.members])
+        spread = fanout(step.s(tree.k))
+        return (members | spread, chord(members, spread), chain(members, spread))[style % 3]
     if isinstance(tree, Seq):
         steps = [build(child, style) for child in tree.steps]
         if style % 2 and len(steps) > 1:
@@ -101,19 +149,39 @@ def build(tree: Tree, style: int) -> Any:
     return group(header) | body if style % 5 == 1 else chord(header, body)
 
 
+#: Options a part may carry; none changes a result.
+part_options = st.lists(st.sampled_from([
+    ("queue", "a"), ("queue", "b"), ("priority", 0), ("priority", 7), ("routing_key", "rk"),
+    ("headers", {"trace": [1, "x"]}), ("retry", False),
+]), min_size=1, max_size=3).map(lambda pairs: tuple(dict(pairs).items()))
+
+
 @st.composite
 def trees(draw: st.DrawFn, depth: int = 4, budget: list[int] | None = None) -> Tree:
-    """Nested up to ``depth`` levels, about 30 leaves at most."""
+    """Nested up to ``depth`` levels, about 30 leaves at most; any part may be wrapped in
+    options, partial arguments or an errback."""
     budget = [30] if budget is None else budget
+    tree = _shape(draw, depth, budget)
+    wrapper = draw(st.sampled_from(["none"] * 5 + ["opts", "partial", "guard"]))
+    if wrapper == "opts":
+        return Opts(tree, draw(part_options))
+    if wrapper == "partial":
+        return Partial(tree, tuple(draw(st.lists(st.integers(0, 9), min_size=1, max_size=2))))
+    return Guard(tree) if wrapper == "guard" else tree
+
+
+def _shape(draw: st.DrawFn, depth: int, budget: list[int]) -> Tree:
     if depth == 0 or budget[0] <= 1 or draw(st.integers(0, 3)) == 0:
         budget[0] -= 1
         return Leaf(draw(st.integers(0, 99)), draw(st.booleans()))
-    kind = draw(st.sampled_from(["seq", "par", "join"]))
+    kind = draw(st.sampled_from(["seq", "par", "join", "fan"]))
     sub = trees(depth - 1, budget)
     if kind == "seq":
         return Seq(tuple(draw(st.lists(sub, min_size=1, max_size=4))))
     if kind == "par":
         return Par(tuple(draw(st.lists(sub, min_size=0, max_size=4))))
+    if kind == "fan":
+        return Fan(tuple(draw(st.lists(sub, min_size=0, max_size=3))), draw(st.integers(0, 99)))
     return Join(tuple(draw(st.lists(sub, min_size=0, max_size=4))), draw(sub))
 
 
@@ -146,6 +214,10 @@ def test_graph_is_acyclic_with_the_expected_node_count(tree: Tree, style: int) -
 
 options = st.fixed_dictionaries({}, optional={
     "queue": st.sampled_from(["a", "b"]),
+    "routing_key": st.sampled_from(["", "rk"]),
+    "ignore_result": st.booleans(),
+    "retry_policy": st.sampled_from([{"max_retries": 3}, {"max_retries": None,
+                                                          "interval_start": 0.5}]),
     "priority": st.integers(0, 9),
     "countdown": st.sampled_from([1, 1.0, 2.5]),
     "headers": st.dictionaries(st.sampled_from(["x", "y"]),

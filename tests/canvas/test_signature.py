@@ -7,6 +7,7 @@ import pytest
 
 from flowq import Signature, chain, chord, group, signature
 from flowq.canvas.frozen import FrozenDict
+from flowq.exceptions import InvalidWorkflow
 
 from . import tasks
 from .tasks import add, errback, ident, renamed, tsum
@@ -168,6 +169,49 @@ def test_immutable_signatures_ignore_partial_arguments() -> None:
     sig = add.si(1, 2)
     assert sig.clone((5,), {"z": 1}) == sig
     assert add.si(1, 2).apply(args=(100,)).get(timeout=5) == 3
+
+
+def test_set_immutable_like_celery() -> None:
+    assert add.s(1).set(immutable=True) == add.si(1)
+    assert add.si(1).set(immutable=False, queue="q") == add.s(1).set(queue="q")
+    assert add.s(1).set_immutable(True) == add.si(1)
+    assert add.s(1).set(immutable=None) == add.s(1)
+
+
+def test_set_immutable_on_composites_reaches_the_steps_that_run_first() -> None:
+    # like Celery: a group's members, a chord's header (not its body); a chain's first step
+    assert chain(add.s(1), add.s(2)).set(immutable=True) == chain(add.si(1), add.s(2))
+    assert group(add.s(1), add.s(2)).set(immutable=True) == group(add.si(1), add.si(2))
+    assert chord([add.s(1)], tsum.s()).set(immutable=True) == chord([add.si(1)], tsum.s())
+    assert chain(add.s(1, 1), add.s(2, 3).set(immutable=True)).apply().get(timeout=5) == 5
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(lambda s: s.set(link_error=5), id="set-int"),
+    pytest.param(lambda s: s.set(link_error=[errback.s(), 5]), id="set-list-with-int"),
+    pytest.param(lambda s: s.set(link_error="tasks.errback"), id="set-name"),
+    pytest.param(lambda s: s.link_error(5), id="link_error-int"),
+    pytest.param(lambda s: s.clone(link_error={"task": "x"}), id="clone-mapping"),
+])
+def test_link_error_that_is_not_a_signature_is_an_option_type_error(change) -> None:
+    with pytest.raises(InvalidWorkflow, match=r"option 'link_error' must be a signature or a "
+                                              r"list of signatures, got "):
+        change(add.s(1, 1))
+
+
+def test_link_of_the_wrong_type_names_link() -> None:
+    with pytest.raises(InvalidWorkflow, match=r"option 'link' must be a signature or a list of "
+                                              r"signatures, got 5$"):
+        add.s(1, 1).set(link=5)
+    with pytest.raises(InvalidWorkflow, match=r"option 'link' must be"):
+        add.s(1, 1).apply_async(link=5)
+
+
+def test_link_and_link_error_accept_one_signature_or_several() -> None:
+    one, two = errback.s(), errback.s("x")
+    assert add.s(1).set(link_error=one).options["link_error"] == (one,)
+    assert add.s(1).set(link_error=[one, two]).options["link_error"] == (one, two)
+    assert add.s(1).link_error(one).link_error(two) == add.s(1).set(link_error=(one, two))
 
 
 def test_call_time_options_merge_over_stored_ones() -> None:

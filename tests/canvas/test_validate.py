@@ -118,7 +118,23 @@ def test_a_chord_without_a_body(app: Flowq) -> None:
     ({"time_limit": "10"}, "option 'time_limit' must be seconds >= 0, got '10'"),
     ({"expires": "next tuesday"}, ("option 'expires' must be seconds, a datetime or an "
                                    "ISO 8601 string, got 'next tuesday'")),
-    ({"ignore_result": True}, "unknown option 'ignore_result'"),
+    ({"ignore_result": "yes"}, "option 'ignore_result' must be True or False, got 'yes'"),
+    ({"retry": 1}, ("option 'retry' must be True or False (retry publishing if the broker is "
+                    "unreachable), got 1")),
+    ({"routing_key": 5}, "option 'routing_key' must be a routing key (a string), got 5"),
+    ({"exchange": None}, ("option 'exchange' must be an exchange name (a string; '' is the "
+                          "default exchange), got None")),
+    ({"headers": {"x": {1, 2}}}, ("option 'headers' must be an object of string keys to JSON "
+                                  "values, got {'x': frozenset({1, 2})}")),
+    ({"headers": "x"}, ("option 'headers' must be an object of string keys to JSON values, "
+                        "got 'x'")),
+    ({"retry_policy": {"max_retries": -1}}, (
+        "option 'retry_policy' must be an object with some of max_retries (int or None), "
+        "interval_start, interval_step, interval_max (seconds >= 0), got {'max_retries': -1}")),
+    ({"retry_policy": {"interval": 1}}, (
+        "option 'retry_policy' must be an object with some of max_retries (int or None), "
+        "interval_start, interval_step, interval_max (seconds >= 0), got {'interval': 1}")),
+    ({"ignore_reslt": True}, "unknown option 'ignore_reslt' (did you mean 'ignore_result'?)"),
     ({"queu": "q"}, "unknown option 'queu' (did you mean 'queue'?)"),
     ({"xyzzy": 1}, "unknown option 'xyzzy'"),
     ({"soft_time_limit": 10, "time_limit": 5},

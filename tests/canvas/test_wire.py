@@ -12,6 +12,7 @@ import pytest
 from flowq import chain, chord, group
 from flowq.canvas import compile_workflow, fanout, wire
 from flowq.canvas.dag import Workflow
+from flowq.canvas.frozen import thaw
 from flowq.exceptions import MalformedCanvas
 
 from .tasks import add, errback, ident, mul, numbers, process, tsum
@@ -40,6 +41,12 @@ SHAPES = [
                  .on_error(errback.s()).link(add.s(100)), id="scopes-and-links"),
     pytest.param(lambda: group(ident.s(x=1), ident.s(x=True), ident.s(x=1.0), ident.s(x="1")),
                  id="equal-but-different-types"),
+    pytest.param(lambda: group(*[ident.s([1, {"k": None}])] * 3, ident.s([1, {"k": None}])),
+                 id="shared-args"),
+    pytest.param(lambda: group(ident.s(1), ident.s(True), ident.s(1.0), ident.s(1), ident.s(True),
+                               ident.s([1]), ident.s([True])), id="shared-args-of-equal-values"),
+    pytest.param(lambda: group(ident.s(i).on_error(errback.s("note", [1, 2])) for i in range(3))
+                 .link(ident.s()), id="shared-errbacks"),
 ]
 
 
@@ -55,6 +62,23 @@ def test_decode_of_encode_is_the_same_workflow(build) -> None:
     # and the same bytes again: nothing is lost or changed in type (True is not 1)
     assert wire.dumps(roundtrip(workflow)) == wire.dumps(workflow)
     assert roundtrip(workflow).ids() == workflow.ids()
+
+
+CELERY_OPTIONS = {"routing_key": "rk", "exchange": "", "headers": {"h": [1, {"a": None}]},
+                  "ignore_result": True, "retry": False,
+                  "retry_policy": {"max_retries": None, "interval_start": 0, "interval_step": 0.5,
+                                   "interval_max": 3}}
+
+
+def test_celerys_call_options_are_carried_to_the_nodes_and_survive_the_wire(app) -> None:
+    workflow = app.validate(chain(add.s(1, 1).set(**CELERY_OPTIONS), add.s(1)),
+                            routing_key="now")
+    assert [thaw(node.options) for node in workflow.nodes] == [
+        {**CELERY_OPTIONS, "routing_key": "now"}, {"routing_key": "now"}]
+    decoded = roundtrip(workflow)
+    assert decoded == workflow
+    assert decoded.nodes[0].options["retry_policy"]["interval_step"] == 0.5
+    assert decoded.nodes[0].options["headers"] == {"h": (1, {"a": None})}
 
 
 def test_values_equal_in_python_keep_their_json_type() -> None:
@@ -83,6 +107,27 @@ def test_the_encoding_is_flat_and_tables_intern_repeats() -> None:
                    "nodes": [[0, 0, [1, 1], 0, -1, 0], [0, 0, [2], 1, -1, 0], [0, 1, [], 1]]}
 
 
+def test_argument_lists_several_nodes_have_are_written_once() -> None:
+    workflow = compile_workflow(group(ident.s([7, 7]), ident.s([7, 7]), ident.s(8)), seed="s")
+    doc = wire.encode(workflow)
+    assert doc["args"] == [[[7, 7]]] and doc["crit"] == ["args"]
+    assert [row[2] for row in doc["nodes"][:3]] == [0, 0, [8]]
+    decoded = wire.decode(doc)
+    assert decoded == workflow
+    assert decoded.nodes[0].args is decoded.nodes[1].args  # one value in memory too
+
+
+def test_a_document_without_shared_arguments_has_no_args_table() -> None:
+    doc = wire.encode(compile_workflow(chain(add.s(1, 1), add.s(2)), seed="s"))
+    assert "args" not in doc and "crit" not in doc  # readable by every version-1 reader
+
+
+def test_a_reader_must_know_the_args_table_when_it_is_used() -> None:
+    doc = wire.encode(compile_workflow(group(ident.s([1]), ident.s([1]))))
+    doc["crit"].append("args_v2")
+    assert rejects(doc) == "workflow.crit: required field 'args_v2' is not understood by this flowq"
+
+
 def test_contiguous_join_members_are_a_range_row() -> None:
     doc = wire.encode(compile_workflow(chord([add.s(1, 1), add.s(2, 2)], tsum.s()), seed="s"))
     assert doc["nodes"][2] == [3, 0, 2]
@@ -102,6 +147,32 @@ def test_a_chain_of_1000_steps_encodes_under_32_kib() -> None:
 def test_a_chord_of_10000_header_tasks_encodes_under_400_kib() -> None:
     c = chord([add.s(i, i) for i in range(10_000)], tsum.s())
     assert len(wire.dumps(compile_workflow(c)).encode()) < 400 * KIB
+
+
+def size(canvas: Any) -> int:
+    return len(wire.dumps(compile_workflow(canvas)).encode())
+
+
+PER_MEMBER = 64  # a few rows, a scope and an explicit id at most, whatever the arguments
+
+
+def test_a_group_of_one_signature_repeated_is_about_one_copy() -> None:
+    member = ident.s(list(range(200)))
+    one = size(group(member))
+    assert size(group(*[member] * 100)) < 2 * one + 100 * PER_MEMBER
+
+
+def test_parts_sharing_one_errback_carry_it_about_once() -> None:
+    shared = errback.s(list(range(200)))
+    one = size(group(ident.s(0).link_error(shared)))
+    many = size(group(ident.s(i).link_error(shared) for i in range(50)))
+    assert many < 2 * one + 50 * PER_MEMBER
+
+
+def test_equal_argument_lists_built_separately_are_shared_too() -> None:
+    one = size(group(ident.s(list(range(200)))))
+    many = size(group(ident.s(list(range(200))) for _ in range(100)))
+    assert many < 2 * one + 100 * PER_MEMBER
 
 
 # -- malformed input ------------------------------------------------------------------------------
@@ -158,9 +229,20 @@ def set_row(position: int, row: Any):
     # wrong types inside a task row
     (set_row(0, [0, "0", [1, 1]]), "workflow.nodes[0][1]: expected an integer, got str"),
     (set_row(0, [0, 7, [1, 1]]), "workflow.nodes[0][1]: 7 is out of range 0..3"),
-    (set_row(0, [0, 0, "1, 1"]), "workflow.nodes[0][2]: expected a list, got str"),
-    (set_row(0, [0, 0, [1, 1], 0, 5]), "workflow.nodes[0][4]: 5 is out of range 0..0"),
-    (set_row(0, [0, 0, [1, 1], 0, -1, 9]), "workflow.nodes[0][5]: 9 is out of range 0..0"),
+    (set_row(0, [0, 0, "1, 1"]), ("workflow.nodes[0][2]: expected a list or an index into args, "
+                                  "got str")),
+    (set_row(0, [0, 0, True]), ("workflow.nodes[0][2]: expected a list or an index into args, "
+                                "got bool")),
+    (set_row(0, [0, 0, 0]), "workflow.nodes[0][2]: 0 is out of range 0..-1"),
+    (set_row(0, [0, 0, [1, 1], 0, 5]), "workflow.nodes[0][4]: 5 is out of range -1..0"),
+    (set_row(0, [0, 0, [1, 1], 0, -1.0]), "workflow.nodes[0][4]: expected an integer, got float"),
+    (set_row(0, [0, 0, [1, 1], 0, -1, 9]), "workflow.nodes[0][5]: 9 is out of range -1..0"),
+    (set_row(0, [0, 0, [1, 1], 0, -1, True]), "workflow.nodes[0][5]: expected an integer, got bool"),
+    (set_row(0, [0, 0, [1, 1], False]), "workflow.nodes[0][3]: expected an integer, got bool"),
+    (set_row(0, [0, True, [1, 1]]), "workflow.nodes[0][1]: expected an integer, got bool"),
+    (set_row(3, [3, True, 2]), "workflow.nodes[3][1]: expected an integer, got bool"),
+    (set_row(3, [1, [True, 2]]), "workflow.nodes[3][1]: expected an integer, got bool"),
+    (set_row(3, [3, 1, 2, True]), "workflow.nodes[3][flags]: expected an integer, got bool"),
     (set_row(0, [0, 0, [1, 1], 0, -1, -1, 4]), "workflow.nodes[0][6]: 4 is out of range 0..3"),
     (set_row(0, [0, 0, [1, 1], 0, -1, -1, 0, 1]), "workflow.nodes[0]: too many fields (8)"),
     (set_row(0, [0, 0, [1, 1], 0.0]), "workflow.nodes[0][3]: expected an integer, got float"),
@@ -170,19 +252,28 @@ def set_row(position: int, row: Any):
     (lambda d: d.__setitem__("kw", [["x", 1]]), ("workflow.kw[0]: expected an object with string "
                                                 "keys")),
     (lambda d: d.__setitem__("opts", {"queue": "q"}), "workflow.opts: expected a list, got dict"),
+    (lambda d: d.__setitem__("args", [[1], "2"]), "workflow.args[1]: expected a list, got str"),
     # top-level fields
     (lambda d: d.__setitem__("out", 99), "workflow.out: 99 is out of range 0..6"),
     (lambda d: d.__setitem__("out", "4"), "workflow.out: expected an integer, got str"),
+    (lambda d: d.__setitem__("out", True), "workflow.out: expected an integer, got bool"),
+    (lambda d: d.__setitem__("scopes", [[False, 6, [6]]]), ("workflow.scopes[0][0]: expected an "
+                                                           "integer, got bool")),
     (lambda d: d.__setitem__("seed", ""), "workflow.seed: expected a non-empty string"),
     (lambda d: d.__setitem__("nodes", []), "workflow.nodes: a workflow has at least one node"),
-    (lambda d: d.__setitem__("ids", {"0": "x"}), ("workflow.ids: node 0's id is the seed; it is "
-                                                 "not listed")),
+    (lambda d: d.__setitem__("ids", {"0": "x"}), ("workflow.ids['0']: node 0's id is the seed; it "
+                                                 "is not listed")),
     (lambda d: d.__setitem__("ids", {"x": "y"}), "workflow.ids['x']: keys are node positions"),
     (lambda d: d.__setitem__("ids", {1: "y"}), "workflow.ids[1]: keys are node positions"),
     (lambda d: d.__setitem__("ids", {"²": "y"}), "workflow.ids['²']: keys are node positions"),
     (lambda d: d.__setitem__("ids", {"9": "y"}), "workflow.ids['9']: 9 is out of range 0..6"),
     (lambda d: d.__setitem__("ids", {"1": "y", "2": "y"}),
-     "workflow.ids: two nodes share one task id"),
+     "workflow.ids['2']: task id 'y' is already the id of node 1"),
+    (lambda d: d.__setitem__("ids", {"3": "seed"}),
+     "workflow.ids['3']: task id 'seed' is already the id of node 0 (the seed)"),
+    (lambda d: d.__setitem__("ids", {"03": "y"}), "workflow.ids['03']: keys are node positions"),
+    (lambda d: d.__setitem__("ids", {"\u0663": "y"}),  # ARABIC-INDIC DIGIT THREE
+     "workflow.ids['\u0663']: keys are node positions"),
     (lambda d: d.__setitem__("ids", []), "workflow.ids: expected an object, got list"),
     (lambda d: d.__setitem__("scopes", [[0, 6]]), ("workflow.scopes[0]: a scope is [lo, hi, "
                                                   "errbacks]")),
@@ -203,6 +294,12 @@ def test_missing_required_fields_are_named(field: str) -> None:
 def test_missing_version() -> None:
     assert rejects(broken(lambda d: d.pop("v"))) == ("workflow.v: missing (this flowq reads "
                                                      "version 1)")
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"])
+def test_a_version_equal_to_1_in_python_but_not_the_int_1_is_rejected(version: Any) -> None:
+    assert rejects(broken(lambda d: d.__setitem__("v", version))) == (
+        f"workflow.v: version {version!r} is not supported (this flowq reads version 1)")
 
 
 def test_a_future_version_is_rejected() -> None:
