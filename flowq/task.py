@@ -46,6 +46,8 @@ class Context:
     is_eager: bool = False
     called_directly: bool = True
     delivery_info: dict[str, Any] = attrs.Factory(dict)
+    #: headers the caller added with ``apply_async(headers={...})``
+    headers: dict[str, Any] = attrs.Factory(dict)
     timelimit: tuple[float | None, float | None] = (None, None)
     #: the runtime executing this request (a worker's, or an eager run's); internal
     runtime: Any = attrs.field(default=None, repr=False, eq=False)

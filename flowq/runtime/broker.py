@@ -26,12 +26,14 @@ def broker_url(conf: Settings) -> str:
     return conf.broker_url or embedded_broker_url(conf.data_dir)
 
 
-def connect(conf: Settings, url: str | None = None) -> Connection:
-    """A new (lazy) kombu connection to the broker."""
+def connect(conf: Settings, url: str | None = None, retry: bool = True) -> Connection:
+    """A new (lazy) kombu connection to the broker. Without ``retry`` it tries once to
+    connect, for callers that retry under a policy of their own."""
     url = url or broker_url(conf)
     options: dict[str, Any] = {
         # bounded connection retries: an unreachable broker is an error, not a hang
-        "max_retries": conf.broker_connection_max_retries if conf.broker_connection_retry else 0,
+        "max_retries": (conf.broker_connection_max_retries
+                        if retry and conf.broker_connection_retry else 0),
         "interval_start": 0.1, "interval_step": 0.5, "interval_max": 2.0,
         **conf.broker_transport_options}
     kwargs: dict[str, Any] = {}

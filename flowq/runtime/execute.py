@@ -30,7 +30,7 @@ from flowq.exceptions import (
 )
 from flowq.runtime.advance import At
 from flowq.runtime.backends.base import Record
-from flowq.runtime.message import Request, decode_body, iso
+from flowq.runtime.message import RESERVED_HEADERS, Request, decode_body, iso
 from flowq.runtime.workflows import is_trivial
 from flowq.task import Context, _requests
 
@@ -104,6 +104,8 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
                       args=tuple(args), kwargs=kwargs, eta=request.eta,
                       expires=request.expires, hostname=hostname, is_eager=eager,
                       called_directly=False, delivery_info=dict(delivery_info or {}),
+                      headers={k: v for k, v in request.headers.items()
+                               if k not in RESERVED_HEADERS},
                       timelimit=(request.soft_time_limit, request.time_limit),
                       runtime=runtime)
     started = time.perf_counter()
@@ -139,7 +141,8 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
         return Outcome(FAILURE, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
     finally:
         _requests.stack.pop()
-    if not (task.ignore_result and is_trivial(carried.workflow)):
+    ignore = task.ignore_result or request.headers.get("ignore_result") is True
+    if not (ignore and is_trivial(carried.workflow)):
         runtime.advancer.succeeded(at, value, late_ack=late_ack)
     return Outcome(SUCCESS, time.perf_counter() - started, short(value))
 

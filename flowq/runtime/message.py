@@ -15,7 +15,12 @@ Body: ``[args, kwargs]`` in the task serializer (JSON by default). Headers (plai
 ``wf`` / ``wf_ref``   the workflow inline (wire format), or its content hash
 ``node``              the node's position in the workflow
 ``item``              ``[index, width]`` for one item of an expanded fanout
+``shadow``            the name to show for the task in logs and events
+``ignore_result``     ``true`` when the call asked not to store a lone task's result
 ====================  =========================================================
+
+Headers a caller adds with ``apply_async(headers={...})`` travel beside these (a name
+flowq uses is refused) and reach the task as ``self.request.headers``.
 
 A single task outside any workflow carries no ``wf``: the worker rebuilds the one-node
 workflow from ``task``.
@@ -40,6 +45,26 @@ from flowq.exceptions import (
 
 PROTOCOL = 1
 _REQUIRED = ("id", "task", "root_id")
+#: Header names flowq (and kombu) set: a caller's ``headers`` option may not use them.
+RESERVED_HEADERS = frozenset({
+    "flowq", "id", "task", "root_id", "parent_id", "group", "group_index", "retries", "eta",
+    "expires", "timelimit", "wf", "wf_ref", "node", "item", "shadow", "ignore_result",
+    "redelivered", "x-flowq-signature"})
+
+
+@attrs.frozen(slots=True)
+class PublishPolicy:
+    """How often and how patiently to retry publishing on a dropped connection (Celery's
+    ``retry_policy``): ``max_retries`` (None: until it works), then waits of
+    ``interval_start + n * interval_step`` seconds, at most ``interval_max``."""
+
+    max_retries: int | None = 5
+    interval_start: float = 0.2
+    interval_step: float = 0.4
+    interval_max: float = 2.0
+
+    def wait(self, attempt: int) -> float:
+        return min(self.interval_start + attempt * self.interval_step, self.interval_max)
 
 
 @attrs.frozen(slots=True)
@@ -53,6 +78,11 @@ class Outgoing:
     content_encoding: str
     priority: int | None = None
     eta: float | None = None
+    #: ``""`` is the default exchange, which routes by queue name.
+    exchange: str = ""
+    routing_key: str | None = None
+    #: None: the settings' policy (``broker_connection_retry``/``_max_retries``).
+    policy: PublishPolicy | None = None
 
     @property
     def id(self) -> str:

@@ -12,7 +12,14 @@ from flowq.canvas import ids
 from flowq.canvas.frozen import thaw
 from flowq.exceptions import InvalidWorkflow
 from flowq.runtime import signing
-from flowq.runtime.message import PROTOCOL, Outgoing, iso, to_timestamp
+from flowq.runtime.message import (
+    PROTOCOL,
+    RESERVED_HEADERS,
+    Outgoing,
+    PublishPolicy,
+    iso,
+    to_timestamp,
+)
 from flowq.runtime.routing import Router
 from flowq.runtime.workflows import Carried
 from flowq.settings import Settings
@@ -99,6 +106,10 @@ class MessageBuilder:
             headers["timelimit"] = [soft, hard]
         if options.get("shadow"):
             headers["shadow"] = options["shadow"]
+        if options.get("ignore_result"):
+            headers["ignore_result"] = True
+        if options.get("headers"):
+            headers.update(_custom_headers(task, options["headers"]))
         headers.update(carried.headers)
         serializer = options.get("serializer") or self.conf.task_serializer
         plain_args, plain_kwargs = thaw(args), thaw(kwargs)
@@ -109,8 +120,30 @@ class MessageBuilder:
             signing.sign(headers, body, content_type, encoding, self.conf.security_key,
                          self.conf.security_key_id, now)
         priority = options.get("priority", self.conf.task_default_priority)
-        queue = self.router.queue_for(task, tuple(plain_args), plain_kwargs, options)
-        return Outgoing(queue, headers, body, content_type, encoding, priority, eta)
+        exchange, routing_key = options.get("exchange") or "", options.get("routing_key")
+        if routing_key and not exchange and not options.get("queue"):
+            queue = routing_key  # the default exchange routes by queue name
+        else:
+            queue = self.router.queue_for(task, tuple(plain_args), plain_kwargs, options)
+        return Outgoing(queue, headers, body, content_type, encoding, priority, eta,
+                        exchange=exchange, routing_key=(routing_key or queue) if exchange
+                        else queue, policy=_publish_policy(options))
+
+
+def _custom_headers(task: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The caller's ``headers`` option, refusing names flowq's own headers use."""
+    clashes = sorted(set(given) & RESERVED_HEADERS)
+    if clashes:
+        raise InvalidWorkflow([(task, f"headers {clashes} are flowq's own; choose other names")])
+    return dict(thaw(given))
+
+
+def _publish_policy(options: Mapping[str, Any]) -> PublishPolicy | None:
+    """Celery's per-call ``retry=False`` / ``retry_policy={...}``; None: the settings'."""
+    if options.get("retry") is False:
+        return PublishPolicy(max_retries=0)
+    policy = options.get("retry_policy")
+    return PublishPolicy(**policy) if policy else None
 
 
 def _declared(task: Any, name: str) -> Any:

@@ -9,6 +9,7 @@ visibility timeout ran out.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import threading
 import time
@@ -22,7 +23,7 @@ from kombu.exceptions import BatchPublishError, OperationalError
 from flowq.exceptions import BrokerUnavailable, PublishRejected
 from flowq.runtime import broker
 from flowq.runtime.backends.base import ResultBackend
-from flowq.runtime.message import Outgoing, check_size
+from flowq.runtime.message import Outgoing, PublishPolicy, check_size
 from flowq.settings import Settings
 
 #: A message due within this many seconds is published right away.
@@ -52,7 +53,7 @@ class Publisher:
     @property
     def connection(self) -> Connection:
         if self._connection is None:
-            self._connection = broker.connect(self.conf)
+            self._connection = broker.connect(self.conf, retry=False)  # see _send_retrying
         return self._connection
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
@@ -89,19 +90,28 @@ class Publisher:
                 raise
 
     def _send_retrying(self, messages: Sequence[Outgoing]) -> None:
-        """Send; on a dropped connection reconnect and send again, a bounded number of
-        times (a message sent twice is harmless: task ids make the second a no-op)."""
-        conf = self.conf
-        attempts = conf.broker_connection_max_retries if conf.broker_connection_retry else 0
-        for attempt in range(attempts + 1):
+        """Send; on a dropped connection reconnect and send again as the first message's
+        publish policy (or the settings') allows (a message sent twice is harmless: task
+        ids make the second a no-op)."""
+        policy = messages[0].policy or self._policy
+        for attempt in itertools.count():
             try:
                 self._send(messages)
                 return
-            except (*self.connection.recoverable_connection_errors, BatchPublishError) as exc:
-                if attempt >= attempts:
+            except (*self.connection.recoverable_connection_errors, BatchPublishError,
+                    OperationalError) as exc:
+                if policy.max_retries is not None and attempt >= policy.max_retries:
                     raise OperationalError(str(exc)) from exc
                 self._reset()
-                time.sleep(min(0.2 * 2 ** attempt, 2.0))
+                time.sleep(policy.wait(attempt))
+
+    @property
+    def _policy(self) -> PublishPolicy:
+        """The settings' publish policy: ``broker_connection_max_retries`` retries, or
+        none without ``broker_connection_retry``."""
+        conf = self.conf
+        return PublishPolicy(
+            max_retries=conf.broker_connection_max_retries if conf.broker_connection_retry else 0)
 
     def _send(self, messages: Sequence[Outgoing]) -> None:
         producer = self._get_producer()
@@ -116,19 +126,28 @@ class Publisher:
                     self._redeclare_and_publish(producer, message)
 
     def _publish(self, producer: Producer, message: Outgoing) -> None:
-        # the default exchange routes straight to the queue named by the routing key: no
-        # binding lookup (one Redis round trip less per message)
-        producer.publish(message.body, exchange="", routing_key=message.queue,
+        # the default exchange ("") routes straight to the queue named by the routing key:
+        # no binding lookup (one Redis round trip less per message); a caller's own
+        # exchange routes by its bindings, and its queues are the caller's to declare
+        default = not message.exchange
+        producer.publish(message.body, exchange=message.exchange,
+                         routing_key=message.routing_key or message.queue,
                          headers=message.headers, content_type=message.content_type,
                          content_encoding=message.content_encoding,
                          priority=self._priority(message.priority),
                          correlation_id=message.id, delivery_mode=2,
-                         declare=self._declare(message.queue), mandatory=self._amqp)
+                         declare=self._declare(message.queue) if default else [],
+                         mandatory=self._amqp)
 
     def _redeclare_and_publish(self, producer: Producer, message: Outgoing) -> None:
         """A message came back unroutable: its queue was deleted since this process
         declared it. Declare it again (past kombu's cache of declared entities) and
-        resend once; a second return is an error."""
+        resend once; a second return is an error. A message for a caller's own exchange
+        that no binding routes is an error at once."""
+        if message.exchange:
+            raise PublishRejected(f"RabbitMQ returned the message for exchange "
+                                  f"{message.exchange!r} (routing key {message.routing_key!r}) "
+                                  f"as unroutable: no queue is bound to take it")
         broker.task_queue(message.queue, self.conf.task_queue_max_priority)(
             producer.channel).declare()
         try:
@@ -179,15 +198,21 @@ def delay_key(message: Outgoing) -> str:
 
 
 def encode_delayed(message: Outgoing) -> bytes:
-    """A delayed message as bytes for the delay index."""
-    return json.dumps({"queue": message.queue, "headers": message.headers,
-                       "body": base64.b64encode(message.body).decode(),
-                       "content_type": message.content_type,
-                       "content_encoding": message.content_encoding,
-                       "priority": message.priority}, separators=(",", ":")).encode()
+    """A delayed message as bytes for the delay index (its publish policy is the
+    mover's, not the sender's)."""
+    doc = {"queue": message.queue, "headers": message.headers,
+           "body": base64.b64encode(message.body).decode(),
+           "content_type": message.content_type,
+           "content_encoding": message.content_encoding, "priority": message.priority}
+    if message.exchange:
+        doc["exchange"] = message.exchange
+    if message.routing_key and message.routing_key != message.queue:
+        doc["routing_key"] = message.routing_key
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def decode_delayed(payload: bytes) -> Outgoing:
     doc = json.loads(payload)
     return Outgoing(doc["queue"], doc["headers"], base64.b64decode(doc["body"]),
-                    doc["content_type"], doc["content_encoding"], doc.get("priority"))
+                    doc["content_type"], doc["content_encoding"], doc.get("priority"),
+                    exchange=doc.get("exchange", ""), routing_key=doc.get("routing_key"))

@@ -202,6 +202,13 @@ def no_result(self, kind):
 
 
 @app.task(bind=True)
+def header_probe(self, name):
+    """The headers its caller added (the one named ``name`` must be among them)."""
+    assert name in self.request.headers, sorted(self.request.headers)
+    return {k: v for k, v in self.request.headers.items() if not k.startswith("x-")}
+
+
+@app.task(bind=True)
 def call_child(self, value):
     """Send a task from inside a task; return our ids and the child's id."""
     child = whoami.delay()

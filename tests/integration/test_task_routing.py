@@ -10,8 +10,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from kombu import Exchange
 
 from flowq import states
+from flowq.runtime import broker
 from tests.integration.app import app
 from tests.integration.semantics_support import (
     T,
@@ -63,6 +65,24 @@ def test_queue_option_of_the_task_and_of_the_call(cluster, monkeypatch):
     # the call's queue wins over the task's
     assert routed.apply_async((kind(),), queue=f"{cluster.queue}.b").get(timeout=T) == (
         f"{cluster.queue}.b")
+
+
+def test_routing_key_names_the_queue_on_the_default_exchange(cluster):
+    target = f"{cluster.queue}.a"
+    assert queue_probe.apply_async(routing_key=target).get(timeout=T) == target
+
+
+def test_a_callers_exchange_routes_by_its_own_bindings(cluster):
+    # Given an exchange of the caller's that binds routing key "urgent" to queue .b
+    exchange = f"{cluster.queue}.x"
+    with broker.connect(app.conf) as connection:
+        channel = connection.channel()
+        Exchange(exchange, "direct", durable=False, auto_delete=True)(channel).declare()
+        channel.queue_bind(queue=f"{cluster.queue}.b", exchange=exchange, routing_key="urgent")
+        # When a task is published to it with that key, it runs from queue .b
+        sent = queue_probe.apply_async(exchange=exchange, routing_key="urgent")
+        assert sent.get(timeout=T) == "urgent"  # the key it arrived with
+        channel.exchange_delete(exchange)
 
 
 def test_task_routes_globs(cluster):

@@ -41,6 +41,7 @@ from tests.integration.semantics_tasks import (
     autoretry_down,
     call_child,
     flaky,
+    header_probe,
     labelled,
     long_sleep,
     no_result,
@@ -248,6 +249,21 @@ def test_ignore_result_stores_nothing_for_a_standalone_task(cluster):
     assert result.state == states.PENDING
     # inside a workflow the result is what the next step needs, so it is kept
     assert (no_result.si(runs) | identity.s()).delay().get(timeout=T) == "thrown away"
+
+
+def test_ignore_result_given_for_one_call(cluster):
+    runs = kind()
+    result = stamp.apply_async((runs,), ignore_result=True)
+    settle(cluster, runs, 1, wait=0.5)
+    assert result.state == states.PENDING
+    assert stamp.apply_async((runs,)).get(timeout=T) is not None  # other calls keep theirs
+
+
+def test_custom_headers_reach_the_task(cluster):
+    sent = header_probe.apply_async(("tenant",), headers={"tenant": "acme", "n": [1, 2]})
+    assert sent.get(timeout=T) == {"tenant": "acme", "n": [1, 2]}
+    with pytest.raises(InvalidWorkflow, match=r"headers \['id'\] are flowq's own"):
+        header_probe.apply_async(("id",), headers={"id": "forged"})
 
 
 def test_custom_task_id(cluster):
