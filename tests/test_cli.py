@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: An app whose broker cannot be reached: a command that touches it fails, loudly.
 app = Flowq("cli", broker="redis://:secret@127.0.0.1:1/0", backend="memory://cli-tests",
-            task_default_queue="cli-q")
+            task_default_queue="cli-q", broker_connection_max_retries=1)
 
 
 @app.task

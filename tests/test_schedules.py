@@ -609,7 +609,7 @@ def check_first_fire_after(cron: crontab, moment: datetime) -> None:
             minute += timedelta(minutes=1)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(crontab_and_moment())
 def test_next_run_after_is_the_first_fire_time_after(case: tuple[crontab, datetime]) -> None:
     check_first_fire_after(*case)

@@ -52,9 +52,8 @@ def test_a_100k_step_chain_built_with_pipe_in_a_loop(app: Flowq, long_chain) -> 
     for step in steps[1:]:
         piped = piped | step  # shares the steps so far: O(1), not a copy of them
 
-    # Then: the same value as the chain built in one call, and every stage works
+    # Then: the same value as the chain built in one call (whose every stage is tested
+    # above), and it compiles
     assert len(piped.tasks) == STEPS and piped == long_chain and hash(piped) == hash(long_chain)
     workflow = app.compile(piped)
     assert len(workflow) == STEPS and workflow.output == STEPS - 1
-    assert wire.loads(wire.dumps(workflow)) == workflow
-    assert piped.graph().number_of_nodes() == STEPS

@@ -24,6 +24,7 @@ app = Flowq(
     control_exchange=os.environ.get("FLOWQ_TEST_CONTROL", "flowq"),
     accept_content=os.environ.get("FLOWQ_TEST_ACCEPT", "json").split(","),
     result_serializer=os.environ.get("FLOWQ_TEST_RESULT_SERIALIZER", "json"),
+    broker_connection_max_retries=int(os.environ.get("FLOWQ_TEST_CONNECT_RETRIES", "5")),
 )
 
 _ledger_url, _, LEDGER_PREFIX = os.environ.get(

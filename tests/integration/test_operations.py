@@ -709,7 +709,8 @@ def test_result_not_ready_in_time_exits_1_with_one_line(embedded: Cluster) -> No
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     require_server("Redis", 6379)
     bare = Cluster("redis", tmp_path)
-    unreachable = {"FLOWQ_BROKER_URL": "redis://:secret@127.0.0.1:1/0"}
+    unreachable = {"FLOWQ_BROKER_URL": "redis://:secret@127.0.0.1:1/0",
+                   "FLOWQ_TEST_CONNECT_RETRIES": "1"}  # fail fast: the message is the point
     for command in (["status"], ["events", "--timeout", "1"], ["control", "pool_grow"],
                     ["purge", "-f"]):
         done = flowq(bare, *command, env=unreachable)

@@ -400,12 +400,12 @@ def test_crash_loop_is_dead_lettered_after_max_deliveries(fault_cluster):
 
 
 @pytest.mark.parametrize("tasks, members", [
-    (24, 8),
+    (8, 4),
     pytest.param(300, 50, marks=[pytest.mark.stress, pytest.mark.timeout(300)]),
 ])
 def test_max_tasks_per_child_one_under_load(fault_cluster, tasks, members):
     """A9: with ``--max-tasks-per-child 1`` lone tasks and a chord all finish, none lost,
-    none twice. The fast tier sends 24 + 8: billiard replaces exited children only on
+    none twice. The fast tier sends 8 + 4: billiard replaces exited children only on
     its supervisor's 0.8 s tick, so a pool of 2 runs about 4 such tasks a second."""
     fault_cluster.start("--max-tasks-per-child", "1", concurrency=2)
     k, kb = kind(), kind()
