@@ -240,6 +240,33 @@ def test_parent_and_root_ids_of_every_node(cluster):
     assert last["parent_id"] == join.id and last["root_id"] == root
 
 
+def test_parent_and_root_ids_through_fanout_items_and_nested_chords(cluster):
+    inner = chord([whoami.s()], whoami.s())
+    workflow = make_list.s(2) | fanout(whoami.s()) | chord([whoami.s(), inner], whoami.s())
+    result = workflow.delay()
+    body = result.get(timeout=T)
+    header = result.parent
+    fan = header.parent
+    root = fan.parent.id
+    assert fan.parent.parent is None
+    items = fan.get(timeout=T)  # each item is a task of its own, numbered in the fanout
+    assert [(i["parent_id"], i["group"], i["group_index"]) for i in items] == [
+        (root, fan.id, 0), (root, fan.id, 1)]
+    member, inner_body = header.get(timeout=T)
+    assert member["parent_id"] == fan.id and member["group"] == header.id
+    assert inner_body["parent_id"] == header.results[1].parent.id  # the inner header's join
+    assert body["parent_id"] == header.id
+    assert {seen["root_id"] for seen in (*items, member, inner_body, body)} == {root}
+
+
+def test_link_error_given_to_apply_async_runs_once_for_a_failed_chain(cluster):
+    errs = kind()
+    result = (add.s(1, 1) | fail.s() | add.s(1)).apply_async(link_error=errback.s(kind=errs))
+    with pytest.raises(ValueError, match="expected failure"):
+        result.get(timeout=T)
+    assert settle(cluster, errs, 1) == [result.parent.id]
+
+
 def test_get_times_out_with_flowq_timeout_error(cluster):
     result = app.AsyncResult(f"never-{uuid.uuid4()}")
     with pytest.raises(TimeoutError):
