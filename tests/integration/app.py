@@ -25,6 +25,9 @@ app = Flowq(
     accept_content=os.environ.get("FLOWQ_TEST_ACCEPT", "json").split(","),
     result_serializer=os.environ.get("FLOWQ_TEST_RESULT_SERIALIZER", "json"),
     broker_connection_max_retries=int(os.environ.get("FLOWQ_TEST_CONNECT_RETRIES", "5")),
+    # FLOWQ_TEST_ACKS_LATE=1: the global acks_late and reject_on_worker_lost settings
+    task_acks_late=os.environ.get("FLOWQ_TEST_ACKS_LATE") == "1",
+    task_reject_on_worker_lost=os.environ.get("FLOWQ_TEST_ACKS_LATE") == "1",
 )
 
 _ledger_url, _, LEDGER_PREFIX = os.environ.get(

@@ -164,6 +164,18 @@ def test_task_exiting_its_process_fails_with_worker_lost(pool, task, exit_fault)
     assert_total_queue([result.id], [result.id] if result.failed() else [])
 
 
+def test_global_acks_late_settings_apply_to_tasks_that_set_nothing(fault_cluster):
+    """A2 with ``task_acks_late`` and ``task_reject_on_worker_lost`` set for the app: a
+    task that sets neither (``early_step``) is acked late and requeued when its process
+    exits, so it runs again and succeeds."""
+    fault_cluster.start(env={"FLOWQ_TEST_ACKS_LATE": "1"})
+    k = kind()
+    ledger = Ledger(fault_cluster, k)
+    result = early_step.apply_async((5,), {"fault": Fault.OS_EXIT, "kind": k})
+    assert result.get(timeout=T) == 6
+    assert [start.attempt for start in ledger.starts()] == [1, 2]
+
+
 # -- A4 / A5: killed after the body returned, before the ack -----------------------------------
 
 @pytest.mark.parametrize("shared", ["redis", "embedded"], indirect=True)
