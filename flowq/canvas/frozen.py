@@ -83,11 +83,18 @@ def freeze(value: Any) -> Any:
 
 
 def thaw(value: Any) -> Any:
-    """Return a plain copy of ``value`` shaped as JSON would deliver it (lists, dicts)."""
+    """Return a plain copy of ``value`` shaped as JSON would deliver it (lists, dicts;
+    a canvas becomes its dict, see :mod:`flowq.canvas.dicts`)."""
     if isinstance(value, (str, bytes, int, float, bool, type(None))):
         return value
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [thaw(v) for v in value]
+    from flowq.canvas.signature import Canvas  # (imports this module)
+
+    if isinstance(value, Canvas):
+        from flowq.canvas.dicts import to_dict
+
+        return to_dict(value)
     return value

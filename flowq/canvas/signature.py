@@ -271,13 +271,17 @@ def signature(task: str | Signature | Mapping[str, Any], args: Iterable[Any] = (
               immutable: bool = False, **options: Any) -> Signature:
     """Build a signature by task name (like ``app.send_task``), or copy one.
 
-    A mapping with Celery's keys (``task``, ``args``, ``kwargs``, ``options``,
-    ``immutable``) is accepted too.
+    A mapping is rebuilt into the canvas it stands for: a signature passed as a task
+    argument arrives as one (Celery's keys ``task``, ``args``, ``kwargs``, ``options``,
+    ``immutable``; see :mod:`flowq.canvas.dicts` for the other shapes).
     """
+    if isinstance(task, Mapping):
+        from flowq.canvas.dicts import from_dict
+
+        rebuilt = from_dict(task, app)
+        if not isinstance(rebuilt, Signature):
+            return rebuilt  # type: ignore[return-value]  # a workflow, used the same way
+        task = rebuilt
     if isinstance(task, Signature):
         return task.clone(args, kwargs, **options) if (args or kwargs or options) else task
-    if isinstance(task, Mapping):
-        return Signature(task["task"], task.get("args", ()), task.get("kwargs") or {},
-                         {**task.get("options", {}), **options},
-                         bool(task.get("immutable", False)), app)
     return Signature(task, tuple(args), kwargs or {}, options, immutable, app)

@@ -20,6 +20,7 @@ import time
 
 from billiard import exceptions as pool_exceptions
 
+from flowq import signature
 from flowq.exceptions import Ignore, Reject, SoftTimeLimitExceeded
 from tests.integration.app import add, app, fail, mul, whoami
 
@@ -199,6 +200,12 @@ def ignored(self, kind):
 def no_result(self, kind):
     push(kind, self.request.id)
     return "thrown away"
+
+
+@app.task
+def with_callback(value, callback):
+    """Send ``callback`` (a signature passed as an argument) with ``value``; its id."""
+    return signature(callback).delay(value).id
 
 
 @app.task(bind=True)

@@ -50,6 +50,7 @@ from tests.integration.semantics_tasks import (
     replace_with_sum,
     retry_unbounded,
     stamp,
+    with_callback,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -264,6 +265,11 @@ def test_custom_headers_reach_the_task(cluster):
     assert sent.get(timeout=T) == {"tenant": "acme", "n": [1, 2]}
     with pytest.raises(InvalidWorkflow, match=r"headers \['id'\] are flowq's own"):
         header_probe.apply_async(("id",), headers={"id": "forged"})
+
+
+def test_a_signature_passed_as_an_argument_can_be_sent_by_the_task(cluster):
+    callback_id = with_callback.delay(5, add.s(10)).get(timeout=T)
+    assert app.AsyncResult(callback_id).get(timeout=T) == 15
 
 
 def test_custom_task_id(cluster):
