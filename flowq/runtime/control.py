@@ -104,6 +104,8 @@ class Control:
         with ``terminate``, the processes running them are killed with ``signal``."""
         ids = [task_id] if isinstance(task_id, str) else list(task_id)
         self.app.backend.revoke(ids, expires=self._revocation_lifetime())
+        # delayed ones fall due now: a worker takes them and records REVOKED at once
+        self.app.backend.delay_expedite(ids, time.time())
         return self._call("revoke", task_id=ids, terminate=terminate, signal=signal,
                           destination=destination, reply=reply, timeout=timeout)
 

@@ -51,6 +51,16 @@ def test_revoked_while_waiting_behind_a_busy_worker_never_runs(cluster):
     assert cluster.ledger_list(runs) == []
 
 
+def test_a_task_revoked_long_before_its_eta_is_revoked_at_once(cluster):
+    runs = kind()
+    result = stamp.apply_async((runs,), countdown=600)
+    result.revoke()
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=T)  # not in ten minutes
+    wait_for(lambda: app.backend.delay_count() == 0, 10, "delay index not emptied")
+    assert cluster.ledger_list(runs) == []
+
+
 def test_revoked_delayed_task_never_runs(cluster):
     runs = kind()
     result = stamp.apply_async((runs,), countdown=1)

@@ -206,6 +206,11 @@ class ResultBackend(abc.ABC):
         """Drop items from the delay index (published, or revoked)."""
 
     @abc.abstractmethod
+    def delay_expedite(self, task_ids: Iterable[str], now: float) -> int:
+        """Make the delayed messages of ``task_ids`` (keys ``<id>:<retries>``) due at
+        ``now``, so a revoked one is taken, and marked revoked, at once; how many."""
+
+    @abc.abstractmethod
     def delay_count(self) -> int:
         """How many items wait in the delay index."""
 

@@ -248,6 +248,14 @@ class MemoryBackend(ResultBackend):
             for key in keys:
                 self._delayed.pop(key, None)
 
+    def delay_expedite(self, task_ids: Iterable[str], now: float) -> int:
+        wanted = set(task_ids)
+        with self._cond:
+            keys = [key for key in self._delayed if key.rpartition(":")[0] in wanted]
+            for key in keys:
+                self._delayed[key] = (now, self._delayed[key][1])
+            return len(keys)
+
     def delay_count(self) -> int:
         with self._cond:
             return len(self._delayed)

@@ -308,6 +308,18 @@ class RedisBackend(ResultBackend):
             pipe.execute()
 
     @_retried
+    def delay_expedite(self, task_ids: Iterable[str], now: float) -> int:
+        wanted = set(task_ids)
+        if not wanted or not self._client.zcard(self.keys.delay_due):
+            return 0
+        # one pass over the index's keys ("<id>:<retries>"), not one per id
+        keys = [key for key, _ in self._client.zscan_iter(self.keys.delay_due, count=1000)
+                if key.decode().rpartition(":")[0] in wanted]
+        for batch in chunked(keys, _BATCH):
+            self._client.zadd(self.keys.delay_due, dict.fromkeys(batch, now), xx=True)
+        return len(keys)
+
+    @_retried
     def delay_count(self) -> int:
         return int(self._client.zcard(self.keys.delay_due))
 

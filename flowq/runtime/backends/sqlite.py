@@ -295,6 +295,13 @@ class SqliteBackend(ResultBackend):
         with self._transaction() as db:
             db.executemany("DELETE FROM delayed WHERE key = ?", [(key,) for key in keys])
 
+    def delay_expedite(self, task_ids: Iterable[str], now: float) -> int:
+        # keys are "<id>:<retries>": the range [id + ":", id + ";") holds one id's keys
+        with self._transaction() as db:
+            return sum(db.execute("UPDATE delayed SET due = ? WHERE key >= ? AND key < ?",
+                                  (now, f"{task_id}:", f"{task_id};")).rowcount
+                       for task_id in task_ids)
+
     def delay_count(self) -> int:
         return int(self._read("SELECT count(*) FROM delayed")[0][0])
 

@@ -347,6 +347,14 @@ def test_peeking_shows_the_soonest_items_and_claims_nothing(backend: ResultBacke
     assert backend.delay_due(now=120.0, lease=10, limit=10) == [DelayedMessage("early", b"E")]
 
 
+def test_expediting_makes_every_retry_of_a_task_due_now(backend: ResultBackend) -> None:
+    backend.delay_add([(500.0, "t1:0", b"A"), (600.0, "t1:1", b"B"), (500.0, "t10:0", b"C")])
+    assert backend.delay_expedite(["t1", "absent"], now=100.0) == 2
+    claimed = backend.delay_due(now=100.0, lease=10, limit=10)
+    assert sorted(claimed, key=lambda m: m.key) == [DelayedMessage("t1:0", b"A"),
+                                                    DelayedMessage("t1:1", b"B")]
+
+
 def test_the_delay_horizon_is_the_latest_due_time(backend: ResultBackend) -> None:
     assert backend.delay_horizon() is None
     backend.delay_add([(200.0, "late", b"L"), (100.0, "early", b"E")])
