@@ -11,20 +11,13 @@ Measured, per case (``--quick``: a chain of 100 and a chord of 1,000):
   in the Redis list (JSON envelope, base64 body), read back before the worker starts;
   the difference per message is kombu's envelope, the same for any protocol.
 
-Estimated, not measured: ``celery_estimate_bytes`` is what Celery's protocol would carry
-for the same signatures, where each chain message carries every later step and each chord
-header message carries the body. It is computed as (messages x flowq's own bytes per
-message without the workflow header) + the JSON size of the signatures Celery repeats
-(``{"task", "args", "kwargs", "options", "subtask_type", "immutable"}``, options empty).
-Celery's real messages are larger (more headers; frozen options with task ids), so this is
-a lower bound, and no Celery code is run.
+Celery's bytes for the same two workflows are measured by ``bench/celery_bytes.py``, which
+runs Celery in an environment of its own.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from bench.app import FIELDS, ByteTally
@@ -32,28 +25,6 @@ from bench.harness import Stack, emit, parser, progress
 from flowq.canvas.signature import Signature
 
 NAME = "bytes"
-
-
-def celery_signature_bytes(sig: Signature) -> int:
-    """JSON size of ``sig`` in Celery's signature-dict shape (no options: a lower bound)."""
-    return len(json.dumps({"task": sig.task, "args": list(sig.args), "kwargs": dict(sig.kwargs),
-                           "options": {}, "subtask_type": None, "immutable": sig.immutable},
-                          separators=(",", ":")).encode())
-
-
-def chain_estimate(steps: Sequence[Signature]) -> int:
-    """Bytes of the signatures Celery repeats: message k carries every step after k."""
-    sizes = [celery_signature_bytes(sig) for sig in steps]
-    later, total = 0, 0
-    for size in reversed(sizes):  # message k carries sum(sizes[k + 1:])
-        total += later
-        later += size
-    return total
-
-
-def chord_estimate(header: Sequence[Signature], body: Signature) -> int:
-    """Bytes of the signatures Celery repeats: every header message carries the body."""
-    return len(header) * celery_signature_bytes(body)
 
 
 def list_bytes(stack: Stack) -> tuple[int, int]:
@@ -74,7 +45,7 @@ def blob_bytes(stack: Stack) -> int:
 
 
 def run_case(options: Any, label: str, canvas: Any, signatures: list[Signature],
-             estimate: int, expected: Any) -> None:
+             expected: Any) -> None:
     with Stack(NAME, options) as stack:
         tally_key = f"{stack.prefix}bench-bytes"
         producer = ByteTally()
@@ -96,10 +67,6 @@ def run_case(options: Any, label: str, canvas: Any, signatures: list[Signature],
         flowq_bytes = totals["header_bytes"] + totals["body_bytes"]
         messages = totals["messages"]
         stored = blob_bytes(stack)
-        ref_header = len(',"wf_ref":""') + 64  # what carrying the workflow adds per message
-        base = (flowq_bytes - totals["wf_inline_bytes"]
-                - ref_header * totals["wf_ref_messages"]) / messages
-        celery = round(messages * base) + estimate
         producer_bytes = producer.totals["header_bytes"] + producer.totals["body_bytes"]
         envelope = (queued_bytes - producer_bytes) / queued if queued else None
         emit(NAME, label, **stack.description, tasks=len(signatures), correct=value == expected,
@@ -110,12 +77,7 @@ def run_case(options: Any, label: str, canvas: Any, signatures: list[Signature],
              wf_ref_messages=totals["wf_ref_messages"], blob_bytes=stored,
              flowq_bytes_per_task=round((flowq_bytes + stored) / len(signatures), 1),
              redis_payload_bytes_producer=queued_bytes,
-             kombu_envelope_bytes_per_message=None if envelope is None else round(envelope, 1),
-             celery_estimate_bytes=celery,
-             celery_estimate_bytes_per_task=round(celery / len(signatures), 1),
-             celery_estimate_note="estimate from signature JSON sizes (lower bound), "
-                                  "not a Celery measurement",
-             celery_estimate_over_flowq=round(celery / (flowq_bytes + stored), 1))
+             kombu_envelope_bytes_per_message=None if envelope is None else round(envelope, 1))
 
 
 def main(argv: list[str]) -> int:
@@ -126,12 +88,12 @@ def main(argv: list[str]) -> int:
     chain_steps = 100 if options.quick else 1_000
     steps = [add.s(0, 0), *(add.s(i) for i in range(1, chain_steps))]
     run_case(options, f"chain of {chain_steps} add.s(i)", chain(*steps), steps,
-             chain_estimate(steps), sum(range(chain_steps)))
+             sum(range(chain_steps)))
     chord_size = 1_000 if options.quick else 10_000
     header = [add.s(i, i) for i in range(chord_size)]
     body = tsum.s()
     run_case(options, f"chord of {chord_size} add.s(i, i) + tsum.s()", chord(header, body),
-             [*header, body], chord_estimate(header, body), chord_size * (chord_size - 1))
+             [*header, body], chord_size * (chord_size - 1))
     return 0
 
 
