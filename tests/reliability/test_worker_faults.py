@@ -408,6 +408,23 @@ def test_crash_loop_is_dead_lettered_after_max_deliveries(fault_cluster):
     assert_total_queue([result.id], [result.id] if result.failed() else [])
 
 
+# -- A14: an ETA beyond the visibility timeout ----------------------------------------------------
+
+
+@pytest.mark.parametrize("fault_cluster", ["redis", "embedded"], indirect=True)
+def test_an_eta_beyond_the_visibility_timeout_runs_once(fault_cluster):
+    """A14: with a visibility timeout of 2 s, tasks due in 5 s run once each: they wait in
+    the delay index, not unacked in the worker, so no timeout brings them back."""
+    worker = fault_cluster.start(env={"FLOWQ_TEST_VISIBILITY": str(VISIBILITY)})
+    k = kind()
+    ledger = Ledger(fault_cluster, k)
+    sent = [step.apply_async((i,), {"kind": k}, countdown=VISIBILITY * 2.5) for i in range(3)]
+    assert [r.get(timeout=T) for r in sent] == [1, 2, 3]
+    completed = ledger.settle([r.id for r in sent], quiet=VISIBILITY + 1)
+    assert_total_queue([r.id for r in sent], completed)
+    assert len(ledger.starts()) == 3 and worker.alive()
+
+
 # -- A9: a new child for every task ---------------------------------------------------------------
 
 
