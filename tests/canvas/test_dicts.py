@@ -8,7 +8,7 @@ from flowq import chain, chord, fanout, group, signature
 from flowq.canvas.dicts import from_dict, to_dict
 from flowq.canvas.frozen import thaw
 from flowq.exceptions import InvalidWorkflow
-from tests.canvas.tasks import add, errback, ident, process, tsum
+from tests.canvas.tasks import add, app, errback, ident, process, tsum
 
 SHAPES = {
     "signature": add.s(1, 2).set(queue="q", countdown=3),
@@ -35,7 +35,7 @@ def test_a_signature_dict_has_celerys_keys():
 def test_a_signature_argument_arrives_as_a_dict_and_can_be_called():
     received = ident.s(add.s(2, 3)).apply().get()
     assert received["task"] == add.name
-    assert signature(received).apply().get() == 5
+    assert signature(received, app=app).apply().get() == 5
 
 
 @pytest.mark.parametrize(("value", "message"), [
