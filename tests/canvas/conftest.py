@@ -6,13 +6,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from flowq import Flowq
+from flowq import Flowq, _state
 
 from . import tasks
 
 
 @pytest.fixture(autouse=True)
 def _clean_ledgers() -> Iterator[None]:
+    """Fresh run ledgers, and the canvas app as the current one (other test modules of
+    the same process create apps of their own)."""
+    _state.set_current_app(tasks.app)
     tasks.reset()
     yield
     tasks.reset()
