@@ -67,6 +67,7 @@ class Job:
     received: float = attrs.field(factory=time.monotonic)
     started: float | None = None
     handle: Any = None  # the pool's handle on the running job (to terminate it)
+    killed: bool = False  # terminated by a revoke
 
 
 class Intake:
@@ -214,12 +215,13 @@ class Intake:
         return True
 
     def terminate(self, task_ids: set[str], signum: int) -> list[str]:
-        """Kill the processes running any of ``task_ids`` (or their workflows)."""
+        """Kill the processes running any of ``task_ids`` (or their workflows), once each."""
         killed = []
         for job in list(self.active.values()):
             request = job.request
             if (request.id in task_ids or request.root_id in task_ids) and \
-                    self.pool.kill(job.handle, signum):
+                    not job.killed and self.pool.kill(job.handle, signum):
+                job.killed = True
                 killed.append(request.id)
         return killed
 

@@ -103,7 +103,13 @@ class Control:
         (see :meth:`_revocation_lifetime`), and broadcast so busy workers act at once;
         with ``terminate``, the processes running them are killed with ``signal``."""
         ids = [task_id] if isinstance(task_id, str) else list(task_id)
-        self.app.backend.revoke(ids, expires=self._revocation_lifetime())
+        if terminate:
+            from flowq.runtime.remote import signal_number
+
+            self.app.backend.revoke_and_terminate(ids, signal_number(signal),
+                                                  expires=self._revocation_lifetime())
+        else:
+            self.app.backend.revoke(ids, expires=self._revocation_lifetime())
         # delayed ones fall due now: a worker takes them and records REVOKED at once
         self.app.backend.delay_expedite(ids, time.time())
         return self._call("revoke", task_id=ids, terminate=terminate, signal=signal,

@@ -212,10 +212,19 @@ class Worker:
             log.warning("Could not move due delayed messages (will retry): %s", exc)
 
     def _refresh_revoked(self) -> None:
+        """Reload the revocations from the backend, and kill the processes running tasks
+        revoked with ``terminate`` (this worker may have missed the broadcast)."""
         try:
-            self.revoked_ids = self.app.runtime.backend.revoked()
+            revocations = self.app.runtime.backend.revocations()
         except Exception as exc:  # keep the last known set; the backend may be restarting
             log.warning("Could not refresh revoked ids: %s", exc)
+            return
+        self.revoked_ids = set(revocations.ids)
+        by_signal: dict[int, set[str]] = {}
+        for task_id, signum in revocations.terminate.items():
+            by_signal.setdefault(signum, set()).add(task_id)
+        for signum, task_ids in by_signal.items():
+            self.intake.terminate(task_ids, signum)
 
     def _revoked_reason(self, request: Request) -> str | None:
         if request.id in self.revoked_ids or request.root_id in self.revoked_ids:

@@ -7,6 +7,7 @@ a busy worker" is a fact of the setup, not a race.
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -101,6 +102,19 @@ def test_revoke_with_terminate_kills_the_running_task(cluster):
     with pytest.raises(TaskRevokedError):
         result.get(timeout=15)
     assert result.state == states.REVOKED
+    assert cluster.ledger_list(f"{runs}:ends") == []
+
+
+def test_a_terminate_the_worker_did_not_hear_still_kills_the_task(cluster):
+    """The broadcast is the fast path; a worker that missed it (reconnecting, say) reads
+    the terminating revocation from the backend within a second and kills the task."""
+    runs = kind()
+    result = long_sleep.delay(runs, 12)
+    pid = int(settle(cluster, runs, 1, wait=0)[0])
+    app.backend.revoke_and_terminate([result.id], signal.SIGTERM, expires=60)  # no broadcast
+    pool_replaced(cluster, {pid}, 1, timeout=8)
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=15)
     assert cluster.ledger_list(f"{runs}:ends") == []
 
 

@@ -40,6 +40,20 @@ class Record(NamedTuple):
     payload: bytes
 
 
+#: How a revocation that also terminates is kept among the revoked ids (``revoke``'s own
+#: entries): ``terminate:<signal number>:<id>``.
+TERMINATE_MARK = "terminate:"
+
+
+@attrs.frozen(slots=True)
+class Revocations:
+    """Revoked ids (task ids or workflow root ids), and the signal that kills a process
+    running each of those revoked with ``terminate``."""
+
+    ids: frozenset[str]
+    terminate: dict[str, int]
+
+
 @attrs.frozen(slots=True)
 class ChordPart:
     """One member's completion, recorded together with the member's own result.
@@ -182,9 +196,29 @@ class ResultBackend(abc.ABC):
     def revoke(self, ids: Iterable[str], expires: float | None = None) -> None:
         """Remember that ``ids`` (task ids or workflow root ids) are revoked."""
 
+    def revoke_and_terminate(self, ids: Iterable[str], signum: int,
+                             expires: float | None = None) -> None:
+        """Revoke ``ids`` and remember to kill, with ``signum``, any process running
+        them, so a worker that missed the broadcast still does it."""
+        ids = list(ids)
+        self.revoke([*ids, *(f"{TERMINATE_MARK}{signum}:{i}" for i in ids)], expires)
+
+    def revocations(self) -> Revocations:
+        """What :meth:`revoked` holds, the terminating entries read apart."""
+        ids, terminate = set(), {}
+        for entry in self.revoked():
+            if entry.startswith(TERMINATE_MARK):
+                signum, _, task_id = entry.removeprefix(TERMINATE_MARK).partition(":")
+                if signum.isdigit():
+                    terminate[task_id] = int(signum)
+            else:
+                ids.add(entry)
+        return Revocations(frozenset(ids), terminate)
+
     @abc.abstractmethod
     def revoked(self) -> set[str]:
-        """Every id currently revoked (not yet expired)."""
+        """Every entry currently revoked (not yet expired), terminating ones included
+        (see :meth:`revocations`)."""
 
     # -- delay index: messages with a future eta ----------------------------------------
 

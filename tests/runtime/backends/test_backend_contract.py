@@ -329,6 +329,14 @@ def test_revocations_are_remembered(backend: ResultBackend) -> None:
     assert backend.revoked() == {"a", "b", "c"}
 
 
+def test_terminating_revocations_are_read_apart(backend: ResultBackend) -> None:
+    backend.revoke(["plain"])
+    backend.revoke_and_terminate(["running", "root"], 15)
+    revocations = backend.revocations()
+    assert revocations.ids == {"plain", "running", "root"}
+    assert revocations.terminate == {"running": 15, "root": 15}
+
+
 # -- delay index ----------------------------------------------------------------------------
 
 
