@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from flowq.runtime import broker
 from tests.integration.app import app
-from tests.integration.harness import Cluster, require_server
+from tests.integration.harness import Cluster, require_server, wait_for
 
 T = 60  # seconds any single result may take
 
@@ -154,19 +154,6 @@ def running(name: str, factory: pytest.TempPathFactory, *args: str, concurrency:
 def kind() -> str:
     """A ledger list name private to one test."""
     return f"k-{uuid.uuid4().hex[:8]}"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = T, message: str = "timed out",
-             interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} (after {timeout}s)")
-        time.sleep(interval)
 
 
 def settle(cluster: Cluster, name: str, expected: int, wait: float = 0.5) -> list[str]:

@@ -28,7 +28,7 @@ from flowq.runtime.events import EventReceiver
 from tests.integration import semantics_tasks
 from tests.integration import app as tasks
 from tests.integration.app import app
-from tests.integration.harness import ROOT, Cluster, WorkerProcess, require_server
+from tests.integration.harness import ROOT, Cluster, WorkerProcess, require_server, wait_for
 
 APP = "tests.integration.app:app"
 BROKERS = ["redis", "amqp"]
@@ -112,17 +112,6 @@ def ask(cluster: Cluster, *args: str) -> Any:
     done = flowq(cluster, *args, "-d", node_of(cluster), "--json", "-t", "5")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)[node_of(cluster)]
-
-
-def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def wait_for_log(worker: WorkerProcess, text: str, timeout: float = 30.0) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.app import add, app, identity
+from tests.integration.app import add, app
 from tests.integration.semantics_support import T, running
 
 pytestmark = pytest.mark.timeout(120)

@@ -13,11 +13,10 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.integration.harness import WorkerProcess, port_open
+from tests.integration.harness import WorkerProcess, port_open, wait_for
 
 
 class WorkerKill:
@@ -81,19 +80,6 @@ def pid_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str,
-             interval: float = 0.02) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def pool_pids(app: Any, hostname: str, timeout: float = 1.0) -> list[int]:
