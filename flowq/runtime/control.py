@@ -110,10 +110,12 @@ class Control:
                                                   expires=self._revocation_lifetime())
         else:
             self.app.backend.revoke(ids, expires=self._revocation_lifetime())
-        # delayed ones fall due now: a worker takes them and records REVOKED at once
+        replies = self._call("revoke", task_id=ids, terminate=terminate, signal=signal,
+                             destination=destination, reply=reply, timeout=timeout)
+        # Delayed ones fall due now, so a worker takes them and records REVOKED at once;
+        # after the broadcast, which workers then hear before the messages come.
         self.app.backend.delay_expedite(ids, time.time())
-        return self._call("revoke", task_id=ids, terminate=terminate, signal=signal,
-                          destination=destination, reply=reply, timeout=timeout)
+        return replies
 
     def _revocation_lifetime(self) -> float | None:
         """``result_expires``, stretched to outlast every delayed message now waiting,

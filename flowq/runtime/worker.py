@@ -206,6 +206,8 @@ class Worker:
         try:
             due = runtime.backend.delay_due(time.time(), DELAY_LEASE, 500)
             if due:
+                # a revoke makes its delayed tasks due at once: know it before they run
+                self._refresh_revoked()
                 runtime.publisher.send_now([decode_delayed(item.payload) for item in due])
                 runtime.backend.delay_done([item.key for item in due])
         except FlowqError as exc:

@@ -411,7 +411,9 @@ def test_events_stream_shows_a_task_from_received_to_succeeded(ops: Cluster) -> 
 def test_events_stream_shows_retries_and_revocations(ops: Cluster) -> None:
     listener = Listener(ops, "--type", "task-*", "--timeout", "90")
     try:
-        retried = semantics_tasks.flaky.delay(7, f"k-{uuid.uuid4().hex[:8]}", failures=1)
+        # retried after 1 s: its first run is settled (task-retried) long before it comes back
+        retried = semantics_tasks.flaky.delay(7, f"k-{uuid.uuid4().hex[:8]}", failures=1,
+                                              countdown=1.0)
         revoked = tasks.identity.apply_async(("never",), countdown=0.5)
         revoked.revoke()
         events = listener.until(
