@@ -54,8 +54,8 @@ from pathlib import Path
 from queue import Empty
 from typing import Any, cast
 
-from kombu.transport.base import to_rabbitmq_queue_arguments
 from kombu.transport import virtual
+from kombu.transport.base import to_rabbitmq_queue_arguments
 from kombu.transport.virtual.exchange import ExchangeType
 from kombu.utils.json import dumps
 from kombu.utils.uuid import uuid
