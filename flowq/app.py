@@ -12,13 +12,16 @@
 
 With no broker or backend configured (and no ``FLOWQ_BROKER_URL`` /
 ``FLOWQ_RESULT_BACKEND``), an embedded default keeps both in SQLite files under
-``./.flowq/``: no server needed, and it works across processes on one machine.
+``.flowq/`` beside the file that defines the app (``data_dir``, ``FLOWQ_DATA_DIR``):
+no server needed, and every process using the app finds the same files, whatever its
+working directory.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
@@ -35,6 +38,23 @@ from flowq.settings import Settings
 from flowq.task import Task, current_request
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def defining_directory() -> str:
+    """The directory of the file whose code is creating an app: the first caller outside
+    flowq's own files, so an app made by a helper of ours belongs to the caller's file.
+    The working directory when there is no such file (``python -c``, a REPL, a notebook)."""
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            _PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+    path = frame.f_globals.get("__file__") if frame is not None else None
+    if not path:
+        return os.getcwd()
+    return os.path.dirname(os.path.realpath(path))
 
 
 class _GroupResults:
@@ -57,6 +77,7 @@ class Flowq:
                  backend: str | None = None, **settings: Any):
         self.main = main
         self.conf = Settings(**settings)
+        self.conf.base_dir = defining_directory()
         if broker is not None:
             self.conf.broker_url = broker
         if backend is not None:

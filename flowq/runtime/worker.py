@@ -324,12 +324,15 @@ class Worker:
     def banner(self) -> str:
         tasks = sorted(name for name in self.app.tasks if not name.startswith("flowq."))
         shown = ", ".join(tasks[:8]) + (f" (+{len(tasks) - 8} more)" if len(tasks) > 8 else "")
+        conf = self.app.conf
         backend = self.app.runtime.backend.url
+        embedded = conf.broker_url is None or conf.result_backend is None
         return "\n".join([
             f"flowq worker {self.hostname} (pid {os.getpid()})",
             f"  app:         {self.app_path}",
-            f"  broker:      {broker.describe(self.app.conf)}",
+            f"  broker:      {broker.describe(conf)}",
             f"  backend:     {backend}",
+            *([f"  data dir:    {conf.data_dir} (embedded default)"] if embedded else []),
             f"  queues:      {', '.join(self.queues)}",
             f"  concurrency: {self.concurrency} ({self.pool_kind}), prefetch {self.prefetch}",
             f"  tasks:       {shown or '(none registered)'}",
