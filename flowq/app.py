@@ -25,7 +25,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
-from typing import Any, TypeVar, overload
+from typing import Any, Concatenate, Literal, overload
 
 from flowq import _state
 from flowq.canvas.dag import Workflow, compile_workflow
@@ -36,8 +36,7 @@ from flowq.result import AsyncResult, GroupResult
 from flowq.runtime.codec import ResultCodec, accepted_types
 from flowq.settings import Settings
 from flowq.task import Task, current_request
-
-F = TypeVar("F", bound=Callable[..., Any])
+from flowq.typevars import P, R
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -125,11 +124,19 @@ class Flowq:
     # -- tasks --------------------------------------------------------------------------
 
     @overload
-    def task(self, fn: F) -> Task[Any, Any]: ...
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
-    def task(self, *, name: str | None = None, bind: bool = False,
-             **options: Any) -> Callable[[F], Task[Any, Any]]: ...
+    def task(self, *, bind: Literal[True], name: str | None = None,
+             **options: Any) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
+
+    @overload
+    def task(self, *, bind: Literal[False] = False, name: str | None = None,
+             **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    @overload
+    def task(self, *, bind: bool, name: str | None = None,
+             **options: Any) -> Callable[[Callable[..., R]], Task[..., R]]: ...
 
     def task(self, fn: Any = None, *, name: str | None = None, bind: bool = False,
              **options: Any) -> Any:
@@ -138,6 +145,8 @@ class Flowq:
         The default name is ``module.function``, as in Celery; for a script run as
         ``__main__`` the app's main name stands in for the module, so the script and a
         worker importing it agree on names. Unknown options fail here, naming the option.
+        The task is a ``Task[P, R]`` for a type checker: the function's parameters (less
+        ``self`` with ``bind=True``) and return type.
         """
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             module = func.__module__

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Literal, overload
 
 from flowq import states
 from flowq.exceptions import TaskRevokedError
 from flowq.runtime.codec import exception_from_dict
+from flowq.typevars import R
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
@@ -58,8 +59,13 @@ class _Handle:
                 return handle
 
 
-class AsyncResult(_Handle):
-    """The result of one task (or the last step of a chain)."""
+class AsyncResult(_Handle, Generic[R]):
+    """The result of one task (or the last step of a chain).
+
+    ``add.delay(2, 2)`` of a task returning ``int`` is an ``AsyncResult[int]``, so a type
+    checker knows ``get()`` returns an ``int`` (``get(propagate=False)`` may also return the
+    task's exception). ``AsyncResult(task_id)`` is an ``AsyncResult[Any]``.
+    """
 
     def __init__(self, id: str, app: Flowq | None = None, parent: Any = None,
                  backend: ResultBackend | None = None):
@@ -113,13 +119,22 @@ class AsyncResult(_Handle):
         return self._document().get("traceback")
 
     @property
-    def children(self) -> list[AsyncResult]:
+    def children(self) -> list[AsyncResult[Any]]:
         return [AsyncResult(c, self.app, backend=self._bound_backend)
                 for c in self._document().get("children", [])]
 
+    @overload
+    def get(self, timeout: float | None = None, propagate: Literal[True] = True,
+            interval: float | None = None) -> R: ...
+
+    @overload
+    def get(self, timeout: float | None = None, propagate: bool = True,
+            interval: float | None = None) -> R | BaseException: ...
+
     def get(self, timeout: float | None = None, propagate: bool = True,
             interval: float | None = None) -> Any:
-        """Wait for the result and return it; re-raise the task's exception if it failed.
+        """Wait for the result and return it; re-raise the task's exception if it failed
+        (return it instead with ``propagate=False``).
 
         Raises :class:`flowq.exceptions.TimeoutError` after ``timeout`` seconds.
         """
