@@ -65,6 +65,8 @@ DEFAULTS: dict[str, Setting] = {
     "control_exchange": Setting(str, "flowq", "Remote-control namespace; separates deployments "
                                               "sharing a broker."),
     "worker_hijack_root_logger": Setting(bool, True, "Let the worker configure logging."),
+    "worker_log_format": Setting(str, "text", "Worker log lines: text, or json (one object "
+                                              "per line, with the task's name, id, root id)."),
     "timezone": Setting(str, "UTC", "Time zone for crontab schedules."),
     "beat_schedule": Setting(dict, {}, "Periodic tasks: name -> entry."),
     "beat_max_loop_interval": Setting(_NUM, 5.0, "Longest sleep of the beat loop in seconds."),

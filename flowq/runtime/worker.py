@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from kombu import Consumer
 
 from flowq.exceptions import FlowqError
-from flowq.runtime import broker, events, remote
+from flowq.runtime import broker, events, logs, remote
 from flowq.runtime.consumer import Intake
 from flowq.runtime.message import Request
 from flowq.runtime.pool import Pool, make_pool
@@ -339,8 +339,6 @@ class Worker:
         ])
 
 
-def setup_logging(level: str) -> None:
-    """One line per record on stderr."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-        format="[%(asctime)s %(levelname)s/%(processName)s] %(name)s: %(message)s")
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """One line per record on stderr: text, or JSON objects (see :mod:`flowq.runtime.logs`)."""
+    logs.install(logging.StreamHandler(sys.stderr), level, log_format)
