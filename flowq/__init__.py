@@ -29,6 +29,7 @@ _EXPORTS = {
     "fanout": "flowq.canvas",
     "signature": "flowq.canvas",
     "states": "flowq.states",
+    "shared_task": "flowq.shared",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # "X as X": re-exported for type checkers, even with --strict
     from flowq.canvas.signature import signature as signature
     from flowq.result import AsyncResult as AsyncResult
     from flowq.result import GroupResult as GroupResult
+    from flowq.shared import shared_task as shared_task
     from flowq.task import Task as Task
 
 

@@ -31,10 +31,12 @@ from flowq import _state
 from flowq.canvas.dag import Workflow, compile_workflow
 from flowq.canvas.signature import Canvas, Signature
 from flowq.canvas.validate import unknown_task_message, validate
+from flowq.discovery import Packages, import_task_modules
 from flowq.exceptions import InvalidWorkflow
 from flowq.result import AsyncResult, GroupResult
 from flowq.runtime.codec import ResultCodec, accepted_types
 from flowq.settings import Settings
+from flowq.shared import register_shared_tasks
 from flowq.task import Task, current_request
 from flowq.typevars import P, R
 
@@ -86,21 +88,27 @@ class Flowq:
         self._runtime: Any = None
         self._runtime_pid: int | None = None
         self._lock = threading.Lock()
+        self._discoveries: list[tuple[Packages, str | None]] = []
         _state.set_current_app(self)
         from flowq.runtime import builtins
 
         builtins.register(self)
+        register_shared_tasks(self)
 
     # -- configuration ------------------------------------------------------------------
 
     def config_from_object(self, obj: Any, namespace: str | None = None) -> None:
-        """Load settings from a module, an object, a dict or a dotted import path.
+        """Load settings from a module, an object, a dict, or an import path to one of them
+        (``"proj.settings"``, ``"django.conf:settings"``).
 
         Lower-case attributes are settings (Celery's names); with ``namespace="FLOWQ"``,
-        upper-case ``FLOWQ_BROKER_URL``-style names are read instead.
+        upper-case ``FLOWQ_BROKER_URL``-style names are read instead (Django's way).
         """
         if isinstance(obj, str):
-            obj = importlib.import_module(obj)
+            module, _, attribute = obj.partition(":")
+            obj = importlib.import_module(module)
+            for part in filter(None, attribute.split(".")):
+                obj = getattr(obj, part)
         items = obj.items() if isinstance(obj, Mapping) else (
             (name, getattr(obj, name)) for name in dir(obj) if not name.startswith("_"))
         for name, value in items:
@@ -159,6 +167,28 @@ class Flowq:
             return task
 
         return register(fn) if fn is not None else register
+
+    def autodiscover_tasks(self, packages: Packages = None, related_name: str | None = "tasks",
+                           force: bool = False) -> None:
+        """Import ``<package>.tasks`` of each package so their tasks register (Celery's).
+
+        ``packages`` is a list of package names, a callable returning one (evaluated
+        late), or None for the installed apps of the Django project. The imports happen
+        when the app is finalized (:meth:`finalize`: a worker and the ``flowq`` commands
+        do it when they start), so a Django project's app module can call this before
+        Django is set up; ``force=True`` imports now.
+        """
+        if force:
+            import_task_modules(packages, related_name)
+        else:
+            self._discoveries.append((packages, related_name))
+
+    def finalize(self) -> None:
+        """Import the task modules :meth:`autodiscover_tasks` deferred, once; after this
+        ``app.tasks`` holds every task. Workers and the CLI call it when they start."""
+        while self._discoveries:
+            packages, related_name = self._discoveries.pop(0)
+            import_task_modules(packages, related_name)
 
     def unknown_task_message(self, name: str) -> str:
         return unknown_task_message(name, self.tasks) + (

@@ -68,6 +68,7 @@ class Worker:
                  queues: Sequence[str] | None = None, hostname: str | None = None,
                  pool: str | None = None, prefetch_multiplier: int | None = None,
                  max_tasks_per_child: int | None = None, app_path: str | None = None):
+        app.finalize()  # every task registered before the pool forks
         conf = app.conf
         self.app = app
         self.app_path = app_path or app.main or "?"
