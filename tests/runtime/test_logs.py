@@ -64,3 +64,15 @@ def test_an_exception_travels_in_the_same_line():
 def test_an_unknown_format_names_the_choices():
     with pytest.raises(ConfigurationError, match=r"log format 'xml' is not one of text, json"):
         logs.formatter("xml")
+
+
+def test_the_documented_json_line_has_the_formatters_keys():
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+    (block,) = [b for b in re.findall(r"```json\n(.*?)```", doc.read_text(), flags=re.S)
+                if '"root_id"' in b]
+    made = json.loads(logs.JsonFormatter().format(record(task_name="t", task_id="i",
+                                                         root_id="r")))
+    assert list(json.loads(block)) == list(made)
