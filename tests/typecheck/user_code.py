@@ -6,7 +6,7 @@ Each ``# E:`` comment is an error mypy must report on that line, each ``# N:`` a
 
 from __future__ import annotations
 
-from flowq import AsyncResult, Flowq, Signature, Task, chain, group
+from flowq import AsyncResult, Flowq, Signature, Task, chain, group, shared_task
 from flowq.contrib.django import delay_on_commit
 
 app = Flowq("typed")
@@ -27,6 +27,11 @@ def render(title: str) -> str:
     return title
 
 
+@shared_task(bind=True)
+def charge(self: Task[[int], str], amount: int) -> str:
+    return f"charged {amount}"
+
+
 # -- what must pass ----------------------------------------------------------------------
 total: int = add(2, 2)
 handle = add.delay(2, 2)
@@ -43,6 +48,7 @@ by_id: AsyncResult[int] = add.AsyncResult("a-task-id")
 untyped = AsyncResult("a-task-id")
 untyped.get()
 delay_on_commit(add, 2, 2)
+receipt: str = charge.delay(10).get()
 
 reveal_type(add)  # N: Revealed type is "flowq.task.Task[[x: int, y: int], int]"
 reveal_type(fetch)  # N: Revealed type is "flowq.task.Task[[url: str, *, timeout: float =], bytes]"
@@ -62,4 +68,5 @@ add.apply_async((1, 2), countdwon=5)  # E: Unexpected keyword argument "countdwo
 add.apply_async((1, 2), priority="high")  # E: Argument "priority" to "apply_async" of "Task" has incompatible type "str"; expected "int"  [arg-type]
 wrong: str = add.delay(1, 2).get()  # E: Incompatible types in assignment (expression has type "int", variable has type "str")  [assignment]
 render.delay(title=3)  # E: Argument "title" to "delay" of "Task" has incompatible type "int"; expected "str"  [arg-type]
+charge.delay("10")  # E: Argument 1 to "delay" of "Task" has incompatible type "str"; expected "int"  [arg-type]
 delay_on_commit(add, 2, "2")  # E: Argument 3 to "delay_on_commit" has incompatible type "str"; expected "int"  [arg-type]
