@@ -4,6 +4,7 @@
 
     FlowqError
     ├── ConfigurationError            bad setting, unknown task option, bad app path
+    │   └── MissingExtra              an optional dependency is not installed (ImportError too)
     ├── InvalidState                  update_state() given a terminal or empty state
     ├── NotRegistered                 task name unknown to this app (KeyError too)
     ├── TimeoutError                  result.get() waited too long (builtin TimeoutError too)
@@ -49,6 +50,11 @@ class FlowqError(Exception):
 
 class ConfigurationError(FlowqError):
     """A setting, task option or application path is wrong."""
+
+
+class MissingExtra(ConfigurationError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names
+    the extra to install (``pip install 'flowq[png]'``)."""
 
 
 class InvalidState(FlowqError, ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -16,8 +17,10 @@ CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
 @main.command()
 @click.argument("target")
-@click.option("--format", "fmt", type=click.Choice(["text", "dot", "mermaid"]),
-              default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "dot", "mermaid", "svg", "png"]),
+              default="text", show_default=True,
+              help="svg and png are pictures drawn without Graphviz (png needs "
+                   "flowq[png]).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the drawing to this file instead of standard output (with --watch:"
                    " rewritten as it changes).")
@@ -45,6 +48,7 @@ def graph(ctx: click.Context, target: str, fmt: str, output: str | None, timeout
       flowq graph examples.workflows.quickstart:workflow_chord --format dot | dot -Tsvg > wf.svg
       flowq -A tasks:app graph 5f0c2d9e-1b7a-4c1e-9a57-0d6c2f0e8b11
       flowq -A tasks:app graph 5f0c2d9e-1b7a-4c1e-9a57-0d6c2f0e8b11 --watch
+      flowq -A tasks:app graph 5f0c2d9e-1b7a-4c1e-9a57-0d6c2f0e8b11 --format svg -o wf.svg
     """
     if ":" in target:
         if watch:
@@ -65,18 +69,34 @@ def graph(ctx: click.Context, target: str, fmt: str, output: str | None, timeout
         _emit(run_guarded(ctx, lambda: _draw(flow.graph(timeout), fmt)), output)
 
 
-def _draw(graph_of: Any, fmt: str) -> str:
+def _draw(graph_of: Any, fmt: str) -> str | bytes:
+    if fmt == "png":
+        from flowq.canvas.render_png import to_png
+
+        return to_png(graph_of)
     from flowq.canvas.render import render
 
     return render(graph_of, fmt)
 
 
-def _emit(drawing: str, output: str | None) -> None:
+def _emit(drawing: str | bytes, output: str | None) -> None:
+    """Print ``drawing``, or write it to ``output`` (whole, then renamed into place, so a
+    reader of the file never sees half a drawing)."""
     if output is None:
-        click.echo(drawing)
+        if isinstance(drawing, bytes):
+            if sys.stdout.isatty():
+                raise CliError("a PNG is binary: write it with -o FILE.png, or redirect "
+                               "standard output to a file", EXIT_USAGE)
+            sys.stdout.buffer.write(drawing)
+            sys.stdout.buffer.flush()
+        else:
+            click.echo(drawing.rstrip("\n"))
         return
-    with open(output, "w", encoding="utf-8") as file:
-        file.write(drawing + "\n")
+    data = drawing if isinstance(drawing, bytes) else (drawing.rstrip("\n") + "\n").encode()
+    partial = f"{output}.partial"
+    with open(partial, "wb") as file:
+        file.write(data)
+    os.replace(partial, output)
 
 
 def _watch(flow: Any, fmt: str, output: str | None, timeout: float, interval: float,
@@ -90,17 +110,19 @@ def _watch(flow: Any, fmt: str, output: str | None, timeout: float, interval: fl
 
     deadline = time.monotonic() + max_wait
     in_place = output is None and sys.stdout.isatty()
-    shown: str | None = None
+    shown: str | bytes | None = None
     while True:
         drawn = flow.graph(timeout)
         drawing = _draw(drawn, fmt)
         if drawing != shown:
             if output is not None:
                 _emit(drawing, output)
+            elif isinstance(drawing, bytes):
+                raise CliError("--watch --format png needs -o FILE.png", EXIT_USAGE)
             elif in_place:
-                click.echo(CLEAR_SCREEN + drawing)
+                click.echo(CLEAR_SCREEN + drawing.rstrip("\n"))
             else:
-                click.echo(drawing if shown is None else "\n" + drawing)
+                click.echo(("" if shown is None else "\n") + drawing.rstrip("\n"))
             shown = drawing
         if not live.unfinished(flow.dag, drawn):
             return
