@@ -18,6 +18,7 @@ _EXPORTS = {
     "Task": "flowq.task",
     "AsyncResult": "flowq.result",
     "GroupResult": "flowq.result",
+    "LiveWorkflow": "flowq.workflow",
     "Signature": "flowq.canvas",
     "Chain": "flowq.canvas",
     "Group": "flowq.canvas",
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # "X as X": re-exported for type checkers, even with --strict
     from flowq.result import GroupResult as GroupResult
     from flowq.shared import shared_task as shared_task
     from flowq.task import Task as Task
+    from flowq.workflow import LiveWorkflow as LiveWorkflow
 
 
 def __getattr__(name: str) -> Any:
