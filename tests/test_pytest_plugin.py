@@ -1,7 +1,9 @@
 """flowq's pytest plugin, run the way a project would: pytester writes a small project
 with a task module and tests using the fixtures, runs pytest on it in a subprocess (the
 plugin loads from its ``pytest11`` entry point), and checks the outcomes and that every
-worker the fixtures started is gone afterwards."""
+worker the fixtures started is gone afterwards. The apps are given Redis URLs here; the
+embedded default runs docs/integrations.md's pytest example
+(tests/integrations/test_docs.py)."""
 
 from __future__ import annotations
 
@@ -113,13 +115,6 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
     for name in ("FLOWQ_BROKER_URL", "FLOWQ_RESULT_BACKEND", "FLOWQ_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
     return pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider")
-
-
-def test_the_fixtures_on_the_embedded_default(project, monkeypatch):
-    pytester, pids = project
-    result = run(pytester, monkeypatch, {"PIDS_FILE": str(pids)})
-    result.assert_outcomes(passed=4)
-    assert_stopped(pids)
 
 
 def test_the_fixtures_on_redis(project, monkeypatch):

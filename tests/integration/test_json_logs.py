@@ -1,7 +1,7 @@
 """JSON log lines from a real worker: one object per line, with the task's context.
 
-A worker started with ``--log-format json`` (or the ``worker_log_format`` setting) runs a
-two-step chain whose task logs from inside (in a pool process) and a task that fails;
+A worker whose app sets ``worker_log_format="json"``, or started with ``--log-format
+json`` (which wins over the setting), runs a two-step chain whose task logs from inside (in a pool process) and a task that fails;
 every line it writes must be a JSON object, and the lines about a task, the worker's own
 and the task's, must name that task, its id and its workflow's root id.
 """
@@ -28,9 +28,7 @@ import os
 
 from flowq import Flowq
 
-app = Flowq("jsontasks")
-if os.environ.get("LOG_FORMAT_SETTING"):
-    app.conf.worker_log_format = os.environ["LOG_FORMAT_SETTING"]
+app = Flowq("jsontasks", worker_log_format=os.environ["LOG_FORMAT_SETTING"])
 log = logging.getLogger("jsontasks")
 
 
@@ -60,19 +58,18 @@ KEYS = {"time", "level", "logger", "process", "process_name", "task_name", "task
         "root_id", "message"}
 
 
-@pytest.mark.parametrize("how", ["flag", "setting"])
-def test_a_worker_writes_json_lines_with_task_context(tmp_path: Path, how: str):
+@pytest.mark.parametrize("setting, flag", [("json", []), ("text", ["--log-format", "json"])],
+                         ids=["setting", "flag-over-setting"])
+def test_a_worker_writes_json_lines_with_task_context(tmp_path: Path, setting: str,
+                                                      flag: list[str]):
     (tmp_path / "tasks.py").write_text(TASKS)
     (tmp_path / "producer.py").write_text(PRODUCER)
     env = {k: v for k, v in os.environ.items()
            if k not in ("FLOWQ_BROKER_URL", "FLOWQ_RESULT_BACKEND", "FLOWQ_DATA_DIR")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(tmp_path)])
+    env["LOG_FORMAT_SETTING"] = setting
     command = [sys.executable, "-m", "flowq", "-A", "tasks:app", "worker", "-c", "1",
-               "-l", "info"]
-    if how == "flag":
-        command += ["--log-format", "json"]
-    else:
-        env["LOG_FORMAT_SETTING"] = "json"
+               "-l", "info", *flag]
     log_path = tmp_path / "worker.log"
     with open(log_path, "w") as out:
         worker = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out,
