@@ -97,13 +97,13 @@ def mask_url(url: str | None) -> str | None:
     if not url:
         return url
     parts = urlsplit(url)
-    if parts.password is None:
+    # The netloc is split by hand: a cluster URL lists several host:port pairs, which
+    # urllib cannot read as one host and port.
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:**@{host}", parts.path, parts.query, parts.fragment))
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:**@{hosts}"))
 
 
 class Settings:
