@@ -17,6 +17,7 @@ class Setting(NamedTuple):
     type: type | tuple[type, ...]
     default: Any
     doc: str
+    choices: tuple[Any, ...] | None = None  # the only values allowed, when there is a list
 
 
 _NUM = (int, float)
@@ -32,6 +33,9 @@ DEFAULTS: dict[str, Setting] = {
     "broker_connection_retry": Setting(bool, True, "Retry publishing on a dropped connection."),
     "broker_connection_max_retries": Setting(int, 5, "Publish retries before BrokerUnavailable."),
     "broker_publish_confirm": Setting(bool, True, "Wait for RabbitMQ publisher confirms."),
+    "broker_queue_type": Setting(str, "classic", "RabbitMQ task queues: classic, or quorum "
+                                 "(replicated; delivery limit task_max_deliveries).",
+                                 ("classic", "quorum")),
     "task_serializer": Setting(str, "json", "Serializer for task message bodies."),
     "result_serializer": Setting(str, "json", "Serializer for stored results."),
     "accept_content": Setting((list, tuple, set), ("json",), "Content types a worker accepts."),
@@ -139,6 +143,9 @@ class Settings:
             raise ConfigurationError(
                 f"setting {name!r} must be {_type_name(spec.type)}, got {type(value).__name__} "
                 f"({value!r})")
+        if spec.choices is not None and value not in spec.choices:
+            raise ConfigurationError(f"setting {name!r} must be one of "
+                                     f"{', '.join(map(repr, spec.choices))}, got {value!r}")
         self._values[name] = value
 
     def __getitem__(self, key: str) -> Any:
