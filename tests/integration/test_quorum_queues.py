@@ -18,9 +18,10 @@ import pytest
 import redis
 from amqp.exceptions import PreconditionFailed
 
-from flowq import chain, chord, group, states
+from flowq import Flowq, chain, chord, group, states
 from flowq.exceptions import ConfigurationError, WorkerLostError
 from flowq.runtime import broker
+from tests.doc_snippets import section_snippets
 from tests.integration.app import add, app, collect, tsum
 from tests.integration.semantics_support import (
     NamedCluster,
@@ -131,6 +132,20 @@ def test_a_queue_declared_classic_before_is_a_configuration_error(cluster: Named
     error = [line for line in worker.log().splitlines() if line.startswith("Error:")]
     assert len(error) == 1 and "ConfigurationError: inequivalent arg" in error[0]
     assert "broker_queue_type" in error[0] and "drain and delete the queue" in error[0]
+
+
+def test_the_documented_configuration_declares_quorum_queues() -> None:
+    namespace = {"Flowq": Flowq}
+    for snippet in section_snippets("runtime.md", "RabbitMQ quorum queues"):
+        exec(snippet, namespace)  # noqa: S102 - the docs' own example
+    documented = namespace["app"]
+    queue = broker.task_queue_for(documented.conf, "q")
+    assert queue.queue_arguments == {"x-queue-type": "quorum", "x-delivery-limit": 5,
+                                     "x-dead-letter-exchange": "q.dead",
+                                     "x-dead-letter-routing-key": "q.dead"}
+    assert broker.dead_letter_queue_for(documented.conf, "q").queue_arguments == {
+        "x-queue-type": "quorum"}
+    documented.close()
 
 
 def _get(queue, attempts: int = 100):  # type: ignore[no-untyped-def]
