@@ -17,6 +17,7 @@ class Setting(NamedTuple):
     type: type | tuple[type, ...]
     default: Any
     doc: str
+    choices: tuple[Any, ...] | None = None  # the only values allowed, when there is a list
 
 
 _NUM = (int, float)
@@ -33,6 +34,9 @@ DEFAULTS: dict[str, Setting] = {
     "broker_connection_retry": Setting(bool, True, "Retry publishing on a dropped connection."),
     "broker_connection_max_retries": Setting(int, 5, "Publish retries before BrokerUnavailable."),
     "broker_publish_confirm": Setting(bool, True, "Wait for RabbitMQ publisher confirms."),
+    "broker_queue_type": Setting(str, "classic", "RabbitMQ task queues: classic, or quorum "
+                                 "(replicated; delivery limit task_max_deliveries).",
+                                 ("classic", "quorum")),
     "task_serializer": Setting(str, "json", "Serializer for task message bodies."),
     "result_serializer": Setting(str, "json", "Serializer for stored results."),
     "accept_content": Setting((list, tuple, set), ("json",), "Content types a worker accepts."),
@@ -101,13 +105,13 @@ def mask_url(url: str | None) -> str | None:
     if not url:
         return url
     parts = urlsplit(url)
-    if parts.password is None:
+    # The netloc is split by hand: a cluster URL lists several host:port pairs, which
+    # urllib cannot read as one host and port.
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:**@{host}", parts.path, parts.query, parts.fragment))
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:**@{hosts}"))
 
 
 class Settings:
@@ -147,6 +151,9 @@ class Settings:
             raise ConfigurationError(
                 f"setting {name!r} must be {_type_name(spec.type)}, got {type(value).__name__} "
                 f"({value!r})")
+        if spec.choices is not None and value not in spec.choices:
+            raise ConfigurationError(f"setting {name!r} must be one of "
+                                     f"{', '.join(map(repr, spec.choices))}, got {value!r}")
         self._values[name] = value
 
     def __getitem__(self, key: str) -> Any:

@@ -93,6 +93,7 @@ class Intake:
         self.channel: Any = None
         self.counts = {"received": 0, "succeeded": 0, "failed": 0, "dead": 0}
         self.events: TaskEvents = DISABLED  # set by the worker when events are on
+        self.quorum = broker.quorum_queues(conf)  # the broker counts deliveries
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -196,16 +197,22 @@ class Intake:
 
     def _delivered_too_often(self, job: Job) -> bool:
         """Count deliveries of a late-acked message durably (before it runs); past
-        ``task_max_deliveries`` it fails and is dead-lettered instead of looping."""
+        ``task_max_deliveries`` it fails and is dead-lettered instead of looping.
+
+        A quorum queue counts them itself (``x-delivery-count``), including deliveries to
+        workers that died before starting the task; elsewhere the result backend counts
+        the starts."""
         request = job.request
         limit = self.app.conf.task_max_deliveries
-        key = f"deliveries:{request.id}:{request.retries}"
-        try:
-            count = self.app.runtime.backend.incr(key, expires=self.app.conf.result_expires)
-        except BackendError as exc:  # run it: without a backend it cannot finish anyway,
-            log.warning("Could not count deliveries of %s: %s", request.id, exc,
-                        extra=logs.about(request))  # and returns
-            return False
+        count = broker.quorum_deliveries(job.message.headers) if self.quorum else None
+        if count is None:
+            key = f"deliveries:{request.id}:{request.retries}"
+            try:
+                count = self.app.runtime.backend.incr(key, expires=self.app.conf.result_expires)
+            except BackendError as exc:  # run it: without a backend it cannot finish anyway,
+                log.warning("Could not count deliveries of %s: %s", request.id, exc,
+                            extra=logs.about(request))  # and returns
+                return False
         if count <= limit:
             return False
         error = WorkerLostError(f"{request.task}[{request.id}] was delivered {count} times "
@@ -392,7 +399,7 @@ class Intake:
                   broker.DEAD_LETTER_SUFFIX, reason, short(message.headers, _REPR_LIMIT))
         headers = dict(message.headers or {})
         headers[REASON_HEADER] = reason
-        dead = broker.dead_letter_queue(queue_name)
+        dead = broker.dead_letter_queue_for(self.app.conf, queue_name)
         try:
             Producer(self.channel).publish(
                 message.body, exchange=dead.exchange, routing_key=dead.routing_key,

@@ -86,6 +86,10 @@ class Publisher:
                 raise BrokerUnavailable(
                     f"could not publish to {broker.describe(self.conf)}: {exc}") from None
             except Exception as exc:
+                mismatch = broker.declaration_mismatch(exc)
+                if mismatch is not None:
+                    self._reset()
+                    raise mismatch from None
                 if type(exc).__name__ in ("MessageNacked", "ChannelError"):
                     self._reset()
                     raise PublishRejected(f"broker refused a message: {exc}") from None
@@ -152,8 +156,7 @@ class Publisher:
             raise PublishRejected(f"RabbitMQ returned the message for exchange "
                                   f"{message.exchange!r} (routing key {message.routing_key!r}) "
                                   f"as unroutable: no queue is bound to take it")
-        broker.task_queue(message.queue, self.conf.task_queue_max_priority)(
-            producer.channel).declare()
+        broker.task_queue_for(self.conf, message.queue)(producer.channel).declare()
         try:
             self._publish(producer, message)
         except ChannelError as exc:
@@ -176,7 +179,7 @@ class Publisher:
         if queue in self._declared:
             return []
         self._declared.add(queue)
-        return [broker.task_queue(queue, self.conf.task_queue_max_priority)]
+        return [broker.task_queue_for(self.conf, queue)]
 
     def _reset(self) -> None:
         self._declared.clear()

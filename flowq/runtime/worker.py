@@ -92,6 +92,7 @@ class Worker:
         self.control: Any = None
         self.started_at = time.monotonic()
         self._prefetch_applied = self.prefetch
+        self._quorum = broker.quorum_queues(conf)
         self._next_sweep = 0.0
         self._next_revoked = 0.0
 
@@ -127,26 +128,36 @@ class Worker:
     def _connect(self) -> None:
         self.connection = broker.connect(self.app.conf)
         self.connection.ensure_connection(max_retries=3)
+        try:
+            self._consume()
+        except self.connection.channel_errors as exc:
+            mismatch = broker.declaration_mismatch(exc)
+            if mismatch is not None:  # a setting to fix, not a connection to retry
+                raise mismatch from None
+            raise
+
+    def _consume(self) -> None:
         channel = self.connection.channel()
         for name in self.queues:
-            broker.dead_letter_queue(name).bind(channel).declare()
+            broker.dead_letter_queue_for(self.app.conf, name).bind(channel).declare()
         self.intake.channel = channel
         self.consumer = Consumer(channel, [self._queue(q) for q in self.queues],
                                  on_message=self.intake.on_message, no_ack=False)
         # Channel-wide ("global") QoS: one window for all queues, and on RabbitMQ the
-        # only kind whose later changes apply to consumers that already exist.
-        self.consumer.qos(prefetch_count=self.prefetch, apply_global=True)
+        # only kind whose later changes apply to consumers that already exist. Quorum
+        # queues refuse it: theirs is per consumer, and keeps the window it started with.
+        self.consumer.qos(prefetch_count=self.prefetch, apply_global=not self._quorum)
         self._prefetch_applied = self.prefetch
         self.consumer.consume()
         self.control = remote.listen(self, self.connection)
 
     def _queue(self, name: str) -> Any:
-        return broker.task_queue(name, self.app.conf.task_queue_max_priority)
+        return broker.task_queue_for(self.app.conf, name)
 
     def add_queue(self, name: str) -> None:
         """Start consuming from ``name`` too (remote control ``add_consumer``)."""
         self.queues.append(name)
-        broker.dead_letter_queue(name).bind(self.intake.channel).declare()
+        broker.dead_letter_queue_for(self.app.conf, name).bind(self.intake.channel).declare()
         self.consumer.add_queue(self._queue(name))
         self.consumer.consume()
 
@@ -163,9 +174,10 @@ class Worker:
     def _apply_prefetch(self) -> None:
         """Widen the prefetch window by the messages a rate limit holds back, so they do
         not starve other tasks of deliveries; at most by ``MAX_HELD``, so a large
-        rate-limited backlog stays in the broker rather than in worker memory."""
+        rate-limited backlog stays in the broker rather than in worker memory. (Not on
+        quorum queues: a per-consumer window cannot change under a running consumer.)"""
         wanted = self.prefetch + min(len(self.intake.held), MAX_HELD)
-        if wanted != self._prefetch_applied and self.consumer is not None:
+        if wanted != self._prefetch_applied and self.consumer is not None and not self._quorum:
             self.consumer.qos(prefetch_count=wanted, apply_global=True)
             self._prefetch_applied = wanted
 
