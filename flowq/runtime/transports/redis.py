@@ -71,7 +71,8 @@ class Transport(virtual.Transport):
         super().__init__(client, **kwargs)
         self._redis: redis.Redis | None = None
 
-    # The one place a Redis client is made (a Redis Cluster variant swaps these two).
+    # The one place a Redis client is made, and the reads it serves (a Redis Cluster
+    # variant swaps these).
 
     def make_client(self, channel: Routing) -> redis.Redis:
         """The client every channel of this connection shares (connections are pooled)."""
@@ -80,8 +81,13 @@ class Transport(virtual.Transport):
         return self._redis
 
     def open_reader(self, channel: Routing) -> Any:
-        """A connection of the channel's own for its blocking reads."""
+        """A connection of the channel's own for one of its blocking reads."""
         return channel.client.connection_pool.make_connection()
+
+    def read_groups(self, channel: Routing, queues: list[str]) -> list[list[str]]:
+        """The queues one blocking read may cover together: all of them on one server (a
+        cluster reads each slot's queues apart)."""
+        return [queues]
 
     def client_options(self, channel: Routing) -> dict[str, Any]:
         """redis-py's options from kombu's connection: host, port, database, credentials,
@@ -119,8 +125,7 @@ class Transport(virtual.Transport):
                 channel.maintain()
                 if channel.take_ready():
                     return
-                reader = channel.reader()
-                if reader is not None:
+                for reader in channel.readers():
                     if reader.has_data() and channel.on_readable(reader):
                         return
                     if reader.busy:

@@ -106,7 +106,7 @@ class Channel(Routing):
         self._no_ack: set[str] = set()  # queues consumed without acks: settled on delivery
         self._taken_from: set[str] = set()
         self._more: deque[str] = deque()  # queues whose last read was a full batch
-        self._reader: Reader | None = None
+        self._readers: dict[tuple[str, ...], Reader] = {}  # queues read together -> read
         self._pubsub: Any = None
         self._subscribed: dict[bytes, str] = {}  # pub/sub channel -> queue
         now = time.monotonic()
@@ -186,7 +186,7 @@ class Channel(Routing):
     def take_ready(self) -> bool:
         """Take what is waiting without blocking (after a full batch, or lapsed messages
         when a sweep is due), and deliver it; True if anything was delivered."""
-        if not self._mine() or (self._reader is not None and self._reader.busy):
+        if not self._mine() or self._reading():
             return False
         room = self.capacity()
         queues = self.stream_queues
@@ -217,20 +217,30 @@ class Channel(Routing):
             delivered = self._deliver(entries) or delivered
         return delivered
 
-    def reader(self) -> Reader | None:
-        """The blocking read to wait on: started now if there is room and none is in
-        flight; None when this channel reads no streams."""
+    def readers(self) -> list[Reader]:
+        """The blocking reads to wait on, started now where there is room and none is in
+        flight: one per group of queues the transport reads in one command (all of them
+        on one server)."""
         queues = self.stream_queues
         if not queues or not self._mine():
-            return None
-        if self._reader is None:
-            self._reader = Reader(self.connection.open_reader(self))
-        if not self._reader.busy and not self._more:
-            room = self.capacity()
-            if room:
-                self._reader.start(*self.streams.read_command(
-                    queues, self.consumer, room, int(float(self.block_seconds) * 1000)), room)
-        return self._reader if self._reader.busy else None
+            return []
+        groups = [tuple(group) for group in self.connection.read_groups(self, queues)]
+        for stale in set(self._readers) - set(groups):  # queues no longer consumed
+            self._readers.pop(stale).drop()
+        room = self.capacity()
+        for group in groups:
+            reader = self._readers.get(group)
+            if reader is None:
+                reader = self._readers[group] = Reader(self.connection.open_reader(self))
+            if not reader.busy and not self._more and room:
+                count = max(1, room // len(groups))
+                reader.start(*self.streams.read_command(
+                    group, self.consumer, count, int(float(self.block_seconds) * 1000)),
+                    count)
+        return [reader for reader in self._readers.values() if reader.busy]
+
+    def _reading(self) -> bool:
+        return any(reader.busy for reader in self._readers.values())
 
     def on_readable(self, reader: Reader) -> bool:
         """The blocking read answered: deliver; True if anything was delivered."""
@@ -388,7 +398,7 @@ class Channel(Routing):
         due = min(self._next_renew, self._next_upkeep)
         if self._acks:
             due = min(due, self._acks_since + float(self.ack_interval))
-        if self.stream_queues and not (self._reader and self._reader.busy) and self.capacity():
+        if self.stream_queues and not self._reading() and self.capacity():
             due = min(due, time.monotonic() if self._more else self._next_sweep)
         return due
 
@@ -442,8 +452,8 @@ class Channel(Routing):
         """
         if self.closed:
             return
-        if self._reader is not None:
-            self._reader.drop()  # first: no read delivers to this consumer any more
+        for reader in self._readers.values():
+            reader.drop()  # first: no read delivers to this consumer any more
         if os.getpid() == self._pid:
             try:
                 self.give_back_all(leave=True)
