@@ -54,7 +54,6 @@ class Held(NamedTuple):
     id: str
 
 
-
 class QoS(virtual.QoS):
     """Prefetch accounting as kombu's, settling on the server through the channel."""
 
@@ -80,7 +79,6 @@ class QoS(virtual.QoS):
 
     def restore_visible(self, *args: Any, **kwargs: Any) -> int:
         return 0  # lapsed leases are taken over by the consumers' own sweeps
-
 
 
 class Channel(Routing):
@@ -221,12 +219,13 @@ class Channel(Routing):
         """The blocking reads to wait on, started now where there is room and none is in
         flight: one per group of queues the transport reads in one command (all of them
         on one server)."""
-        queues = self.stream_queues
-        if not queues or not self._mine():
+        if not self._mine():
             return []
-        groups = [tuple(group) for group in self.connection.read_groups(self, queues)]
+        queues = self.stream_queues
+        groups = [tuple(group) for group in self.connection.read_groups(self, queues)
+                  if group] if queues else []
         for stale in set(self._readers) - set(groups):  # queues no longer consumed
-            self._readers.pop(stale).drop()
+            self._readers.pop(stale).drop()  # (what it took meanwhile goes back at close)
         room = self.capacity()
         for group in groups:
             reader = self._readers.get(group)
