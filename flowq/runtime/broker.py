@@ -49,6 +49,11 @@ def connect(conf: Settings, url: str | None = None, retry: bool = True) -> Conne
         **conf.broker_transport_options}
     scheme = url.split("://", 1)[0]
     if scheme in LEASED:
+        if conf.broker_lease_seconds <= 0:
+            raise ConfigurationError(
+                f"broker_lease_seconds must be more than 0 (how long a worker's hold on a "
+                f"message outlives its last heartbeat; default 10), got "
+                f"{conf.broker_lease_seconds!r}")
         options.setdefault("lease_seconds", conf.broker_lease_seconds)
     if scheme in ("amqp", "amqps", "pyamqp") and conf.broker_publish_confirm:
         options.setdefault("confirm_publish", True)
