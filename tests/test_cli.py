@@ -132,6 +132,68 @@ def test_an_app_module_failing_on_import_is_one_line(tmp_path: Path, source: str
     assert traced.stderr.splitlines()[-1].startswith(error.split(":")[0])
 
 
+def test_the_app_may_follow_the_command_name() -> None:
+    # As Celery users type it: flowq worker -A tasks:app, flowq control -A ... revoke ...
+    assert (run("result", "never-sent", "-A", APP).output) == "PENDING None\n"
+    for args in (["inspect", "ping", "-A", APP], ["control", "-A", APP, "pool_grow"],
+                 ["control", "pool_grow", "--app", APP]):
+        result = run(*args)
+        assert result.exit_code == 69, (args, result.output)  # this app's broker is down
+        assert "redis://:**@127.0.0.1:1/0" in one_line_error(result)
+    # After the name wins over before it.
+    assert run("-A", "tests.no_such_module:app", "result", "x", "-A", APP).exit_code == 0
+
+
+APP_FILE = """
+from flowq import Flowq
+
+app = Flowq("files", broker="memory://", backend="memory://cli-files")
+
+
+@app.task
+def add(x, y):
+    return x + y
+
+
+workflow = add.s(1, 2) | add.s(3)
+"""
+
+
+def test_the_app_may_be_given_as_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = f"proj_{os.getpid()}_{time.monotonic_ns()}"  # a fresh module name per run
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "jobs.py").write_text(APP_FILE)
+    (tmp_path / f"{package}_top.py").write_text(APP_FILE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    # A file inside a package is imported under its dotted name, as -A proj.jobs would be.
+    drawn = run("graph", f"{package}/jobs.py:workflow")
+    assert drawn.exit_code == 0, drawn.output
+    assert f"{package}.jobs.add(1, 2)" in drawn.output
+    assert run("-A", f"{package}/jobs.py", "result", "x").output == "PENDING None\n"
+    assert run("result", "x", "-A", f"{package}_top.py:app").output == "PENDING None\n"
+
+    missing = run("-A", "tasks.py", "result", "x")
+    assert missing.exit_code == 2
+    assert one_line_error(missing) == (
+        f"Error: -A 'tasks.py' names a file, but there is no tasks.py in {tmp_path}; give "
+        f"the file's path or its module, e.g. -A tasks")
+    slashes = run("-A", f"{package}/jobs", "result", "x")
+    assert slashes.exit_code == 2
+    assert one_line_error(slashes) == (
+        f"Error: -A '{package}/jobs' is neither a module nor a .py file; give the module "
+        f"with dots, e.g. -A {package}.jobs")
+
+
+@pytest.mark.parametrize("command", [["worker"], ["beat"]])
+def test_a_bad_log_level_is_refused_with_the_valid_ones(command: list[str]) -> None:
+    result = run("-A", APP, *command, "-l", "bogus")
+    assert result.exit_code == 2
+    assert ("'bogus' is not one of 'debug', 'info', 'warning', 'error', 'critical', "
+            "'fatal'") in result.output
+
+
 def test_missing_app_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FLOWQ_APP", raising=False)
     result = run("status")

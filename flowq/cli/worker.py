@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from flowq.cli import app_from, main, run_guarded, split_list
+from flowq.cli import LOG_LEVEL, app_from, main, run_guarded, split_list
 
 log = logging.getLogger("flowq.worker")
 
@@ -20,7 +20,8 @@ log = logging.getLogger("flowq.worker")
               help="Node name, e.g. w1@%h (default flowq@%h): %h is the host name, %n the "
                    "host name without its domain, %d the domain; a name without @ gets @%h.")
 @click.option("-Q", "--queues", help="Comma-separated queues to consume.")
-@click.option("-l", "--loglevel", default="INFO", show_default=True, help="Logging level.")
+@click.option("-l", "--loglevel", type=LOG_LEVEL, default="INFO", show_default=True,
+              help="Logging level.")
 @click.option("-P", "--pool", type=click.Choice(["prefork", "threads", "solo"]),
               help="Execution pool.")
 @click.option("--prefetch-multiplier", type=int, help="Messages reserved per process.")
