@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,77 @@ def test_unreachable_broker_is_one_line_with_the_password_masked() -> None:
     assert line.startswith("Error: BrokerUnavailable: could not connect to the broker at "
                            "redis://:**@127.0.0.1:1/0: ")
     assert "secret" not in result.output
+
+
+@pytest.mark.parametrize("args, error", [
+    (["tests.test_cli.ad"], "Error: task 'tests.test_cli.ad' is not registered (did you mean "
+                            "'tests.test_cli.add'?); to send it anyway (a task only the workers "
+                            "import), add --no-check"),
+    (["tests.test_cli.add", "--args", "[1]"], "Error: tests.test_cli.add(x: int, y: int) -> int "
+                                              "cannot be called with 1 argument: missing a "
+                                              "required argument: 'y'"),
+    (["tests.test_cli.add", "--args", "[1, 2]", "--serializer", "pickle"],
+     "Error: --serializer pickle: this app's workers accept only json (accept_content); add "
+     "'pickle' to accept_content, or leave --serializer out"),
+], ids=["typo", "arity", "refused-serializer"])
+def test_call_refuses_what_the_app_cannot_run_before_sending(args: list[str], error: str) -> None:
+    # The app's broker is unreachable: sending would exit 69 after retries.
+    result = run("-A", APP, "call", *args)
+    assert result.exit_code == 2, result.output
+    assert one_line_error(result).startswith(error)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--eta", "tomorrow"], "Invalid value for '--eta': 'tomorrow' is not an ISO 8601 time"),
+    (["--expires", "soon"], "Invalid value for '--expires': 'soon' is not an ISO 8601 time"),
+    (["--serializer", "xml"], "'xml' is not one of 'json', 'msgpack', 'pickle', 'yaml'"),
+])
+def test_call_option_values_are_usage_errors(args: list[str], message: str) -> None:
+    result = run("-A", APP, "call", "tests.test_cli.add", *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_call_sends_eta_expires_and_serializer(memory_app: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowq.runtime.publisher import decode_delayed
+
+    instance, *_ = memory_app
+    instance.conf.accept_content = ["json", "msgpack"]
+    monkeypatch.setattr("tests.test_cli.app", instance)
+    tomorrow = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=1)
+    eta, expires = tomorrow.isoformat(), (tomorrow + timedelta(hours=1)).replace(tzinfo=None)
+    sent = run("-A", APP, "call", "mem.add", "--args", "[1, 2]", "--eta", eta,
+               "--expires", expires.isoformat(), "--serializer", "msgpack")
+    assert sent.exit_code == 0, sent.output
+    [(due, payload)] = instance.backend.delay_peek(1)  # a future eta waits in the backend
+    message = decode_delayed(payload)
+    assert message.id == sent.output.strip()
+    assert due == datetime.fromisoformat(eta).timestamp()
+    assert message.headers["eta"] == eta
+    assert message.headers["expires"] == f"{expires.isoformat()}+00:00"  # no zone: UTC
+    assert message.content_type == "application/x-msgpack"
+    unknown = run("-A", APP, "call", "mem.only_on_workers", "--no-check")
+    assert unknown.exit_code == 0, unknown.output
+
+
+def test_result_traceback_prints_the_failure_s_traceback(memory_app: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    instance, add, *_ = memory_app
+    monkeypatch.setattr("tests.test_cli.app", instance)
+    try:
+        raise ValueError("no such account")
+    except ValueError as exc:
+        instance.backend.store("failed-id", states.FAILURE,
+                               instance.result_codec.failure(exc, "Traceback (most recent "
+                                                             "call last):\n  in charge\n"
+                                                             "ValueError: no such account\n"))
+    done = run("-A", APP, "result", "failed-id", "--traceback")
+    assert done.exit_code == 1
+    assert done.output.splitlines() == ["FAILURE ValueError: no such account",
+                                        "Traceback (most recent call last):", "  in charge",
+                                        "ValueError: no such account"]
+    assert run("-A", APP, "result", "failed-id").output.splitlines() == [
+        "FAILURE ValueError: no such account"]
 
 
 def test_a_result_not_ready_in_time_exits_1_not_69() -> None:
