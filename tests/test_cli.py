@@ -46,7 +46,8 @@ COMMANDS = [["worker"], ["beat"], ["call"], ["result"], ["graph"], ["purge"], ["
             ["status"], ["events"], ["monitor"], ["control"], ["control", "revoke"],
             ["control", "terminate"], ["control", "rate_limit"], ["control", "time_limit"],
             ["control", "add_consumer"], ["control", "cancel_consumer"],
-            ["control", "pool_grow"], ["control", "pool_shrink"], ["control", "shutdown"]]
+            ["control", "pool_grow"], ["control", "pool_shrink"], ["control", "shutdown"],
+            ["report"], ["shell"]]
 
 
 def run(*args: str, input: str | None = None) -> Any:
@@ -369,6 +370,70 @@ def test_graph_of_a_task_asks_for_a_signature() -> None:
     assert one_line_error(result) == (
         "Error: 'tests.test_cli:add' is a task, not a workflow: pass a signature instead, "
         "e.g. module:name where name = add.s(...) is built at module level")
+
+
+# -- report and shell ------------------------------------------------------------------------
+
+
+def test_report_shows_versions_and_the_given_settings_with_secrets_masked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import kombu
+
+    secret = Flowq("secret-report", broker="amqp://app:hunter2@mq.internal:5672//",
+                   backend="redis://:hunter2@redis.internal:6379/0",
+                   security_key="hunter2",
+                   broker_transport_options={"sentinel_kwargs": {"password": "hunter2"},
+                                             "visibility_timeout": 60},
+                   beat_schedule={"sync": {"task": "t.sync", "schedule": 60,
+                                           "kwargs": {"api_key": "hunter2", "n": 1}}})
+    monkeypatch.setattr("tests.test_cli.app", secret)
+    result = run("-A", APP, "report")
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("flowq ") and " on Python 3." in lines[0]
+    assert f"kombu {kombu.__version__}" in lines[1]
+    assert lines[2:7] == [
+        f"app: {APP} (0 task(s))",
+        "broker: amqp://app:**@mq.internal:5672//",
+        "result backend: redis://:**@redis.internal:6379/0",
+        "data_dir: .flowq",
+        "settings given (the rest are defaults):"]
+    assert lines[7:] == [
+        "  beat_schedule = {'sync': {'task': 't.sync', 'schedule': 60, 'kwargs': "
+        "{'api_key': '**', 'n': 1}}}",
+        "  broker_transport_options = {'sentinel_kwargs': {'password': '**'}, "
+        "'visibility_timeout': 60}",
+        "  broker_url = 'amqp://app:**@mq.internal:5672//'",
+        "  result_backend = 'redis://:**@redis.internal:6379/0'",
+        "  security_key = '**'"]
+
+
+def test_shell_runs_piped_code_with_the_app_and_its_tasks() -> None:
+    code = "print(add.name, app.main, add is tasks['tests.test_cli.add'])\nprint(chain, states.SUCCESS)\n"
+    result = CliRunner().invoke(main, ["-A", APP, "shell", "--python"], input=code)
+    assert result.exit_code == 0, result.output
+    assert "tests.test_cli.add cli True" in result.stdout
+    assert "<function chain at " in result.stdout and "SUCCESS" in result.stdout
+    assert "flowq shell: app tests.test_cli:app on redis://:**@127.0.0.1:1/0" in result.output
+    assert "  tasks: add" in result.output
+
+
+def test_shell_prefers_ipython_when_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    started: list[dict[str, Any]] = []
+    fake = types.ModuleType("IPython")
+    fake.start_ipython = lambda argv, user_ns: started.append(user_ns)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert run("-A", APP, "shell").exit_code == 0
+    [names] = started
+    assert names["add"] is app.tasks["tests.test_cli.add"] and names["app"] is app
+    monkeypatch.setitem(sys.modules, "IPython", None)  # as if not installed
+    refused = run("-A", APP, "shell", "--ipython")
+    assert refused.exit_code == 2
+    assert one_line_error(refused) == ("Error: --ipython: IPython is not installed (pip "
+                                       "install ipython), or use --python")
 
 
 # -- graph of a sent workflow, from the in-memory backend --------------------------------------
