@@ -62,6 +62,11 @@ DEFAULTS: dict[str, Setting] = {
     "worker_prefetch_multiplier": Setting(int, 4, "Messages reserved per pool process."),
     "worker_pool": Setting(str, "prefork", "prefork, solo or threads."),
     "worker_max_tasks_per_child": Setting((int, type(None)), None, "Replace a child after N tasks."),
+    "worker_max_memory_per_child": Setting((int, type(None)), None,
+                                           "Replace a child after the task that took its "
+                                           "resident memory over this many KiB."),
+    "worker_autoscale_keepalive": Setting(_NUM, 30.0, "Seconds an autoscaled pool waits after "
+                                                      "growing before it may shrink."),
     "worker_send_task_events": Setting(bool, False, "Emit task events."),
     "control_exchange": Setting(str, "flowq", "Remote-control namespace; separates deployments "
                                               "sharing a broker."),

@@ -639,6 +639,7 @@ def test_logfile_patterns() -> None:
     assert logfile.expand("/var/log/%n-%i.log", "w1@box", 0) == "/var/log/w1-0.log"
     assert logfile.expand("%p|%h|%%i|%i", "w1@box", 2) == f"w1@box|{socket.gethostname()}|%i|2"
     assert logfile.expand("plain.log", "w1@box") == "plain.log"
+    assert [logfile.expand("%n%I.log", "w1@box", i) for i in (0, 2)] == ["w1.log", "w1-2.log"]
     assert logfile.process_index() == 0  # not a pool process
 
 

@@ -25,6 +25,7 @@ app = Flowq(
     accept_content=os.environ.get("FLOWQ_TEST_ACCEPT", "json").split(","),
     result_serializer=os.environ.get("FLOWQ_TEST_RESULT_SERIALIZER", "json"),
     broker_connection_max_retries=int(os.environ.get("FLOWQ_TEST_CONNECT_RETRIES", "5")),
+    worker_autoscale_keepalive=float(os.environ.get("FLOWQ_TEST_AUTOSCALE_KEEPALIVE", "30")),
     # FLOWQ_TEST_ACKS_LATE=1: the global acks_late and reject_on_worker_lost settings
     task_acks_late=os.environ.get("FLOWQ_TEST_ACKS_LATE") == "1",
     task_reject_on_worker_lost=os.environ.get("FLOWQ_TEST_ACKS_LATE") == "1",
@@ -156,3 +157,25 @@ def shout(message):
     """Log ``message`` from the process running the task (per-process log files)."""
     logging.getLogger("tests.shout").warning("shout: %s", message)
     return message
+
+
+# -- worker command-line tests ----------------------------------------------------------------
+
+
+@app.task
+def pid_after_allocating(mebibytes=0):
+    """Take ``mebibytes`` of resident memory for a moment; return this process's pid
+    (``--max-memory-per-child`` replaces the process after such a task)."""
+    block = b"\x01" * (mebibytes * 1024 * 1024)
+    del block
+    return os.getpid()
+
+
+@app.task
+def hold(value, token):
+    """Return ``value`` once the test calls ``Cluster.release(token)`` (at most 60 s): a
+    task that runs exactly as long as the test needs, however loaded the machine is."""
+    deadline = time.monotonic() + 60
+    while not ledger().exists(f"{LEDGER_PREFIX}release:{token}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value
