@@ -44,7 +44,7 @@ class Channel(kombu_redis.Channel):
             self.client.connection.disconnect()
             return
         finally:
-            self._in_poll = None
+            self._in_poll = False
         if popped:
             key, item = popped
             with self.conn_or_acquire() as client:
