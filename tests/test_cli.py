@@ -397,7 +397,7 @@ def test_report_shows_versions_and_the_given_settings_with_secrets_masked(
         f"app: {APP} (0 task(s))",
         "broker: amqp://app:**@mq.internal:5672//",
         "result backend: redis://:**@redis.internal:6379/0",
-        "data_dir: .flowq",
+        f"data_dir: {secret.conf.data_dir}",
         "settings given (the rest are defaults):"]
     assert lines[7:] == [
         "  beat_schedule = {'sync': {'task': 't.sync', 'schedule': 60, 'kwargs': "

@@ -71,6 +71,9 @@ def parse_autoscale(ctx: click.Context, param: click.Parameter,
                                       "%h (host), %i (0: main process, 1..N: pool "
                                       "processes) and %I (-1..-N, nothing in the main "
                                       "process) are expanded, e.g. /var/log/flowq/%n%I.log.")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Log lines as text, or as one JSON object per line with the task's name, "
+                   "id and root id (default: the worker_log_format setting, text).")
 @click.pass_context
 def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
            queues: str | None, loglevel: str, pool: str | None,
@@ -78,7 +81,7 @@ def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
            max_tasks_per_child: int | None, max_memory_per_child: int | None,
            time_limit: float | None, soft_time_limit: float | None, pidfile: str | None,
            embed_beat: bool, send_events: bool, purge_first: bool,
-           logfile: str | None) -> None:
+           logfile: str | None, log_format: str | None) -> None:
     """Start a worker.
 
     \b
@@ -87,6 +90,7 @@ def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
       flowq -A tasks:app worker -c 4 -n w1@%h -Q default,reports -l debug
       flowq -A tasks:app worker -B
       flowq -A tasks:app worker -E -n w2@%h --logfile /var/log/flowq/%n-%i.log
+      flowq -A tasks:app worker --log-format json
       flowq worker -A tasks:app --autoscale 10,2 --max-memory-per-child 200000
       flowq worker -A tasks:app --time-limit 300 --soft-time-limit 240 --pidfile /run/flowq/%n.pid
     """
@@ -104,12 +108,13 @@ def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
     if soft_time_limit:
         app.conf.task_soft_time_limit = soft_time_limit
     node = expand_hostname(hostname)
+    log_format = log_format or app.conf.worker_log_format
     if logfile:
         from flowq.runtime.logfile import log_to_file
 
-        run_guarded(ctx, lambda: log_to_file(logfile, node, loglevel))
+        run_guarded(ctx, lambda: log_to_file(logfile, node, loglevel, log_format))
     else:
-        setup_logging(loglevel)
+        run_guarded(ctx, lambda: setup_logging(loglevel, log_format))
     _check_name(app, node)
     if purge_first:
         _purge(ctx, app, split_list(queues) or [app.conf.task_default_queue])

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from kombu import Consumer
 
 from flowq.exceptions import BrokerUnavailable, ConfigurationError, FlowqError
-from flowq.runtime import broker, events, remote
+from flowq.runtime import broker, events, logs, remote
 from flowq.runtime.autoscale import Autoscaler
 from flowq.runtime.consumer import Intake, display_name
 from flowq.runtime.logfile import expand
@@ -46,6 +46,9 @@ log = logging.getLogger("flowq.worker")
 DELAY_SWEEP_INTERVAL = 0.2
 REVOKED_REFRESH_INTERVAL = 1.0
 AUTOSCALE_INTERVAL = 1.0
+#: In the line the worker logs once it consumes and answers remote control: what a
+#: supervisor or a test waits for (the banner comes earlier, before it connects).
+READY = " ready (connected to "
 #: The exit code of a worker that could not reach its broker at start (sysexits'
 #: EX_UNAVAILABLE, as the command line uses for every unreachable service).
 EXIT_UNAVAILABLE = 69
@@ -82,6 +85,7 @@ class Worker:
                  max_memory_per_child: int | None = None, pidfile: str | None = None):
         """``autoscale`` is (MAX, MIN) processes; ``max_memory_per_child`` is in KiB;
         ``pidfile`` may hold the node name codes of log files (``%n``)."""
+        app.finalize()  # every task registered before the pool forks
         conf = app.conf
         self.app = app
         self.app_path = app_path or app.main or "?"
@@ -112,6 +116,7 @@ class Worker:
         self.control: Any = None
         self.started_at = time.monotonic()
         self._prefetch_applied = self.prefetch
+        self._quorum = broker.quorum_queues(conf)
         self._next_sweep = 0.0
         self._next_revoked = 0.0
         self._next_autoscale = 0.0
@@ -155,7 +160,7 @@ class Worker:
                 try:
                     self._connect(connection)
                     if not announced:  # it consumes and answers remote control
-                        log.info("Worker %s ready (connected to %s)", self.hostname,
+                        log.info("Worker %s%s%s)", self.hostname, READY,
                                  broker.describe(self.app.conf))
                         announced = True
                     self._loop()
@@ -211,26 +216,36 @@ class Worker:
 
     def _connect(self, connection: Any) -> None:
         self.connection = connection
+        try:
+            self._consume()
+        except self.connection.channel_errors as exc:
+            mismatch = broker.declaration_mismatch(exc)
+            if mismatch is not None:  # a setting to fix, not a connection to retry
+                raise mismatch from None
+            raise
+
+    def _consume(self) -> None:
         channel = self.connection.channel()
         for name in self.queues:
-            broker.dead_letter_queue(name).bind(channel).declare()
+            broker.dead_letter_queue_for(self.app.conf, name).bind(channel).declare()
         self.intake.channel = channel
         self.consumer = Consumer(channel, [self._queue(q) for q in self.queues],
                                  on_message=self.intake.on_message, no_ack=False)
         # Channel-wide ("global") QoS: one window for all queues, and on RabbitMQ the
-        # only kind whose later changes apply to consumers that already exist.
-        self.consumer.qos(prefetch_count=self.prefetch, apply_global=True)
+        # only kind whose later changes apply to consumers that already exist. Quorum
+        # queues refuse it: theirs is per consumer, and keeps the window it started with.
+        self.consumer.qos(prefetch_count=self.prefetch, apply_global=not self._quorum)
         self._prefetch_applied = self.prefetch
         self.consumer.consume()
         self.control = remote.listen(self, self.connection)
 
     def _queue(self, name: str) -> Any:
-        return broker.task_queue(name, self.app.conf.task_queue_max_priority)
+        return broker.task_queue_for(self.app.conf, name)
 
     def add_queue(self, name: str) -> None:
         """Start consuming from ``name`` too (remote control ``add_consumer``)."""
         self.queues.append(name)
-        broker.dead_letter_queue(name).bind(self.intake.channel).declare()
+        broker.dead_letter_queue_for(self.app.conf, name).bind(self.intake.channel).declare()
         self.consumer.add_queue(self._queue(name))
         self.consumer.consume()
 
@@ -275,9 +290,10 @@ class Worker:
     def _apply_prefetch(self) -> None:
         """Widen the prefetch window by the messages a rate limit holds back, so they do
         not starve other tasks of deliveries; at most by ``MAX_HELD``, so a large
-        rate-limited backlog stays in the broker rather than in worker memory."""
+        rate-limited backlog stays in the broker rather than in worker memory. (Not on
+        quorum queues: a per-consumer window cannot change under a running consumer.)"""
         wanted = self.prefetch + min(len(self.intake.held), MAX_HELD)
-        if wanted != self._prefetch_applied and self.consumer is not None:
+        if wanted != self._prefetch_applied and self.consumer is not None and not self._quorum:
             self.consumer.qos(prefetch_count=wanted, apply_global=True)
             self._prefetch_applied = wanted
 
@@ -447,14 +463,17 @@ class Worker:
     def banner(self) -> str:
         tasks = sorted(name for name in self.app.tasks if not name.startswith("flowq."))
         shown = ", ".join(tasks[:8]) + (f" (+{len(tasks) - 8} more)" if len(tasks) > 8 else "")
+        conf = self.app.conf
         backend = self.app.runtime.backend.url
         size = (f"{self.autoscaler.min}-{self.autoscaler.max} (autoscale)" if self.autoscaler
                 else str(self.concurrency))
+        embedded = conf.broker_url is None or conf.result_backend is None
         return "\n".join([
             f"flowq worker {self.hostname} (pid {os.getpid()})",
             f"  app:         {self.app_path}",
-            f"  broker:      {broker.describe(self.app.conf)}",
+            f"  broker:      {broker.describe(conf)}",
             f"  backend:     {backend}",
+            *([f"  data dir:    {conf.data_dir} (embedded default)"] if embedded else []),
             f"  queues:      {', '.join(self.queues)}",
             f"  concurrency: {size} ({self.pool_kind}), prefetch {self.prefetch}",
             *self._limits(),
@@ -473,8 +492,6 @@ class Worker:
         return [f"  limits:      {', '.join(limits)}"] if limits else []
 
 
-def setup_logging(level: str) -> None:
-    """One line per record on stderr."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-        format="[%(asctime)s %(levelname)s/%(processName)s] %(name)s: %(message)s")
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """One line per record on stderr: text, or JSON objects (see :mod:`flowq.runtime.logs`)."""
+    logs.install(logging.StreamHandler(sys.stderr), level, log_format)

@@ -159,6 +159,11 @@ def shout(message):
     return message
 
 
+# -- observability tests ----------------------------------------------------------------------
+
+from tests.integration import observe_tasks  # noqa: E402,F401
+
+
 # -- worker command-line tests ----------------------------------------------------------------
 
 
