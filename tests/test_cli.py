@@ -47,7 +47,8 @@ COMMANDS = [["worker"], ["beat"], ["call"], ["result"], ["graph"], ["purge"], ["
             ["control", "terminate"], ["control", "rate_limit"], ["control", "time_limit"],
             ["control", "add_consumer"], ["control", "cancel_consumer"],
             ["control", "pool_grow"], ["control", "pool_shrink"], ["control", "shutdown"],
-            ["report"], ["shell"]]
+            ["control", "autoscale"], ["control", "enable_events"],
+            ["control", "disable_events"], ["control", "heartbeat"], ["report"], ["shell"]]
 
 
 def run(*args: str, input: str | None = None) -> Any:
@@ -370,6 +371,81 @@ def test_graph_of_a_task_asks_for_a_signature() -> None:
     assert one_line_error(result) == (
         "Error: 'tests.test_cli:add' is a task, not a workflow: pass a signature instead, "
         "e.g. module:name where name = add.s(...) is built at module level")
+
+
+# -- worker options: parsing and the pure parts --------------------------------------------
+
+
+@pytest.mark.parametrize("value, bounds", [("10,3", (10, 3)), ("3,10", (10, 3)), ("4", (4, 1))])
+def test_autoscale_takes_max_and_min_as_celery_does(value: str, bounds: tuple[int, int]) -> None:
+    from flowq.cli.worker import parse_autoscale
+
+    assert parse_autoscale(None, None, value) == bounds  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--autoscale", "10,0"], "MIN is 0: a flowq pool always keeps at least one process"),
+    (["--autoscale", "ten"], "'ten' is not MAX,MIN (two whole numbers, e.g. 10,3) or MAX"),
+    (["--autoscale", "1,2,3"], "'1,2,3' is not MAX,MIN"),
+    (["--max-memory-per-child", "0"], "0 is not in the range x>=1"),
+    (["--time-limit", "0"], "0.0 is not in the range x>0"),
+    (["--time-limit", "5", "--soft-time-limit", "10"],
+     "Error: --soft-time-limit 10 is greater than --time-limit 5: the soft limit could never "
+     "fire"),
+])
+def test_worker_option_values_are_usage_errors(args: list[str], message: str) -> None:
+    result = run("-A", APP, "worker", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_the_autoscaler_grows_at_once_and_shrinks_after_the_keepalive() -> None:
+    from flowq.runtime.autoscale import Autoscaler
+
+    scaler = Autoscaler(max=4, min=1, keepalive=30.0)
+    assert scaler.target(load=3, size=1, now=100.0) == 3  # grows to the load
+    assert scaler.target(load=9, size=3, now=101.0) == 4  # never beyond MAX
+    assert scaler.target(load=0, size=4, now=120.0) == 4  # grew 19 s ago: keeps its size
+    assert scaler.target(load=2, size=4, now=131.0) == 2  # 30 s later: down to the load
+    assert scaler.target(load=0, size=2, now=132.0) == 1  # never below MIN
+    assert scaler.clamp(7) == 4 and scaler.clamp(0) == 1
+    with pytest.raises(ConfigurationError, match=r"autoscale MAX \(2\) is less than MIN \(3\)"):
+        scaler.update(2, 3)
+
+
+def test_a_pidfile_refuses_a_running_pid_and_replaces_a_stale_one(tmp_path: Path,
+                                                                  caplog: Any) -> None:
+    from flowq.runtime.pidfile import Pidfile
+
+    path = tmp_path / "run" / "w1.pid"
+    path.parent.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        path.write_text(f"{child.pid}\n")
+        with pytest.raises(ConfigurationError, match=f"holds pid {child.pid}, which is running"):
+            Pidfile(str(path)).acquire()
+        assert path.read_text() == f"{child.pid}\n"
+    finally:
+        child.kill()
+        child.wait()
+    held = Pidfile(str(path))
+    held.acquire()  # the pid in it is gone: replaced
+    assert path.read_text() == f"{os.getpid()}\n"
+    assert f"Replacing the stale pidfile {path} (pid {child.pid} is not running)" in caplog.text
+    held.release()
+    assert not path.exists()
+
+
+def test_connection_retries_pause_briefly_then_every_two_seconds() -> None:
+    import itertools
+
+    from flowq.runtime import broker
+
+    delays = list(itertools.islice(broker.retry_delays(), 7))
+    assert delays == pytest.approx([0.1, 0.6, 1.1, 1.6, 2.0, 2.0, 2.0])
+    # With the default broker_connection_max_retries (5), a worker without its broker
+    # gives up after these pauses: seconds, not a quarter of a minute.
+    assert sum(delays[:5]) == pytest.approx(5.4)
 
 
 # -- report and shell ------------------------------------------------------------------------
