@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -510,6 +513,40 @@ def test_shell_prefers_ipython_when_it_is_installed(monkeypatch: pytest.MonkeyPa
     assert refused.exit_code == 2
     assert one_line_error(refused) == ("Error: --ipython: IPython is not installed (pip "
                                        "install ipython), or use --python")
+
+
+# -- the operations guide's command lines ----------------------------------------------------
+
+
+def parse_command_line(argv: list[str]) -> click.Context:
+    """``flowq ARGS`` parsed as the CLI would, down to the innermost command, without
+    running it: an unknown command or option, or a bad value, raises click's UsageError."""
+    assert argv[0] == "flowq", argv
+    command: click.Command = main
+    ctx = main.make_context("flowq", argv[1:])
+    while isinstance(command, click.Group) and (ctx._protected_args or ctx.args):
+        given = [*ctx._protected_args, *ctx.args]  # the command's name, then its arguments
+        name, found, rest = command.resolve_command(ctx, given)
+        assert found is not None and name is not None, given
+        command, ctx = found, found.make_context(name, rest, parent=ctx)
+    return ctx
+
+
+def test_every_command_line_of_the_operations_guide_is_one_flowq_accepts() -> None:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    consoles = re.findall(r"```console\n(.*?)```", text, flags=re.S)
+    lines = [line[2:] for block in consoles for line in block.splitlines()
+             if line.startswith("$ flowq ") or line.startswith("$ echo ")]
+    assert len(lines) >= 15
+    for line in lines:
+        words = shlex.split(line.split(" | ")[-1] if line.startswith("echo ") else
+                            line.split(" | ")[0], comments=True)
+        ctx = parse_command_line(words)
+        assert ctx.command.name != "flowq", line  # it named a command
+    with pytest.raises(click.UsageError):
+        parse_command_line(["flowq", "-A", "tasks:app", "inspect", "everything"])
+    with pytest.raises(click.UsageError):
+        parse_command_line(["flowq", "-A", "tasks:app", "control", "revoke", "x", "--hard"])
 
 
 # -- graph of a sent workflow, from the in-memory backend --------------------------------------
