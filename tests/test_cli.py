@@ -300,6 +300,18 @@ def test_call_sends_eta_expires_and_serializer(memory_app: Any,
     assert unknown.exit_code == 0, unknown.output
 
 
+def test_beat_refuses_at_start_an_entry_naming_an_unknown_task(
+        memory_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance, *_ = memory_app
+    instance.conf.beat_schedule = {"adding": {"task": "mem.ad", "schedule": 30}}
+    monkeypatch.setattr("tests.test_cli.app", instance)
+    result = run("-A", APP, "beat")
+    assert result.exit_code == 1
+    assert one_line_error(result) == (
+        "Error: ConfigurationError: beat_schedule entry 'adding': invalid workflow: task "
+        "(mem.ad): task 'mem.ad' is not registered (did you mean 'mem.add'?)")
+
+
 def test_result_traceback_prints_the_failure_s_traceback(memory_app: Any,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     instance, add, *_ = memory_app

@@ -30,6 +30,7 @@ from kombu import Consumer
 from flowq.exceptions import BrokerUnavailable, ConfigurationError, FlowqError
 from flowq.runtime import broker, events, logs, remote
 from flowq.runtime.autoscale import Autoscaler
+from flowq.runtime.banner import banner, warn_about_a_local_backend
 from flowq.runtime.consumer import Intake, display_name
 from flowq.runtime.logfile import expand
 from flowq.runtime.message import Request
@@ -140,8 +141,8 @@ class Worker:
 
     def _run(self) -> int:
         self._install_signals()
-        log.info("%s", self.banner())
-        self._warn_about_a_local_backend()
+        log.info("%s", banner(self))
+        warn_about_a_local_backend(self.app)
         try:
             connection = self._open_connection(self._attempts_at_start())
         except BrokerUnavailable as exc:
@@ -447,49 +448,6 @@ class Worker:
                 pass
             self.connection = None
             self.consumer = self.control = None
-
-    # -- display ----------------------------------------------------------------------------
-
-    def _warn_about_a_local_backend(self) -> None:
-        """A shared broker with the embedded (per-machine) result backend works on one
-        machine only: workers elsewhere would keep their own results and chord counts."""
-        conf = self.app.conf
-        if conf.result_backend is None and conf.broker_url is not None and not (
-                conf.broker_url.startswith(("sqlite:", "memory://"))):
-            log.warning("No result_backend set: results and chord counts go to the local "
-                        "file %s/results.db. Workers on other machines cannot see them; set "
-                        "result_backend (e.g. redis://...) before scaling out.", conf.data_dir)
-
-    def banner(self) -> str:
-        tasks = sorted(name for name in self.app.tasks if not name.startswith("flowq."))
-        shown = ", ".join(tasks[:8]) + (f" (+{len(tasks) - 8} more)" if len(tasks) > 8 else "")
-        conf = self.app.conf
-        backend = self.app.runtime.backend.url
-        size = (f"{self.autoscaler.min}-{self.autoscaler.max} (autoscale)" if self.autoscaler
-                else str(self.concurrency))
-        embedded = conf.broker_url is None or conf.result_backend is None
-        return "\n".join([
-            f"flowq worker {self.hostname} (pid {os.getpid()})",
-            f"  app:         {self.app_path}",
-            f"  broker:      {broker.describe(conf)}",
-            f"  backend:     {backend}",
-            *([f"  data dir:    {conf.data_dir} (embedded default)"] if embedded else []),
-            f"  queues:      {', '.join(self.queues)}",
-            f"  concurrency: {size} ({self.pool_kind}), prefetch {self.prefetch}",
-            *self._limits(),
-            f"  tasks:       {shown or '(none registered)'}",
-        ])
-
-    def _limits(self) -> list[str]:
-        """The banner's line of worker-wide limits, if any is set."""
-        conf = self.app.conf
-        limits = [f"{label} {value}" for label, value in (
-            ("time", conf.task_time_limit and f"{conf.task_time_limit:g}s"),
-            ("soft time", conf.task_soft_time_limit and f"{conf.task_soft_time_limit:g}s"),
-            ("memory per child", self.max_memory_per_child and
-             f"{self.max_memory_per_child} KiB"),
-            ("tasks per child", self.max_tasks_per_child)) if value]
-        return [f"  limits:      {', '.join(limits)}"] if limits else []
 
 
 def setup_logging(level: str, log_format: str = "text") -> None:
