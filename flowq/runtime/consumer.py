@@ -423,7 +423,7 @@ class Intake:
 
     def interrupt(self) -> tuple[list[Job], list[Job]]:
         """Cold shutdown, once the pool's processes are killed: settle what finished
-        before, then the jobs still running, and give back those not started.
+        before, then the jobs that were still running.
 
         An early-acked job's message is gone, so its task is recorded as failed with
         WorkerLostError (its errbacks run and its workflow's later steps fail, as when its

@@ -176,8 +176,9 @@ class Worker:
         conf = self.app.conf
         return conf.broker_connection_max_retries if conf.broker_connection_retry else 0
 
-    def _open_connection(self, retries: int | None) -> Any:
-        """A connected broker connection, or None if a shutdown was asked meanwhile.
+    def _open_connection(self, retries: int | None, warm_stops: bool = True) -> Any:
+        """A connected broker connection, or None if a shutdown stopped the attempts
+        (a cold one; a warm one too unless ``warm_stops`` is False).
 
         Each failed attempt is logged with the broker's URL (password masked) and the
         pause before the next (:func:`broker.retry_delays`); after ``retries`` retries
@@ -185,7 +186,7 @@ class Worker:
         """
         where = broker.describe(self.app.conf)
         for attempt, pause in enumerate(broker.retry_delays(), 1):
-            if self.warm or self.cold:
+            if self.cold or (self.warm and warm_stops):
                 return None
             connection = broker.connect(self.app.conf)
             try:
@@ -202,13 +203,13 @@ class Worker:
                 of = f"{attempt}/{retries}" if retries is not None else f"{attempt}"
                 log.warning("Cannot connect to the broker at %s (%s); trying again in %.1fs "
                             "(retry %s)", where, reason, pause, of)
-                self._pause(pause)
+                self._pause(pause, warm_stops)
         return None  # not reached: retry_delays() never ends
 
-    def _pause(self, seconds: float) -> None:
+    def _pause(self, seconds: float, warm_stops: bool) -> None:
         """Sleep, but wake up when a shutdown is asked (signal handlers set the flags)."""
         deadline = time.monotonic() + seconds
-        while not (self.warm or self.cold) and time.monotonic() < deadline:
+        while not (self.cold or (self.warm and warm_stops)) and time.monotonic() < deadline:
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     def _connection_errors(self) -> tuple[type[BaseException], ...]:
@@ -367,11 +368,12 @@ class Worker:
         return None
 
     def _reconnect_after(self, exc: BaseException) -> Any:
-        """A new connection after losing one (trying until shut down: then None)."""
+        """A new connection after losing one, tried for as long as it takes: during a
+        warm shutdown too, so that the running tasks are settled (None after a cold one)."""
         log.error("Lost the broker connection (%s); reconnecting", exc)
         self.intake.forget_connection()
         self._close_connection()
-        return self._open_connection(None)
+        return self._open_connection(None, warm_stops=False)
 
     # -- shutdown ---------------------------------------------------------------------------
 
