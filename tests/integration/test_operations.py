@@ -250,7 +250,9 @@ def test_inspect_active_reserved_and_scheduled(ops: Cluster) -> None:
 @pytest.mark.timeout(120)
 def test_revoke_stops_a_queued_task(ops: Cluster) -> None:
     node = node_of(ops)
-    later = tasks.note.apply_async(("x",), {"kind": "revoked-runs"}, countdown=2)
+    # A revoke makes a delayed task due at once (to record REVOKED): the countdown only
+    # has to outlast the revoke command, however slow the machine is.
+    later = tasks.note.apply_async(("x",), {"kind": "revoked-runs"}, countdown=120)
     done = flowq(ops, "control", "revoke", later.id, "-d", node, "-t", "5")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["revoked 1 id(s) (stored in the result backend)",
@@ -686,11 +688,15 @@ def test_call_sends_a_task_and_result_waits_for_it(embedded: Cluster) -> None:
 
 @pytest.mark.timeout(60)
 def test_result_not_ready_in_time_exits_1_with_one_line(embedded: Cluster) -> None:
-    # Given a task that will not finish within the --timeout
-    slow = flowq(embedded, "call", "tests.integration.app.sleep", "--args", "[3]")
+    # Given a task that will not finish within the --timeout (it runs until released)
+    token = uuid.uuid4().hex
+    slow = flowq(embedded, "call", "tests.integration.app.hold", "--args", f'[null, "{token}"]')
     slow_id = slow.stdout.strip()
-    # When its result is waited for too briefly
-    done = flowq(embedded, "result", slow_id, "--wait", "--timeout", "0.5")
+    try:
+        # When its result is waited for too briefly
+        done = flowq(embedded, "result", slow_id, "--wait", "--timeout", "0.5")
+    finally:
+        embedded.release(token)
     # Then that is an error (1), not an unreachable service (69), on one line
     assert done.returncode == 1, done.stderr
     assert done.stderr.splitlines() == [
