@@ -129,6 +129,19 @@ def sleep(seconds, value=None):
     return value
 
 
+@app.task
+def gate(token, value=None):
+    """Run until the test opens gate ``token`` (``Cluster.open_gate``; at most 60 s), then
+    return ``value``: a task that is surely still running while the test looks at it,
+    however slow the machine, where a fixed sleep would race."""
+    deadline = time.monotonic() + 60
+    while not ledger().exists(f"{LEDGER_PREFIX}gate:{token}"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gate {token} was never opened")
+        time.sleep(0.01)
+    return value
+
+
 # -- beat tests -------------------------------------------------------------------------------
 
 import json  # noqa: E402 - appended section
@@ -174,13 +187,3 @@ def pid_after_allocating(mebibytes=0):
     block = b"\x01" * (mebibytes * 1024 * 1024)
     del block
     return os.getpid()
-
-
-@app.task
-def hold(value, token):
-    """Return ``value`` once the test calls ``Cluster.release(token)`` (at most 60 s): a
-    task that runs exactly as long as the test needs, however loaded the machine is."""
-    deadline = time.monotonic() + 60
-    while not ledger().exists(f"{LEDGER_PREFIX}release:{token}") and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return value

@@ -191,8 +191,12 @@ class Cluster:
                 raise RuntimeError(f"worker not ready after {timeout}s:\n{worker.log()}")
             time.sleep(0.05)
 
+    def open_gate(self, token: str) -> None:
+        """Let the ``gate`` tasks waiting on ``token`` finish."""
+        self.ledger.set(f"{self.ledger_prefix}gate:{token}", 1)
+
     def release(self, token: str) -> None:
-        """Let the tasks waiting for ``token`` go on (``hold``, and fault tasks that block)."""
+        """Let the fault tasks blocked with ``fault="block", token=token`` carry on."""
         self.ledger.set(f"{self.ledger_prefix}release:{token}", 1)
 
     def ledger_list(self, kind: str) -> list[str]:

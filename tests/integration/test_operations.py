@@ -223,23 +223,23 @@ def test_ping_status_and_inspect_answer_for_the_named_worker(ops: Cluster) -> No
 def test_inspect_active_reserved_and_scheduled(ops: Cluster) -> None:
     # Given two tasks keeping both processes busy and a third one waiting behind them
     token = uuid.uuid4().hex
-    running = [tasks.hold.delay(i, token) for i in range(2)]
+    running = [tasks.gate.delay(token, i) for i in range(2)]
     waiting = tasks.identity.delay("after")
     delayed = tasks.identity.apply_async(("later",), countdown=60)
     try:
         active = wait_for(lambda: len(ask(ops, "inspect", "active")) == 2
                           and ask(ops, "inspect", "active"))
         assert {t["id"] for t in active} == {r.id for r in running}
-        assert {t["name"] for t in active} == {"tests.integration.app.hold"}
+        assert {t["name"] for t in active} == {"tests.integration.app.gate"}
         assert [t["id"] for t in ask(ops, "inspect", "reserved")] == [waiting.id]
         scheduled = ask(ops, "inspect", "scheduled")
         assert scheduled["delayed_in_backend"] == 1
         assert [(t["id"], t["name"]) for t in scheduled["next"]] == [
             (delayed.id, "tests.integration.app.identity")]
-        ops.release(token)
+        ops.open_gate(token)
         assert waiting.get(timeout=30) == "after"
     finally:
-        ops.release(token)
+        ops.open_gate(token)
         app.control.revoke(delayed.id)
     assert ask(ops, "inspect", "active") == []
 
@@ -250,9 +250,7 @@ def test_inspect_active_reserved_and_scheduled(ops: Cluster) -> None:
 @pytest.mark.timeout(120)
 def test_revoke_stops_a_queued_task(ops: Cluster) -> None:
     node = node_of(ops)
-    # A revoke makes a delayed task due at once (to record REVOKED): the countdown only
-    # has to outlast the revoke command, however slow the machine is.
-    later = tasks.note.apply_async(("x",), {"kind": "revoked-runs"}, countdown=120)
+    later = tasks.note.apply_async(("x",), {"kind": "revoked-runs"}, countdown=60)
     done = flowq(ops, "control", "revoke", later.id, "-d", node, "-t", "5")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["revoked 1 id(s) (stored in the result backend)",
@@ -559,22 +557,20 @@ def test_monitor_once_prints_workers_and_queue_counts(ops: Cluster) -> None:
 
 @pytest.mark.timeout(120)
 def test_graph_by_root_id_shows_live_states(ops: Cluster) -> None:
-    # Given a chain whose first step runs until released
+    # Given a chain whose first step runs until the test lets it finish
     token = uuid.uuid4().hex
-    result = (tasks.hold.s(7, token) | tasks.add.s(1)).delay()
+    result = (tasks.gate.s(token, 7) | tasks.add.s(1)).delay()
     root = root_of(result)
-    try:
-        wait_for(lambda: any(t["id"] == root for t in ask(ops, "inspect", "active")))
-        # When it is drawn while the first step runs
-        running = flowq(ops, "graph", root, "-t", "1")
-    finally:
-        ops.release(token)
+    wait_for(lambda: any(t["id"] == root for t in ask(ops, "inspect", "active")))
+    # When it is drawn while the first step runs
+    running = flowq(ops, "graph", root, "-t", "1")
     assert running.returncode == 0, running.stderr
     lines = running.stdout.splitlines()
     assert lines[0].startswith(f"workflow {root[:8]} (2 nodes")
-    assert "[STARTED]" in lines[1] and f"tests.integration.app.hold(7, '{token}')" in lines[1]
+    assert "[STARTED]" in lines[1] and f"tests.integration.app.gate('{token}', 7)" in lines[1]
     assert "[PENDING]" in lines[2]
     # Then, once finished, every node shows its outcome
+    ops.open_gate(token)
     assert result.get(timeout=30) == 8
     finished = flowq(ops, "graph", root, "-t", "3").stdout.splitlines()
     assert "[SUCCESS]" in finished[1] and "-> 7" in finished[1]
@@ -688,20 +684,18 @@ def test_call_sends_a_task_and_result_waits_for_it(embedded: Cluster) -> None:
 
 @pytest.mark.timeout(60)
 def test_result_not_ready_in_time_exits_1_with_one_line(embedded: Cluster) -> None:
-    # Given a task that will not finish within the --timeout (it runs until released)
+    # Given a task that will not finish within the --timeout
     token = uuid.uuid4().hex
-    slow = flowq(embedded, "call", "tests.integration.app.hold", "--args", f'[null, "{token}"]')
+    slow = flowq(embedded, "call", "tests.integration.app.gate", "--args", f'["{token}"]')
     slow_id = slow.stdout.strip()
-    try:
-        # When its result is waited for too briefly
-        done = flowq(embedded, "result", slow_id, "--wait", "--timeout", "0.5")
-    finally:
-        embedded.release(token)
+    # When its result is waited for too briefly
+    done = flowq(embedded, "result", slow_id, "--wait", "--timeout", "0.5")
     # Then that is an error (1), not an unreachable service (69), on one line
     assert done.returncode == 1, done.stderr
     assert done.stderr.splitlines() == [
         f"Error: TimeoutError: 1 of 1 results still pending after waiting 0.5s (e.g. "
         f"{slow_id}); raise the timeout or check that a worker consumes their queue"]
+    embedded.open_gate(token)
     assert flowq(embedded, "result", slow_id, "--wait", "--timeout", "30").stdout == (
         "SUCCESS None\n")
 
