@@ -1,5 +1,6 @@
 """flowq's Redis transport, where it goes beyond the transport contract (test_contract.py):
-TLS, missing queues, capped and expiring queues, large acknowledgement batches, settings."""
+TLS, missing queues, capped and expiring queues, large acknowledgement batches, a message
+reaching a closing consumer's read, settings."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from kombu import Connection, Exchange, Producer, Queue
+from kombu import Connection, Consumer, Exchange, Producer, Queue
 
 from flowq import Flowq, _state
 from flowq.exceptions import ConfigurationError
 from flowq.runtime import broker
+from flowq.settings import Settings
 from tests.integration.harness import require_server
 from tests.reliability.faults import free_port, wait_for
 from tests.runtime.transports.subjects import REDIS_DB, SHORT
@@ -124,6 +126,35 @@ def test_acknowledgements_beyond_one_scripts_batch_all_land(name):
         time.sleep(SHORT["lease_seconds"] + 0.5)
         assert queue(other.channel()).get(no_ack=True) is None
         assert redis.Redis.from_url(URL).xlen(f"flowq:{{{name}}}:p0") == 0
+
+
+@pytest.mark.parametrize("cancelled", [True, False], ids=["cancelled-first", "closed-as-is"])
+def test_a_message_taken_by_a_closing_channel_goes_back_to_its_queue(name, cancelled):
+    """A message reaching a consumer's blocking read while its connection closes is given
+    back at once (not after the lease), and the next consumer gets it."""
+    queue = Queue(name, Exchange(name, "direct"), routing_key=name)
+    conf = Settings(broker_url=URL, broker_lease_seconds=60)
+    received: list[object] = []
+    consuming = broker.connect(conf)
+    consumer = Consumer(consuming.channel(), [queue], no_ack=False,
+                        on_message=lambda message: received.append(message.payload))
+    consumer.consume()
+    # Given a consumer whose blocking read is still waiting after its drain timed out
+    with pytest.raises(TimeoutError):
+        consuming.drain_events(timeout=0.05)
+    if cancelled:  # as a warm shutdown does before closing
+        consumer.cancel()
+    # When a message arrives and the connection closes
+    with broker.connect(conf) as sending:
+        Producer(sending.channel()).publish({"n": 1}, exchange=queue.exchange,
+                                            routing_key=queue.routing_key, declare=[queue])
+    consuming.release()
+    # Then it was not delivered to the closing consumer, and the next consumer gets it
+    assert received == []
+    with broker.connect(conf) as again:
+        (taken,) = drain(again, queue, 1)
+        assert taken.payload == {"n": 1}
+        taken.ack()
 
 
 def test_a_lease_of_zero_is_refused_with_the_setting_named():
