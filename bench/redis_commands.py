@@ -8,7 +8,7 @@ the bench's private database counts and every command is attributed to a side: t
 producer (this process's sockets), the worker (sockets of the worker and its pool
 children, found in /proc) or ``lua`` (commands run inside a script: EVALSHA counts once
 as sent, and each ``redis.call`` in it counts again). The worker's idle housekeeping
-(delay-index sweeps, revocation refreshes, BRPOP timeouts) is measured for a few seconds
+(delay-index sweeps, revocation refreshes, blocking-read timeouts) is measured for a few seconds
 first and reported apart; ``worker_marginal`` subtracts it over the batch's duration.
 
 Cross-check: ``commandstats_per_task`` is the ``INFO commandstats`` delta over the same

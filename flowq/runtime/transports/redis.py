@@ -89,13 +89,18 @@ class Transport(virtual.Transport):
         cluster reads each slot's queues apart)."""
         return [queues]
 
+    @property
+    def database(self) -> int:
+        """The database the URL names (``redis://host/7``: 7; none: 0)."""
+        return _database(self.client.virtual_host)  # type: ignore[union-attr]
+
     def client_options(self, channel: Routing) -> dict[str, Any]:
         """redis-py's options from kombu's connection: host, port, database, credentials,
         TLS; redis-py's own retries are off (kombu and flowq retry whole operations)."""
         conninfo: Any = self.client  # kombu's Connection
         options: dict[str, Any] = {
             "host": conninfo.hostname or "127.0.0.1", "port": conninfo.port or self.default_port,
-            "db": _database(conninfo.virtual_host), "username": conninfo.userid or None,
+            "db": self.database, "username": conninfo.userid or None,
             "password": conninfo.password or None, "protocol": 2,
             "socket_timeout": float(channel.socket_timeout),
             "socket_connect_timeout": float(channel.socket_connect_timeout),

@@ -57,7 +57,7 @@ class Routing(virtual.Channel):
         self.keys = BrokerKeys(self.key_prefix)
         self.streams = StreamQueues(self.client, self.keys)
         self.leftovers = KombuLeftovers(self.client, self.keys) if self.kombu_upgrade else None
-        self.db = int(self.client.connection_pool.connection_kwargs.get("db") or 0)
+        self.db = connection.database  # names the fanout channels (PUB/SUB spans databases)
         self._options: dict[str, tuple[int | None, int | None] | None] = {}
         self._types: dict[str, str] = {}
         self._fanout: dict[str, str] = {}  # fanout-bound queue -> exchange
