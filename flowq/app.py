@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import Any, TypeVar, overload
@@ -200,10 +201,11 @@ class Flowq:
         root_id = caller.root_id if caller and caller.root_id else workflow.seed
         runtime = self.runtime
         carried = runtime.workflows.carry(workflow)
-        if caller is None:  # a new root: findable by its id (flowq graph <root id>)
-            from flowq.runtime import live
+        if caller is None:  # a new root: listed, and findable by its id (flowq graph <id>)
+            from flowq.runtime import tracking
 
-            live.remember(runtime.backend, carried, root_id, self.conf.result_expires)
+            tracking.track(runtime.backend, carried, root_id, time.time(),
+                           self.conf.result_expires, self.conf.workflow_index_size)
         runtime.advancer.start(carried, root_id, caller.id if caller else None)
         return self.result_for(workflow)
 

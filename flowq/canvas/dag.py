@@ -101,6 +101,8 @@ class Workflow:
     scopes: tuple[Scope, ...] = ()
     _topo: _Topology | None = attrs.field(init=False, default=None, eq=False, repr=False)
     _ids: list[str] | None = attrs.field(init=False, default=None, eq=False, repr=False)
+    _errback_nodes: frozenset[int] | None = attrs.field(init=False, default=None, eq=False,
+                                                       repr=False)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -156,6 +158,17 @@ class Workflow:
                     seen.add(nxt)
                     queue.append(nxt)
         return sorted(seen)
+
+    def errback_nodes(self) -> frozenset[int]:
+        """Nodes that run only if an errback scope fires: its errbacks and what waits on
+        them (derived once)."""
+        if self._errback_nodes is None:
+            entries = {e for scope in self.scopes for e in scope.errbacks}
+            found = set(entries)
+            for entry in entries:
+                found.update(self.downstream(entry))
+            object.__setattr__(self, "_errback_nodes", frozenset(found))
+        return self._errback_nodes  # type: ignore[return-value]
 
     def scopes_of(self, index: int) -> list[Scope]:
         """The errback scopes covering ``index``, innermost first."""

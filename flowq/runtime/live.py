@@ -1,10 +1,10 @@
 """A sent workflow's live state, found by its root id (``flowq graph <root id>``).
 
-When a workflow (anything but a lone task) is sent from outside a task, the sender stores
-a small pointer blob ``wfroot:<root_id>`` in the result backend, with ``result_expires``:
-the headers its messages carry (the workflow inline, or the content hash of the copy
-already stored). Drawing it later costs one read for the pointer and one ``get_many`` for
-the records of every node, plus one look at each unfinished join or fanout.
+When a workflow (anything but a lone task) is sent from outside a task, the sender tracks
+it (:mod:`flowq.runtime.tracking`): its summary holds the headers its messages carry (the
+workflow inline, or the content hash of the copy already stored). Drawing it later costs
+one read for the summary and one ``get_many`` for the records of every node, plus one look
+at each unfinished join or fanout.
 
 A node's state is its record's (PENDING without one); nodes without a record that a
 worker is running or holding right now show STARTED or RECEIVED, read from the workers'
@@ -13,7 +13,6 @@ worker is running or holding right now show STARTED or RECEIVED, read from the w
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +22,9 @@ from flowq import states
 from flowq.canvas import ids
 from flowq.canvas.dag import FANOUT, JOIN, Workflow
 from flowq.canvas.graph import to_graph
-from flowq.exceptions import MalformedCanvas
+from flowq.runtime import tracking
 from flowq.runtime.backends.base import Record
 from flowq.runtime.codec import exception_from_dict
-from flowq.runtime.workflows import Carried
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
@@ -34,33 +32,16 @@ if TYPE_CHECKING:
 _RESULT_CHARS = 60
 
 
-def pointer_key(root_id: str) -> str:
-    return f"wfroot:{root_id}"
-
-
-def remember(backend: Any, carried: Carried, root_id: str, expires: float | None) -> None:
-    """Store where the workflow ``root_id`` can be found; a lone task needs no pointer."""
-    if carried.headers:
-        backend.put_blob(pointer_key(root_id), json.dumps(carried.headers).encode(),
-                         expires=expires)
-
-
 def find(app: Flowq, root_id: str) -> Workflow | None:
-    """The workflow sent with root id ``root_id``, or None if no pointer is stored.
+    """The workflow sent with root id ``root_id``, or None if it is not tracked.
 
-    Raises MalformedCanvas if the pointer is there but the workflow cannot be read.
+    Raises MalformedCanvas if it is tracked but its graph cannot be read.
     """
     runtime = app.runtime
-    data = runtime.backend.get_blob(pointer_key(root_id))
-    if data is None:
+    tracked = tracking.find(runtime.backend, root_id)
+    if tracked is None:
         return None
-    try:
-        headers = json.loads(data)
-    except ValueError:
-        raise MalformedCanvas(f"the workflow pointer of {root_id} is not JSON") from None
-    if not isinstance(headers, dict):
-        raise MalformedCanvas(f"the workflow pointer of {root_id} is not an object")
-    return runtime.workflows.load(headers, "?", root_id).workflow
+    return runtime.workflows.load(tracked.headers, "?", root_id).workflow
 
 
 def live_graph(app: Flowq, workflow: Workflow,
