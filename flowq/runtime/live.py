@@ -13,7 +13,7 @@ worker is running or holding right now show STARTED or RECEIVED, read from the w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -70,18 +70,25 @@ def live_graph(app: Flowq, workflow: Workflow,
     return graph
 
 
-def _fanout(app: Flowq, workflow: Workflow, position: int, records: list[Record | None],
-            running: Mapping[str, str], data: dict[str, Any]) -> None:
-    """Width of an expanded fanout, its progress, and STARTED while items run."""
+def fanout_width(app: Flowq, workflow: Workflow, position: int,
+                 records: Sequence[Record | None]) -> int | None:
+    """How many items the fanout at ``position`` runs, once its list is known (given
+    with it, or its parent's result among ``records``, one per node); else None."""
     node = workflow.nodes[position]
     items: Any = node.items
     if items is None and node.input is not None:
         parent = records[node.input]
         if parent is not None and parent.state == states.SUCCESS:
             items = app.result_codec.load(parent.payload).get("result")
-    if not isinstance(items, (list, tuple)):
+    return len(items) if isinstance(items, (list, tuple)) else None
+
+
+def _fanout(app: Flowq, workflow: Workflow, position: int, records: list[Record | None],
+            running: Mapping[str, str], data: dict[str, Any]) -> None:
+    """Width of an expanded fanout, its progress, and STARTED while items run."""
+    width = fanout_width(app, workflow, position, records)
+    if width is None:
         return
-    width = len(items)
     data["width"] = width
     if records[position] is not None:
         return
@@ -108,8 +115,9 @@ def _outcome(app: Flowq, record: Record) -> str | None:
     return text if len(text) <= _RESULT_CHARS else text[: _RESULT_CHARS - 1] + "…"
 
 
-def running_ids(app: Flowq, root_id: str, timeout: float = 1.0) -> dict[str, str]:
-    """Ids of ``root_id``'s tasks that workers run (STARTED) or hold (RECEIVED) now."""
+def running_ids(app: Flowq, root_id: str | None, timeout: float = 1.0) -> dict[str, str]:
+    """Ids of ``root_id``'s tasks (None: of any) that workers run (STARTED) or hold
+    (RECEIVED) now."""
     found: dict[str, str] = {}
     for reply in app.control.broadcast("workflow_tasks", {"root_id": root_id}, reply=True,
                                        timeout=timeout):

@@ -191,12 +191,13 @@ def scheduled(worker: Worker, limit: int = SCHEDULED_SHOWN) -> dict[str, Any]:
 
 
 @command
-def workflow_tasks(worker: Worker, root_id: str) -> dict[str, list[str]]:
-    """Ids of the workflow ``root_id``'s tasks this worker runs or holds (for live graphs)."""
+def workflow_tasks(worker: Worker, root_id: str | None = None) -> dict[str, list[str]]:
+    """Ids of the workflow ``root_id``'s tasks (None: of every task) this worker runs or
+    holds (for live graphs and stuck-workflow checks)."""
     intake = worker.intake
 
     def of(jobs: Any) -> list[str]:
-        return [job.request.id for job in jobs if job.request.root_id == root_id]
+        return [job.request.id for job in jobs if root_id in (None, job.request.root_id)]
 
     return {"active": of(intake.active.values()), "reserved": of((*intake.held, *intake.buffer))}
 

@@ -297,6 +297,10 @@ class ResultBackend(abc.ABC):
         ``now``, so a revoked one is taken, and marked revoked, at once; how many."""
 
     @abc.abstractmethod
+    def delay_pending(self, task_ids: Iterable[str]) -> set[str]:
+        """Which of ``task_ids`` have a message in the delay index."""
+
+    @abc.abstractmethod
     def delay_count(self) -> int:
         """How many items wait in the delay index."""
 

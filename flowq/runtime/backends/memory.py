@@ -312,6 +312,11 @@ class MemoryBackend(ResultBackend):
                 self._delayed[key] = (now, self._delayed[key][1])
             return len(keys)
 
+    def delay_pending(self, task_ids: Iterable[str]) -> set[str]:
+        wanted = set(task_ids)
+        with self._cond:
+            return {key.rpartition(":")[0] for key in self._delayed} & wanted
+
     def delay_count(self) -> int:
         with self._cond:
             return len(self._delayed)

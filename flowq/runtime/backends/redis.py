@@ -368,15 +368,22 @@ class RedisBackend(ResultBackend):
 
     @_retried
     def delay_expedite(self, task_ids: Iterable[str], now: float) -> int:
-        wanted = set(task_ids)
-        if not wanted or not self._client.zcard(self.keys.delay_due):
-            return 0
-        # one pass over the index's keys ("<id>:<retries>"), not one per id
-        keys = [key for key, _ in self._client.zscan_iter(self.keys.delay_due, count=1000)
-                if key.decode().rpartition(":")[0] in wanted]
+        keys = self._delay_keys_of(set(task_ids))
         for batch in chunked(keys, _BATCH):
             self._client.zadd(self.keys.delay_due, dict.fromkeys(batch, now), xx=True)
         return len(keys)
+
+    @_retried
+    def delay_pending(self, task_ids: Iterable[str]) -> set[str]:
+        return {key.decode().rpartition(":")[0] for key in self._delay_keys_of(set(task_ids))}
+
+    def _delay_keys_of(self, wanted: set[str]) -> list[bytes]:
+        """Keys of the delay index (``<id>:<retries>``) of ``wanted`` ids: one pass over
+        the index, not one per id."""
+        if not wanted or not self._client.zcard(self.keys.delay_due):
+            return []
+        return [key for key, _ in self._client.zscan_iter(self.keys.delay_due, count=1000)
+                if key.decode().rpartition(":")[0] in wanted]
 
     @_retried
     def delay_count(self) -> int:

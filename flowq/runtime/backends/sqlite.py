@@ -370,6 +370,12 @@ class SqliteBackend(ResultBackend):
                                   (now, f"{task_id}:", f"{task_id};")).rowcount
                        for task_id in task_ids)
 
+    def delay_pending(self, task_ids: Iterable[str]) -> set[str]:
+        # keys are "<id>:<retries>": the range [id + ":", id + ";") holds one id's keys
+        return {task_id for task_id in task_ids
+                if self._read("SELECT 1 FROM delayed WHERE key >= :lo AND key < :hi LIMIT 1",
+                              lo=f"{task_id}:", hi=f"{task_id};")}
+
     def delay_count(self) -> int:
         return int(self._read("SELECT count(*) FROM delayed")[0][0])
 

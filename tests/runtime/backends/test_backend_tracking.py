@@ -119,3 +119,12 @@ def test_a_chord_member_counts_with_its_part(backend: ResultBackend) -> None:
     assert outcome.joined == (b"v", b"v")  # the claimant's retry still sees the join
     (entry,) = backend.tracked_workflows(["root"])
     assert entry is not None and dict(entry.progress.counts) == {SUCCESS: 2}
+
+
+def test_delay_pending_names_the_ids_with_a_delayed_message(backend: ResultBackend) -> None:
+    due = time.time() + 3600
+    backend.delay_add([(due, "a:0", b"A"), (due, "b:2", b"B"), (due, "ab:0", b"AB")])
+    assert backend.delay_pending(["a", "b", "c", "a:"]) == {"a", "b"}
+    assert backend.delay_pending([]) == set()
+    backend.delay_done(["b:2"])
+    assert backend.delay_pending(["a", "b"]) == {"a"}
