@@ -229,7 +229,8 @@ def stats(worker: Worker) -> dict[str, Any]:
             "queues": list(worker.queues), "active": len(intake.active),
             "reserved": len(intake.held) + len(intake.buffer),
             "events": bool(worker.app.conf.worker_send_task_events),
-            "counts": dict(intake.counts), "rate_limits": intake.limits.limits()}
+            "counts": dict(intake.counts), "rate_limits": intake.limits.limits(),
+            "loadavg": [round(load, 2) for load in os.getloadavg()]}
 
 
 @command
