@@ -54,6 +54,8 @@ DEFAULTS: dict[str, Setting] = {
     "workflow_inline_limit": Setting(int, 4096,
                                      "Workflows encoding larger than this travel by reference."),
     "workflow_max_nodes": Setting(int, 1_000_000, "Largest workflow a decoder accepts."),
+    "workflow_index_size": Setting(int, 10_000, "Recent workflows the result backend lists "
+                                                "(flowq workflows, the dashboard)."),
     "message_header_limit": Setting(int, 64 * 1024, "Largest message headers published."),
     "message_body_limit": Setting(int, 16 * 1024 * 1024, "Largest message body published."),
     "worker_concurrency": Setting((int, type(None)), None, "Pool size; None = CPU count."),

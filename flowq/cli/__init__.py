@@ -183,3 +183,4 @@ def parse_json(text: str, option: str, kind: type) -> Any:
 
 # Command modules register themselves on ``main`` when imported.
 from flowq.cli import beat, calls, events, graph, inspect, purge, worker  # noqa: E402,F401
+from flowq.cli import dashboard, workflows  # noqa: E402,F401

@@ -28,6 +28,7 @@ from flowq.canvas import ids
 from flowq.canvas.dag import FANOUT, JOIN, TASK, Workflow
 from flowq.exceptions import ChordError, ChordStateLost
 from flowq.runtime import live
+from flowq.runtime import tracking
 from flowq.runtime.backends.base import ChordPart, Record, ResultBackend, StoreOutcome
 from flowq.runtime.codec import ResultCodec, exception_from_dict, format_traceback
 from flowq.runtime.message import Outgoing
@@ -58,6 +59,14 @@ class At:
     @property
     def task_name(self) -> str | None:
         return self.workflow.nodes[self.node].task
+
+
+def _tracked(at: At) -> str | None:
+    """The root id whose progress counts ``at``'s record: a node (not a fanout item) of a
+    tracked workflow that is not an errback's; None otherwise."""
+    if at.item is None and tracking.counted(at.workflow, at.root_id, at.node):
+        return at.root_id
+    return None
 
 
 def advanced_flag(task_id: str) -> str:
@@ -96,7 +105,8 @@ class Advancer:
         """Record ``value`` for ``at`` and publish whatever it unblocks."""
         outcome = self.backend.store(
             at.task_id, states.SUCCESS, self.codec.success(value, self._children(at)),
-            part=self._part(at, self.codec.dump_value(value)), expires=self.expires)
+            part=self._part(at, self.codec.dump_value(value)), expires=self.expires,
+            tracked=_tracked(at))
         if not self._should_advance(at, outcome, late_ack):
             return
         messages: list[Outgoing] = []
@@ -112,7 +122,7 @@ class Advancer:
         """Record the failure of ``at``, fail everything downstream, run errbacks once."""
         outcome = self.backend.store(
             at.task_id, state, self.codec.failure(exc, traceback or format_traceback(exc)),
-            part=self._part(at, None), expires=self.expires)
+            part=self._part(at, None), expires=self.expires, tracked=_tracked(at))
         if not self._should_advance(at, outcome, late_ack):
             return
         workflow = at.workflow
@@ -203,7 +213,7 @@ class Advancer:
         elif node.kind == JOIN and not node.members:
             outcome = self.backend.store(at.task_id, states.SUCCESS, self.codec.success([]),
                                          part=self._part(at, self.codec.dump_value([])),
-                                         expires=self.expires)
+                                         expires=self.expires, tracked=_tracked(at))
             done.append((at.node, [], outcome))
 
     def _expand(self, at: At, items: Any, parent_id: str | None, messages: list[Outgoing],
@@ -217,12 +227,12 @@ class Advancer:
         if not items:
             outcome = self.backend.store(at.task_id, states.SUCCESS, self.codec.success([]),
                                          part=self._part(at, self.codec.dump_value([])),
-                                         expires=self.expires)
+                                         expires=self.expires, tracked=_tracked(at))
             done.append((at.node, [], outcome))
             return
         width = len(items)
         self.backend.chord_init([(at.task_id, width)], expires=self.expires)
-        if at.root_id == at.workflow.seed:  # sent from outside a task: findable by any id
+        if tracking.counted(at.workflow, at.root_id, None):  # findable by any of its ids
             live.index_items(self.backend, [ids.fanout_item_id(at.task_id, i)
                                             for i in range(width)], at.root_id, self.expires)
         for index, item in enumerate(items):
@@ -247,7 +257,8 @@ class Advancer:
         join_at = At(at.carried, join, at.root_id)
         join_outcome = self.backend.store(
             join_at.task_id, states.SUCCESS, self.codec.success(values, self._children(join_at)),
-            part=self._part(join_at, self.codec.dump_value(values)), expires=self.expires)
+            part=self._part(join_at, self.codec.dump_value(values)), expires=self.expires,
+            tracked=_tracked(join_at))
         done.append((join, values, join_outcome))
 
     def _settle(self, carried: Carried, root_id: str,
@@ -289,4 +300,5 @@ class Advancer:
         workflow = at.workflow
         records = [(workflow.node_id(position), states.FAILURE, wrapped if via_join else direct)
                    for position, via_join in marked]
-        self.backend.store_many(records, expires=self.expires)
+        tracked = at.root_id if tracking.counted(workflow, at.root_id, None) else None
+        self.backend.store_many(records, expires=self.expires, tracked=tracked)

@@ -45,6 +45,23 @@ class Keys:
         # string holding the owner's id, with the lease's TTL (single beat)
         return f"{self.prefix}l:{key}"
 
+    def workflow_summary(self, root_id: str) -> str:
+        # string: what the recent-workflows list shows of a workflow (JSON), with result_expires
+        return f"{self.prefix}wf:s:{root_id}"
+
+    def workflow_detail(self, root_id: str) -> str:
+        # string: what only the workflow's own page needs (its node paths, compressed)
+        return f"{self.prefix}wf:d:{root_id}"
+
+    def workflow_progress(self, root_id: str) -> str:
+        # hash: terminal state -> nodes recorded in it, "at" -> ms time of the last one
+        return f"{self.prefix}wf:p:{root_id}"
+
+    @property
+    def workflows(self) -> str:
+        # sorted set: root id of a workflow sent from outside a task -> unix time it was sent
+        return f"{self.prefix}wf:recent"
+
     @property
     def revoked(self) -> str:
         # sorted set: revoked id -> unix time it expires at (+inf: never)
