@@ -101,5 +101,17 @@ class LiveWorkflow:
         """The handle of the workflow's result (an AsyncResult or a GroupResult)."""
         return self.app.result_for(self.dag, root_id=self.root_id)
 
+    def resume(self) -> Any:
+        """Run again what failed or never ran, keeping every stored success, and return the
+        handle of the workflow's result (see :mod:`flowq.runtime.resume` for how it
+        decides): ``app.workflow(root_id).resume().get()``.
+
+        Raises :class:`~flowq.exceptions.ResumeRefused` when the workflow is still
+        running, finished successfully, was revoked, or is being resumed right now.
+        """
+        from flowq.runtime.resume import resume
+
+        return resume(self.app, self.root_id).result
+
     def __repr__(self) -> str:
         return f"<LiveWorkflow {self.root_id} ({len(self.dag)} nodes)>"

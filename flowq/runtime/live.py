@@ -31,6 +31,7 @@ from flowq.canvas.graph import to_graph
 from flowq.runtime import tracking
 from flowq.runtime.backends.base import Record, ResultBackend
 from flowq.runtime.codec import exception_from_dict
+from flowq.runtime.workflows import Carried
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
@@ -69,11 +70,17 @@ def find(app: Flowq, root_id: str) -> Workflow | None:
 
     Raises MalformedCanvas if it is tracked but its graph cannot be read.
     """
+    carried = find_carried(app, root_id)
+    return None if carried is None else carried.workflow
+
+
+def find_carried(app: Flowq, root_id: str) -> Carried | None:
+    """:func:`find`, with the headers that carry the workflow in its messages."""
     runtime = app.runtime
     tracked = tracking.find(runtime.backend, root_id)
     if tracked is None:
         return None
-    return runtime.workflows.load(tracked.headers, "?", root_id).workflow
+    return runtime.workflows.load(tracked.headers, "?", root_id)
 
 
 def live_graph(app: Flowq, workflow: Workflow,
