@@ -32,7 +32,7 @@ function h(tag, attrs, ...children) {
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child !== null && child !== undefined) {
       node.append(child instanceof Node ? child : String(child));
     }
@@ -333,16 +333,15 @@ async function showNode(view, index) {
   view.selected = index;
   const doc = await api(`/api/workflows/${encodeURIComponent(view.rootId)}/nodes/${index}`);
   view.shownState = doc.state;
-  const rows = [
-    ["Task", doc.task || doc.kind], ["Path", doc.path], ["Id", doc.id],
-    ["State", badge(doc.state)], ["Arguments", pre(doc.args, "node-args")],
-    ["Keyword arguments", pre(doc.kwargs, "node-kwargs")],
-  ];
-  if (doc.receives) rows.push(["Also receives", doc.receives]);
-  if (doc.options && doc.options !== "{}") rows.push(["Options", pre(doc.options)]);
-  if (doc.result !== null) rows.push(["Result", pre(doc.result, "node-result")]);
+  const rows = [["Task", doc.task || doc.kind], ["Path", doc.path], ["Id", doc.id],
+                ["State", badge(doc.state)]];
   if (doc.exception) rows.push(["Exception", pre(doc.exception, "node-exception")]);
   if (doc.traceback) rows.push(["Traceback", pre(doc.traceback, "node-traceback")]);
+  if (doc.result !== null) rows.push(["Result", pre(doc.result, "node-result")]);
+  rows.push(["Arguments", pre(doc.args, "node-args")],
+            ["Keyword arguments", pre(doc.kwargs, "node-kwargs")]);
+  if (doc.receives) rows.push(["Also receives", doc.receives]);
+  if (doc.options && doc.options !== "{}") rows.push(["Options", pre(doc.options)]);
   const parts = [h("dl", {}, rows.map(([name, value]) => [h("dt", { text: name }),
                                                          h("dd", {}, value)]))];
   if (config.actions && !["SUCCESS", "FAILURE", "REVOKED"].includes(doc.state)) {
