@@ -18,6 +18,7 @@ _EXPORTS = {
     "Task": "flowq.task",
     "AsyncResult": "flowq.result",
     "GroupResult": "flowq.result",
+    "LiveWorkflow": "flowq.workflow",
     "Signature": "flowq.canvas",
     "Chain": "flowq.canvas",
     "Group": "flowq.canvas",
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from flowq.canvas.signature import Signature, signature
     from flowq.result import AsyncResult, GroupResult
     from flowq.task import Task
+    from flowq.workflow import LiveWorkflow
 
 
 def __getattr__(name: str) -> Any:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flowq import _state
 from flowq.canvas.dag import Workflow, compile_workflow
@@ -34,6 +34,9 @@ from flowq.result import AsyncResult, GroupResult
 from flowq.runtime.codec import ResultCodec, accepted_types
 from flowq.settings import Settings
 from flowq.task import Task, current_request
+
+if TYPE_CHECKING:
+    from flowq.workflow import LiveWorkflow
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -201,13 +204,14 @@ class Flowq:
         root_id = caller.root_id if caller and caller.root_id else workflow.seed
         runtime = self.runtime
         carried = runtime.workflows.carry(workflow)
-        if caller is None:  # a new root: listed, and findable by its id (flowq graph <id>)
-            from flowq.runtime import tracking
+        if caller is None:  # a new root: findable by any node's id, and listed
+            from flowq.runtime import live, tracking
 
+            live.remember(runtime.backend, carried, root_id, self.conf.result_expires)
             tracking.track(runtime.backend, carried, root_id, time.time(),
                            self.conf.result_expires, self.conf.workflow_index_size)
         runtime.advancer.start(carried, root_id, caller.id if caller else None)
-        return self.result_for(workflow)
+        return self.result_for(workflow, root_id=root_id)
 
     def apply(self, canvas: Canvas, args: Iterable[Any] | None = None,
               kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
@@ -226,21 +230,36 @@ class Flowq:
                   kwargs: Mapping[str, Any] | None = None, **options: Any) -> Signature:
         return Signature(name, tuple(args), kwargs or {}, options, bound_app=self)
 
-    def result_for(self, workflow: Workflow, backend: Any = None) -> Any:
-        """The handle of ``workflow``'s result, with ``.parent`` links back to its start."""
+    def result_for(self, workflow: Workflow, backend: Any = None,
+                   root_id: str | None = None) -> Any:
+        """The handle of ``workflow``'s result, with ``.parent`` links back to its start;
+        every handle's ``root_id`` is ``root_id`` (default: the workflow's first node)."""
+        root_id = root_id or workflow.seed
         handles: list[Any] = []
         for position, node in enumerate(workflow.nodes):
             task_id = workflow.node_id(position)
             if node.members:  # a group's parent is what its members follow (Celery's too)
                 members = [handles[m] for m in node.members]
                 handles.append(GroupResult(task_id, members, self, parent=members[0].parent,
-                                           backend=backend, joined=True))
+                                           backend=backend, joined=True, root_id=root_id))
             elif node.kind == "join":
-                handles.append(GroupResult(task_id, [], self, backend=backend, joined=True))
+                handles.append(GroupResult(task_id, [], self, backend=backend, joined=True,
+                                           root_id=root_id))
             else:
                 parent = handles[node.input] if node.input is not None else None
-                handles.append(AsyncResult(task_id, self, parent, backend))
+                handles.append(AsyncResult(task_id, self, parent, backend, root_id=root_id))
         return handles[workflow.output]
+
+    def workflow(self, task_id: str) -> LiveWorkflow:
+        """The sent workflow that the task ``task_id`` belongs to (any node's id works):
+        its live graph, progress and state.
+
+        Raises :class:`~flowq.exceptions.WorkflowNotFound` when no workflow is stored for
+        the id (a lone task, one sent from inside a task, an unknown or expired id).
+        """
+        from flowq.workflow import LiveWorkflow
+
+        return LiveWorkflow.find(self, task_id)
 
     def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802
         return AsyncResult(task_id, app=self, **kwargs)

@@ -17,8 +17,15 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import attrs
 
+from flowq import states
 from flowq.canvas.signature import Signature
-from flowq.exceptions import ConfigurationError, MaxRetriesExceededError, Replace, Retry
+from flowq.exceptions import (
+    ConfigurationError,
+    InvalidState,
+    MaxRetriesExceededError,
+    Replace,
+    Retry,
+)
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
@@ -213,6 +220,35 @@ class Task(Generic[P, R]):
         if throw:
             raise error
         return error
+
+    def update_state(self, task_id: str | None = None, state: str | None = None,
+                     meta: Any = None, **kwargs: Any) -> None:
+        """Record a state of the running task (or of ``task_id``) with ``meta``, as in
+        Celery: ``self.update_state(state="PROGRESS", meta={"current": 3, "total": 10})``.
+
+        ``AsyncResult.state`` then reads the state and ``.info`` the meta. Only unfinished
+        states can be recorded (custom ones such as PROGRESS, or STARTED, RETRY...): the
+        task's outcome is recorded once, when it returns or raises, and a state written
+        after a task finished is ignored. One backend write. ``kwargs`` are accepted for
+        Celery's signature and ignored.
+
+        Raises :class:`~flowq.exceptions.InvalidState` for a terminal or empty state, or
+        with no ``task_id`` outside a running task.
+        """
+        if not state:
+            raise InvalidState("update_state needs a state name, e.g. state='PROGRESS'")
+        if state in states.READY_STATES:
+            raise InvalidState(f"update_state cannot record {state}: a task's outcome is "
+                               f"recorded when it returns or raises, once; report progress "
+                               f"with an unfinished state such as 'PROGRESS'")
+        task_id = task_id or self.request.id
+        if task_id is None:
+            raise InvalidState(f"update_state outside a running task needs task_id= "
+                               f"(task {self.name!r})")
+        running = current_request()  # an eager run records into its own backend
+        runtime = (running.runtime if running is not None else None) or self.app.runtime
+        runtime.backend.store(task_id, state, self.app.result_codec.success(meta),
+                              expires=self.app.conf.result_expires)
 
     def replace(self, sig: Any) -> None:
         """Replace the running task with the workflow ``sig`` (Celery's ``Task.replace``).

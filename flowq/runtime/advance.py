@@ -27,7 +27,7 @@ from flowq import states
 from flowq.canvas import ids
 from flowq.canvas.dag import FANOUT, JOIN, TASK, Workflow
 from flowq.exceptions import ChordError, ChordStateLost
-from flowq.runtime import tracking
+from flowq.runtime import live, tracking
 from flowq.runtime.backends.base import ChordPart, Record, ResultBackend, StoreOutcome
 from flowq.runtime.codec import ResultCodec, exception_from_dict, format_traceback
 from flowq.runtime.message import Outgoing
@@ -231,6 +231,9 @@ class Advancer:
             return
         width = len(items)
         self.backend.chord_init([(at.task_id, width)], expires=self.expires)
+        if at.root_id == at.workflow.seed:  # sent from outside a task: findable by any id
+            live.index_items(self.backend, [ids.fanout_item_id(at.task_id, i)
+                                            for i in range(width)], at.root_id, self.expires)
         for index, item in enumerate(items):
             args = tuple(node.args) if node.immutable else (item, *node.args)
             messages.append(self.builder.for_node(
@@ -294,7 +297,15 @@ class Advancer:
         direct = self.codec.failure(exc)
         wrapped = self.codec.failure(ChordError.wrap(exc, at.task_name, at.task_id))
         workflow = at.workflow
-        records = [(workflow.node_id(position), states.FAILURE, wrapped if via_join else direct)
-                   for position, via_join in marked]
+        counted: list[tuple[str, str, bytes]] = []  # tasks count in the progress, joins not
+        joins: list[tuple[str, str, bytes]] = []
+        for position, via_join in marked:
+            record = (workflow.node_id(position), states.FAILURE, wrapped if via_join else direct)
+            (joins if workflow.nodes[position].kind == JOIN else counted).append(record)
         tracked = at.root_id if tracking.counted(workflow, at.root_id, None) else None
-        self.backend.store_many(records, expires=self.expires, tracked=tracked)
+        if joins and tracked is not None:
+            self.backend.store_many(joins, expires=self.expires)
+        else:
+            counted += joins
+        if counted:
+            self.backend.store_many(counted, expires=self.expires, tracked=tracked)

@@ -72,7 +72,7 @@ def test_a_chord_page_turns_every_node_success_without_reloading(
         cluster: Cluster, dashboard: DashboardProcess, browser: Any) -> None:
     # Given a chord whose parts take a moment, opened as soon as it is sent
     handle = chord([sleep.si(1.5, i) for i in range(3)] + [add.si(2, 2)], tsum.s()).delay()
-    root_id = handle._root().id
+    root_id = handle.root_id
     browser.get(f"{dashboard.url}/workflows/{root_id}")
     wait = WebDriverWait(browser, 30, poll_frequency=0.1)
     wait.until(lambda d: len(node_states(d)) == 6)
@@ -96,7 +96,7 @@ def test_clicking_a_failed_node_shows_its_traceback(
                    tsum.s()).delay()
     with pytest.raises(Exception, match="expected failure"):
         handle.get(timeout=20)
-    browser.get(f"{dashboard.url}/workflows/{handle._root().id}")
+    browser.get(f"{dashboard.url}/workflows/{handle.root_id}")
     wait = WebDriverWait(browser, 30, poll_frequency=0.1)
     failed = wait.until(lambda d: d.find_element(
         By.CSS_SELECTOR, "#graph g.node[data-task$='.fail'][data-state='FAILURE']"))
@@ -109,7 +109,7 @@ def test_clicking_a_failed_node_shows_its_traceback(
     screenshot(browser, "dashboard-failed-node")
     browser.get(f"{dashboard.url}/workflows")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR,
-                                         f"tr[data-root-id='{handle._root().id}']"))
+                                         f"tr[data-root-id='{handle.root_id}']"))
     screenshot(browser, "dashboard-workflows")
 
 

@@ -311,6 +311,14 @@ class RedisBackend(ResultBackend):
         self._client.set(self.keys.blob(key), data, px=_ms(expires))
 
     @_retried
+    def put_blobs(self, items: Sequence[tuple[str, bytes]], expires: float | None = None) -> None:
+        for batch in chunked(items, _BATCH):
+            pipe = self._client.pipeline(transaction=False)
+            for key, data in batch:
+                pipe.set(self.keys.blob(key), data, px=_ms(expires))
+            pipe.execute()
+
+    @_retried
     def get_blob(self, key: str) -> bytes | None:
         return cast("bytes | None", self._client.get(self.keys.blob(key)))
 
