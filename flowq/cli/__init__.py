@@ -157,6 +157,7 @@ def main(ctx: click.Context, app_path: str | None, traceback: bool) -> None:
       flowq -A tasks:app status
       flowq -A tasks:app inspect active
       flowq graph examples.workflows.quickstart:workflow_chord --format mermaid
+      flowq -A tasks:app resume 5f0c...
     """
     ctx.ensure_object(dict)
     ctx.obj["app_path"] = app_path
@@ -183,4 +184,4 @@ def parse_json(text: str, option: str, kind: type) -> Any:
 
 # Command modules register themselves on ``main`` when imported.
 from flowq.cli import beat, calls, events, graph, inspect, purge, worker  # noqa: E402,F401
-from flowq.cli import dashboard, workflows  # noqa: E402,F401
+from flowq.cli import dashboard, resume, workflows  # noqa: E402,F401

@@ -54,7 +54,7 @@ def workflow(app: Flowq, monitor: Monitor, root_id: str) -> dict[str, Any] | Non
         return {**doc, "nodes": [], "edges": [], "too_large": len(loaded.nodes)}
     graph = live.live_graph(app, loaded, monitor.running())
     paths = tracking.paths(app.runtime.backend, root_id, len(loaded.nodes))
-    errbacks = loaded.on_failure_only()
+    errbacks = loaded.errback_nodes()
     nodes = []
     for position in range(len(loaded.nodes)):
         data = graph.nodes[position]

@@ -18,7 +18,7 @@ child) and in eager runs, so every path follows one set of rules:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -27,7 +27,8 @@ from flowq import states
 from flowq.canvas import ids
 from flowq.canvas.dag import FANOUT, JOIN, TASK, Workflow
 from flowq.exceptions import ChordError, ChordStateLost
-from flowq.runtime import live, tracking
+from flowq.runtime import live
+from flowq.runtime import tracking
 from flowq.runtime.backends.base import ChordPart, Record, ResultBackend, StoreOutcome
 from flowq.runtime.codec import ResultCodec, exception_from_dict, format_traceback
 from flowq.runtime.message import Outgoing
@@ -70,6 +71,12 @@ def _tracked(at: At) -> str | None:
 
 def advanced_flag(task_id: str) -> str:
     return f"adv:{task_id}"
+
+
+def errback_flag(seed: str, scope: int) -> str:
+    """Set by the first failure in errback scope number ``scope`` of the workflow ``seed``:
+    its errbacks run once."""
+    return f"eb:{seed}:{scope}"
 
 
 class Advancer:
@@ -138,7 +145,7 @@ class Advancer:
         for number, scope in enumerate(workflow.scopes):
             if not any(scope.lo <= position < scope.hi for position in touched):
                 continue
-            if self.backend.set_flag(f"eb:{workflow.seed}:{number}", expires=self.expires):
+            if self.backend.set_flag(errback_flag(workflow.seed, number), expires=self.expires):
                 for errback in scope.errbacks:
                     self._begin(At(at.carried, errback, at.root_id), None, at.task_id,
                                 messages, done, failed_id=at.task_id)
@@ -156,6 +163,36 @@ class Advancer:
         else:
             self.failed(at, exception_from_dict(doc.get("exc")), doc.get("traceback"),
                         state=record.state, late_ack=True)
+
+    # -- resuming -----------------------------------------------------------------------
+
+    def restart(self, carried: Carried, root_id: str, starts: Sequence[int],
+                values: Mapping[int, Any], items: Mapping[int, Collection[int]]) -> None:
+        """Run the nodes ``starts`` again (``resume``): a task or fanout fed by the stored
+        result of its input (``values`` holds results by position), a fanout only for the
+        item indexes ``items`` names for it (all when it names none), and a join whose
+        members all succeeded completed at once from their results."""
+        workflow = carried.workflow
+        messages: list[Outgoing] = []
+        done: deque[tuple[int, Any, StoreOutcome]] = deque()
+        for position in starts:
+            node = workflow.nodes[position]
+            at = At(carried, position, root_id)
+            if node.kind == JOIN and node.members:
+                joined = [values[member] for member in node.members]
+                done.append((position, joined, self._complete_join(at, joined)))
+                continue
+            if node.kind == FANOUT and items.get(position) == frozenset():
+                # every item succeeded (the fanout failed on its own): complete it
+                parts = self.backend.chord_values(at.task_id)
+                joined = [self.codec.load_value(value) for _, value in sorted(parts.items())
+                          if value is not None]  # none is: every item succeeded
+                done.append((position, joined, self._complete_join(at, joined)))
+                continue
+            parent_id = None if node.input is None else workflow.node_id(node.input)
+            self._begin(at, None if node.input is None else values[node.input], parent_id,
+                        messages, done, items=node.items, only=items.get(position))
+        self._settle(carried, root_id, done, messages)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -194,8 +231,9 @@ class Advancer:
 
     def _begin(self, at: At, value: Any, parent_id: str | None, messages: list[Outgoing],
                done: deque[tuple[int, Any, StoreOutcome]], items: Any = None,
-               failed_id: str | None = None) -> None:
-        """Start node ``at``: publish it, expand a fanout, or complete an empty join."""
+               failed_id: str | None = None, only: Collection[int] | None = None) -> None:
+        """Start node ``at``: publish it, expand a fanout (only the items ``only`` names,
+        if given), or complete an empty join."""
         node = at.workflow.nodes[at.node]
         incoming: tuple[Any, ...] = ()
         if not node.immutable:
@@ -208,7 +246,8 @@ class Advancer:
                 at.carried, at.node, incoming + tuple(node.args), node.kwargs,
                 root_id=at.root_id, parent_id=parent_id))
         elif node.kind == FANOUT:
-            self._expand(at, value if items is None else items, parent_id, messages, done)
+            self._expand(at, value if items is None else items, parent_id, messages, done,
+                         only)
         elif node.kind == JOIN and not node.members:
             outcome = self.backend.store(at.task_id, states.SUCCESS, self.codec.success([]),
                                          part=self._part(at, self.codec.dump_value([])),
@@ -216,7 +255,8 @@ class Advancer:
             done.append((at.node, [], outcome))
 
     def _expand(self, at: At, items: Any, parent_id: str | None, messages: list[Outgoing],
-                done: deque[tuple[int, Any, StoreOutcome]]) -> None:
+                done: deque[tuple[int, Any, StoreOutcome]],
+                only: Collection[int] | None = None) -> None:
         node = at.workflow.nodes[at.node]
         if not isinstance(items, (list, tuple)):
             error = TypeError(f"fanout({node.task}) needs a list from its parent, got "
@@ -231,10 +271,12 @@ class Advancer:
             return
         width = len(items)
         self.backend.chord_init([(at.task_id, width)], expires=self.expires)
-        if at.root_id == at.workflow.seed:  # sent from outside a task: findable by any id
+        if tracking.counted(at.workflow, at.root_id, None):  # findable by any of its ids
             live.index_items(self.backend, [ids.fanout_item_id(at.task_id, i)
                                             for i in range(width)], at.root_id, self.expires)
         for index, item in enumerate(items):
+            if only is not None and index not in only:
+                continue
             args = tuple(node.args) if node.immutable else (item, *node.args)
             messages.append(self.builder.for_node(
                 at.carried, at.node, args, node.kwargs, root_id=at.root_id,
@@ -253,12 +295,15 @@ class Advancer:
             return
         join = at.node if at.item is not None else at.workflow.memberships(at.node)[0].join
         values = [self.codec.load_value(v) if v is not None else None for v in outcome.joined]
-        join_at = At(at.carried, join, at.root_id)
-        join_outcome = self.backend.store(
-            join_at.task_id, states.SUCCESS, self.codec.success(values, self._children(join_at)),
-            part=self._part(join_at, self.codec.dump_value(values)), expires=self.expires,
-            tracked=_tracked(join_at))
-        done.append((join, values, join_outcome))
+        done.append((join, values, self._complete_join(At(at.carried, join, at.root_id), values)))
+
+    def _complete_join(self, at: At, values: list[Any]) -> StoreOutcome:
+        """Record the join ``at`` as the list of its members' ``values`` (and its own part,
+        when it is a member of an enclosing join)."""
+        return self.backend.store(
+            at.task_id, states.SUCCESS, self.codec.success(values, self._children(at)),
+            part=self._part(at, self.codec.dump_value(values)), expires=self.expires,
+            tracked=_tracked(at))
 
     def _settle(self, carried: Carried, root_id: str,
                 done: deque[tuple[int, Any, StoreOutcome]], messages: list[Outgoing]) -> None:
@@ -297,15 +342,7 @@ class Advancer:
         direct = self.codec.failure(exc)
         wrapped = self.codec.failure(ChordError.wrap(exc, at.task_name, at.task_id))
         workflow = at.workflow
-        counted: list[tuple[str, str, bytes]] = []  # tasks count in the progress, joins not
-        joins: list[tuple[str, str, bytes]] = []
-        for position, via_join in marked:
-            record = (workflow.node_id(position), states.FAILURE, wrapped if via_join else direct)
-            (joins if workflow.nodes[position].kind == JOIN else counted).append(record)
+        records = [(workflow.node_id(position), states.FAILURE, wrapped if via_join else direct)
+                   for position, via_join in marked]
         tracked = at.root_id if tracking.counted(workflow, at.root_id, None) else None
-        if joins and tracked is not None:
-            self.backend.store_many(joins, expires=self.expires)
-        else:
-            counted += joins
-        if counted:
-            self.backend.store_many(counted, expires=self.expires, tracked=tracked)
+        self.backend.store_many(records, expires=self.expires, tracked=tracked)

@@ -198,7 +198,7 @@ class Intake:
         ``task_max_deliveries`` it fails and is dead-lettered instead of looping."""
         request = job.request
         limit = self.app.conf.task_max_deliveries
-        key = f"deliveries:{request.id}:{request.retries}"
+        key = delivery_counter(request.id, request.retries)
         try:
             count = self.app.runtime.backend.incr(key, expires=self.app.conf.result_expires)
         except BackendError as exc:  # run it: without a backend it cannot finish anyway,
@@ -418,6 +418,11 @@ class Intake:
         self.generation += 1
         self.buffer.clear()
         self.held.clear()
+
+
+def delivery_counter(task_id: str, retries: int) -> str:
+    """The backend counter of deliveries of a late-acked task's attempt ``retries``."""
+    return f"deliveries:{task_id}:{retries}"
 
 
 def display_name(request: Request) -> str:

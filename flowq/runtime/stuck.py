@@ -110,10 +110,8 @@ def _candidate(app: Flowq, tracked: Tracked) -> _Candidate | None:
     cannot be read any more)."""
     runtime = app.runtime
     try:
-        workflow = live.find(app, tracked.root_id)
+        workflow = runtime.workflows.load(tracked.headers, "?", tracked.root_id).workflow
     except MalformedCanvas:
-        return None
-    if workflow is None:
         return None
     records = runtime.backend.get_many(workflow.ids())
     found = waiting(app, workflow, records)
@@ -132,7 +130,7 @@ def waiting(app: Flowq, workflow: Workflow,
             records: Sequence[Record | None]) -> list[tuple[int, str]]:
     """``(position, task id)`` of every node (or fanout item) that should have a message
     now: not finished, and nothing it waits for is unfinished. ``records``: one per node."""
-    skip = workflow.on_failure_only()
+    skip = workflow.errback_nodes()
     found: list[tuple[int, str]] = []
     for position, node in enumerate(workflow.nodes):
         record = records[position]
@@ -147,8 +145,8 @@ def waiting(app: Flowq, workflow: Workflow,
         if node.kind != FANOUT:
             found.append((position, node_id))
             continue
-        listed = live.fanout_items(app, app.runtime.backend, workflow, position)
-        items = [ids.fanout_item_id(node_id, i) for i in range(len(listed or ()))]
+        width = live.fanout_width(app, workflow, position, records)
+        items = [ids.fanout_item_id(node_id, i) for i in range(width or 0)]
         item_records = app.runtime.backend.get_many(items)
         found += [(position, item) for item, item_record in zip(items, item_records, strict=True)
                   if item_record is None or item_record.state not in states.READY_STATES]

@@ -3,22 +3,20 @@ dashboard).
 
 When a workflow (anything but a lone task) is sent from outside a task, the sender
 indexes it in the result backend in one atomic call (:meth:`ResultBackend.track_workflow`)
-with a small summary (its first task, its shape, how many tasks it runs) and a detail read
-only for the workflow itself (every node's canvas path, compressed: the wire format does
-not carry paths); its graph is found through :func:`flowq.runtime.live.find`. Its tasks'
-first terminal records then count in the workflow's progress inside the very backend call
-that stores them, so tracking adds no round trip to a task transition (on Redis: three
-commands inside the store script). Progress counts tasks as :class:`live.Progress` does
-(joins are bookkeeping, errbacks run only on failure), except that a fanout counts as one
-task whatever its width. The index keeps the ``workflow_index_size`` newest entries, none
-older than ``result_expires``.
+with a small summary (the headers that carry its graph, its first task, its shape, how
+many nodes it runs) and a detail read only for the workflow itself (every node's canvas
+path, compressed: the wire format does not carry paths). Its nodes' first terminal records
+then count in the workflow's progress inside the very backend call that stores them, so
+tracking adds no round trip to a task transition (on Redis: three commands inside the
+store script). The index keeps the ``workflow_index_size`` newest entries, none older than
+``result_expires``.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -31,20 +29,18 @@ from flowq.runtime.workflows import Carried, is_trivial
 
 
 def runs(workflow: Workflow) -> int:
-    """How many tasks of ``workflow`` record a result when nothing fails."""
-    failure_only = workflow.on_failure_only()
-    return sum(1 for position, node in enumerate(workflow.nodes)
-               if node.kind != JOIN and position not in failure_only)
+    """How many nodes of ``workflow`` record a result when nothing fails (errbacks and
+    what follows them run only on failure)."""
+    return len(workflow.nodes) - len(workflow.errback_nodes())
 
 
 def counted(workflow: Workflow, root_id: str, node: int | None) -> bool:
     """Whether records of ``workflow`` (sent with ``root_id``) count in its progress: it
     is tracked (a root: its root id is its seed, and not a lone task) and ``node`` (None:
-    any) is a task or fanout of its main part."""
+    any) is not an errback's."""
     if root_id != workflow.seed or is_trivial(workflow):
         return False
-    return node is None or (workflow.nodes[node].kind != JOIN
-                            and node not in workflow.on_failure_only())
+    return node is None or node not in workflow.errback_nodes()
 
 
 def track(backend: ResultBackend, carried: Carried, root_id: str, created: float,
@@ -54,8 +50,8 @@ def track(backend: ResultBackend, carried: Carried, root_id: str, created: float
     if not carried.headers:
         return  # a lone task: nothing to draw, nothing to track
     entries = workflow.entries()
-    summary = {"v": 1, "first": workflow.nodes[entries[0]].task if entries else None,
-               "shape": _shape(workflow), "total": runs(workflow)}
+    summary = {"v": 1, **carried.headers, "first": workflow.nodes[entries[0]].task if entries
+               else None, "shape": _shape(workflow), "total": runs(workflow)}
     paths = [node.path for node in workflow.nodes]
     backend.track_workflow(root_id, created, _dumps(summary), zlib.compress(_dumps(paths)),
                            expires, keep)
@@ -83,6 +79,7 @@ class Tracked:
     first: str | None
     shape: str
     total: int
+    headers: Mapping[str, Any]
     progress: Progress
 
     @property
@@ -123,8 +120,9 @@ def parse(entry: TrackedWorkflow) -> Tracked:
         raise MalformedCanvas(f"the tracked summary of {entry.root_id} is not JSON") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("total"), int):
         raise MalformedCanvas(f"the tracked summary of {entry.root_id} is not a summary")
+    headers = {key: summary[key] for key in ("wf", "wf_ref") if key in summary}
     return Tracked(entry.root_id, entry.created, summary.get("first"),
-                   str(summary.get("shape") or "?"), summary["total"], entry.progress)
+                   str(summary.get("shape") or "?"), summary["total"], headers, entry.progress)
 
 
 def recent(backend: ResultBackend, limit: int) -> list[Tracked]:

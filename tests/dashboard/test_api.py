@@ -71,7 +71,7 @@ def test_a_workflow_shows_its_nodes_edges_and_each_nodes_call_and_outcome(
     summary = wait_for(lambda: (w := listed(dashboard, root_id)) and w["done"] == w["total"]
                        and w, 20, "the chord among the recent workflows")
     assert (summary["state"], summary["done"], summary["total"], summary["failed"]) == (
-        states.FAILURE, 5, 5, 2)  # joins do not count
+        states.FAILURE, 6, 6, 3)  # 4 parts, the join and the body
     assert (summary["shape"], summary["first"]) == ("chord", add.name)
 
     doc = get(dashboard, f"/api/workflows/{root_id}")

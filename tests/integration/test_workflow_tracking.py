@@ -47,6 +47,7 @@ def cli(*args: str) -> tuple[int, str]:
 
 
 def root_of(handle: Any) -> str:
+    """The root id of the workflow ``handle`` belongs to (its first node's id)."""
     return str(handle.root_id)
 
 
@@ -57,11 +58,11 @@ def test_a_finished_chord_is_listed_with_every_node_done(cluster: Cluster) -> No
     entry = wait_for(lambda: tracked(root_id).finished and tracked(root_id), 10,
                      "the chord's last node to be counted")
     assert (entry.shape, entry.first, entry.state) == ("chord", add.name, states.SUCCESS)
-    assert (entry.done, entry.total, entry.failed) == (6, 6, 0)  # 5 parts and the body
+    assert (entry.done, entry.total, entry.failed) == (7, 7, 0)  # 5 parts, join, body
     code, output = cli("workflows", "--json")
     assert code == 0
     listed = [json.loads(line) for line in output.splitlines()]
-    assert {"root_id": root_id, "state": "SUCCESS", "done": 6, "total": 6} in [
+    assert {"root_id": root_id, "state": "SUCCESS", "done": 7, "total": 7} in [
         {k: doc[k] for k in ("root_id", "state", "done", "total")} for doc in listed]
 
 
@@ -97,7 +98,7 @@ def test_only_the_workflow_whose_next_step_was_lost_is_stuck(cluster: Cluster) -
     queued = chain(add.s(1, 1), add.s(4).set(queue=waiting)).delay()
     roots = {name: root_of(handle) for name, handle in
              (("lost", lost), ("running", running), ("delayed", delayed), ("queued", queued))}
-    wait_for(lambda: tracked(roots["lost"]).done == 3, 20, "the lost chord's header")
+    wait_for(lambda: tracked(roots["lost"]).done == 4, 20, "the lost chord's join")
     for name in ("running", "delayed", "queued"):
         wait_for(lambda name=name: tracked(roots[name]).done == 1, 20, f"{name}'s first step")
     wait_for(lambda: app.control.queue_sizes([lonely])[lonely] == 1, 10, "the body's message")
@@ -131,4 +132,4 @@ def test_groups_are_tracked_too(cluster: Cluster) -> None:
     assert handle.get(timeout=30) == [1, 2, 3]
     entry = wait_for(lambda: tracked(root_of(handle)).finished and tracked(root_of(handle)),
                      10, "the group's join")
-    assert (entry.shape, entry.done, entry.total) == ("group", 3, 3)  # joins do not count
+    assert (entry.shape, entry.done, entry.total) == ("group", 4, 4)

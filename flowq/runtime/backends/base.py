@@ -183,6 +183,28 @@ class ResultBackend(abc.ABC):
     def chord_values(self, join_id: str) -> dict[int, bytes | None]:
         """The parts recorded so far (index -> value, None for a failed part)."""
 
+    @abc.abstractmethod
+    def chord_reset(self, joins: Sequence[tuple[str, int, Mapping[int, bytes]]],
+                    expires: float | None = None) -> None:
+        """Replace the state of each chord ``(join_id, size, parts)`` by exactly ``parts``
+        (index -> value), none fired and none failed: what ``resume`` keeps of a chord
+        whose other members run again."""
+
+    # -- resume: letting tasks run again ----------------------------------------------
+
+    @abc.abstractmethod
+    def reset(self, counted: Sequence[str], *, tracked: str | None = None,
+              uncounted: Sequence[str] = (), flags: Sequence[str] = (),
+              counters: Sequence[str] = ()) -> None:
+        """Delete records so that their tasks can run again (``resume``): those of
+        ``counted`` (their terminal states stop counting in the progress of the workflow
+        ``tracked``, if given, which counts as changed now), those of ``uncounted`` (fanout
+        items and errbacks, never counted), and the flags and counters named.
+
+        Each counted record is deleted and uncounted in one atomic step, so a reset that
+        is repeated, or resumed after a crash, never uncounts a record twice.
+        """
+
     # -- tracked workflows: the index of recent ones, their progress ----------------------
 
     @abc.abstractmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, TypeVar, cast
 
 import attrs
@@ -64,6 +64,12 @@ class _Expiring(Generic[V]):
         deadline = None if expires is None else time.monotonic() + expires
         if deadline is None or deadline > item[1]:
             self._items[key] = (item[0], deadline)
+
+    def replace(self, key: str, value: V) -> None:
+        """Change the value of ``key`` (if present), keeping its expiry."""
+        item = self._items.get(key)
+        if item is not None:
+            self._items[key] = (value, item[1])
 
     def pop(self, key: str) -> None:
         self._items.pop(key, None)
@@ -195,6 +201,34 @@ class MemoryBackend(ResultBackend):
         with self._cond:
             chord = self._chords.get(join_id)
             return {} if chord is None else dict(chord.parts)
+
+    def chord_reset(self, joins: Sequence[tuple[str, int, Mapping[int, bytes]]],
+                    expires: float | None = None) -> None:
+        with self._cond:
+            for join_id, size, parts in joins:
+                self._chords.set(join_id, _Chord(size, dict(parts)), expires)
+
+    # -- resume -----------------------------------------------------------------------------
+
+    def reset(self, counted: Sequence[str], *, tracked: str | None = None,
+              uncounted: Sequence[str] = (), flags: Sequence[str] = (),
+              counters: Sequence[str] = ()) -> None:
+        with self._cond:
+            gone = [record.state for record in map(self._results.get, dict.fromkeys(counted))
+                    if record is not None and is_terminal(record.state)]
+            for task_id in (*counted, *uncounted):
+                self._results.pop(task_id)
+            for key in flags:
+                self._flags.pop(key)
+            for key in counters:
+                self._counters.pop(key)
+            progress = None if tracked is None else self._progress.get(tracked)
+            if tracked is not None and progress is not None:
+                counts = dict(progress.counts)
+                for state in gone:
+                    counts[state] = counts.get(state, 0) - 1
+                self._progress.replace(tracked, Progress(
+                    {state: n for state, n in counts.items() if n > 0}, time.time()))
 
     # -- tracked workflows ------------------------------------------------------------------
 

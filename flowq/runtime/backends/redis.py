@@ -21,7 +21,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast, overload
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -55,7 +55,8 @@ _BATCH = 1000
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 _TERMINAL = " ".join(sorted(states.READY_STATES))
 _LUA = resources.files(__package__).joinpath("lua")
-_SCRIPTS = ("store", "store_many", "flag_set", "delay_due", "lease_acquire", "lease_release")
+_SCRIPTS = ("store", "store_many", "reset", "flag_set", "delay_due", "lease_acquire",
+            "lease_release")
 _SOURCES = {name: _LUA.joinpath(f"{name}.lua").read_text() for name in _SCRIPTS}
 
 
@@ -286,6 +287,36 @@ class RedisBackend(ResultBackend):
     @_retried
     def workflow_detail(self, root_id: str) -> bytes | None:
         return cast("bytes | None", self._client.get(self.keys.workflow_detail(root_id)))
+
+    @_retried
+    def chord_reset(self, joins: Sequence[tuple[str, int, Mapping[int, bytes]]],
+                    expires: float | None = None) -> None:
+        for batch in chunked(joins, _BATCH // 4):
+            pipe = self._client.pipeline(transaction=True)  # each chord replaced whole
+            for join_id, size, parts in batch:
+                key = self.keys.chord(join_id)
+                pipe.delete(key)
+                pipe.hset(key, mapping={"size": size, "n": len(parts),
+                                        **{str(i): _encode_part(v) for i, v in parts.items()}})
+                if expires is not None:
+                    pipe.pexpire(key, _ms(expires))
+            pipe.execute()
+
+    # -- resume -----------------------------------------------------------------------------
+
+    def reset(self, counted: Sequence[str], *, tracked: str | None = None,
+              uncounted: Sequence[str] = (), flags: Sequence[str] = (),
+              counters: Sequence[str] = ()) -> None:
+        progress = self.keys.workflow_progress(tracked) if tracked else self.keys.prefix
+        now = str(_now_ms()) if tracked else ""
+        for batch in chunked([self.keys.result(task_id) for task_id in counted], _BATCH // 2):
+            self._retry(functools.partial(self._scripts["reset"], [progress, *batch],
+                                          [now, len(batch), _TERMINAL]))
+        others = [*(self.keys.result(task_id) for task_id in uncounted),
+                  *(self.keys.flag(key) for key in flags),
+                  *(self.keys.counter(key) for key in counters)]
+        for batch in chunked(others, _BATCH):
+            self._retry(functools.partial(self._client.delete, *batch))
 
     # -- flags and blobs --------------------------------------------------------------------
 

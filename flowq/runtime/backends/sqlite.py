@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from flowq import states
@@ -239,6 +239,46 @@ class SqliteBackend(ResultBackend):
         rows = self._read(f"SELECT idx, value FROM chord_parts WHERE chord_id = :id AND EXISTS "
                           f"(SELECT 1 FROM chords WHERE id = :id AND {_ALIVE})", id=join_id)
         return dict(rows)
+
+    def chord_reset(self, joins: Sequence[tuple[str, int, Mapping[int, bytes]]],
+                    expires: float | None = None) -> None:
+        until = _until(time.time(), expires)
+        with self._transaction() as db:
+            for join_id, size, parts in joins:
+                db.execute("DELETE FROM chord_parts WHERE chord_id = ?", (join_id,))
+                db.execute("INSERT OR REPLACE INTO chords (id, size, recorded, fired, failed, "
+                           "expires_at) VALUES (?, ?, ?, NULL, 0, ?)",
+                           (join_id, size, len(parts), until))
+                db.executemany("INSERT INTO chord_parts VALUES (?, ?, ?)",
+                               [(join_id, index, value) for index, value in parts.items()])
+
+    # -- resume -----------------------------------------------------------------------------
+
+    def reset(self, counted: Sequence[str], *, tracked: str | None = None,
+              uncounted: Sequence[str] = (), flags: Sequence[str] = (),
+              counters: Sequence[str] = ()) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            if tracked is not None:
+                self._uncount(db, tracked, list(dict.fromkeys(counted)), now)
+            db.executemany("DELETE FROM results WHERE id = ?",
+                           [(task_id,) for task_id in (*counted, *uncounted)])
+            db.executemany("DELETE FROM flags WHERE key = ?", [(key,) for key in flags])
+            db.executemany("DELETE FROM counters WHERE key = ?", [(key,) for key in counters])
+
+    @staticmethod
+    def _uncount(db: sqlite3.Connection, tracked: str, task_ids: list[str], now: float) -> None:
+        """Take the terminal records of ``task_ids`` out of the progress of ``tracked``."""
+        gone: dict[str, int] = {}
+        for batch in chunked(task_ids, _BATCH):
+            rows = db.execute(f"SELECT state FROM results WHERE id IN "
+                              f"({', '.join('?' * len(batch))}) AND state IN ({_TERMINAL}) "
+                              f"AND (expires_at IS NULL OR expires_at > ?)", (*batch, now))
+            for (state,) in rows:
+                gone[state] = gone.get(state, 0) + 1
+        db.executemany("UPDATE progress SET n = max(n - ?, 0) WHERE root_id = ? AND state = ?",
+                       [(n, tracked, state) for state, n in gone.items()])
+        db.execute("UPDATE progress SET updated = ? WHERE root_id = ?", (now, tracked))
 
     # -- tracked workflows ------------------------------------------------------------------
 
