@@ -11,6 +11,7 @@ import pytest
 from flowq import chain, chord, states
 from tests.dashboard.conftest import DashboardProcess
 from tests.integration.app import add, app, fail, tsum
+from tests.integration.observe_tasks import flaky
 from tests.integration.harness import Cluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -161,3 +162,26 @@ def test_a_whole_workflow_can_be_revoked(guarded: DashboardProcess) -> None:
                     and t, 20, "every node of the revoked workflow to be recorded")
     assert [n["state"] for n in done["nodes"]] == [states.REVOKED, states.FAILURE,
                                                    states.FAILURE]
+
+
+def test_a_failed_workflow_is_resumed_and_then_refused_once_successful(
+        cluster: Cluster, guarded: DashboardProcess) -> None:
+    # Given a chord whose member 1 fails the first time only (the ledger says so)
+    fail_set = f"{cluster.ledger_prefix}flaky:fail"
+    cluster.ledger.sadd(fail_set, "1")
+    handle = chord([flaky.s(i) for i in range(3)], tsum.s()).delay()
+    with pytest.raises(Exception, match="flaky 1 told to fail"):
+        handle.get(timeout=20)
+    cluster.ledger.srem(fail_set, "1")
+    token = {"Authorization": "Bearer t0ken", "X-Flowq-Action": "1"}
+
+    answer = httpx.post(f"{guarded.url}/api/workflows/{handle.root_id}/resume", headers=token,
+                        timeout=20)
+
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["rerun"], answer.json()["reused"]) == (2, 2)  # member 1, the body
+    assert app.AsyncResult(handle.id).get(timeout=20) == 3
+    again = httpx.post(f"{guarded.url}/api/workflows/{handle.root_id}/resume", headers=token,
+                       timeout=20)
+    assert again.status_code == 409
+    assert "finished successfully: nothing to resume" in again.json()["error"]

@@ -103,8 +103,18 @@ function setMain(...children) {
   return main;
 }
 
-async function post(path) {
-  return api(path, { method: "POST", headers: { "X-Flowq-Action": "1" } });
+async function act(path, describe) {
+  // An action's outcome stays shown (polls clear only their own errors).
+  const notice = document.getElementById("notice");
+  try {
+    const answer = await api(path, { method: "POST", headers: { "X-Flowq-Action": "1" } });
+    notice.className = "done";
+    notice.textContent = describe(answer);
+  } catch (error) {
+    notice.className = "refused";
+    notice.textContent = error.message;
+  }
+  notice.hidden = false;
 }
 
 // -- list pages -----------------------------------------------------------------------------
@@ -203,10 +213,17 @@ function renderSummary(view, doc) {
   const parts = [badge(doc.state), progress(doc),
     h("span", { text: `${doc.shape} of ${doc.first || "?"}` }),
     h("span", { class: "muted", text: `sent ${age(doc.age)} ago` }), stuckNote(doc.stuck)];
-  if (config.actions) {
+  if (config.actions && doc.done < doc.total) {
     parts.push(h("button", { id: "revoke-workflow", text: "Revoke workflow", onclick: async () => {
       if (!confirm(`Revoke every unfinished node of ${doc.root_id}?`)) return;
-      await post(`/api/workflows/${encodeURIComponent(doc.root_id)}/revoke`);
+      await act(`/api/workflows/${encodeURIComponent(doc.root_id)}/revoke`,
+                () => "Revoked: its unfinished nodes will not run.");
+    } }));
+  }
+  if (config.actions && doc.done >= doc.total && doc.state === "FAILURE") {
+    parts.push(h("button", { id: "resume-workflow", text: "Resume", onclick: async () => {
+      await act(`/api/workflows/${encodeURIComponent(doc.root_id)}/resume`,
+        (answer) => `Resumed: ${answer.rerun} task(s) run again, ${answer.reused} result(s) kept.`);
     } }));
   }
   view.summary.replaceChildren(...parts.filter(Boolean));
@@ -346,7 +363,7 @@ async function showNode(view, index) {
                                                          h("dd", {}, value)]))];
   if (config.actions && !["SUCCESS", "FAILURE", "REVOKED"].includes(doc.state)) {
     parts.push(h("button", { id: "revoke-task", text: "Revoke this task", onclick: async () => {
-      await post(`/api/tasks/${encodeURIComponent(doc.id)}/revoke`);
+      await act(`/api/tasks/${encodeURIComponent(doc.id)}/revoke`, () => `Revoked ${doc.id}.`);
     } }));
   }
   view.panel.dataset.index = index;
