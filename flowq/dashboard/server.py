@@ -10,6 +10,7 @@ SVG, shipped in the package) and the JSON API behind them.
 ``GET /api/workflows/<root_id>/nodes/<index>``   one node: call, result or traceback
 ``POST /api/workflows/<root_id>/revoke``         (``--enable-actions``) revoke the workflow
 ``POST /api/tasks/<task_id>/revoke``             (``--enable-actions``) revoke one task
+``POST /api/workflows/<root_id>/resume``         (``--enable-actions``) run again what failed
 ==============================================  ===========================================
 
 Read-only unless built with ``actions=True``. An action must carry the header
@@ -34,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 from flowq.dashboard import views
 from flowq.dashboard.auth import Credentials, RequireAuth
 from flowq.dashboard.monitor import Monitor
-from flowq.exceptions import BackendUnavailable, BrokerUnavailable, FlowqError
+from flowq.exceptions import BackendUnavailable, BrokerUnavailable, FlowqError, ResumeRefused
 from flowq.runtime import broker
 
 if TYPE_CHECKING:
@@ -84,6 +85,17 @@ def create_app(app: Flowq, *, credentials: Credentials | None = None, actions: b
         app.control.revoke_workflow(root_id, terminate=_flag(request, "terminate"))
         return JSONResponse({"ok": f"revoked workflow {root_id}"})
 
+    def resume(request: Request) -> Response:
+        from flowq.runtime.resume import resume as resume_workflow
+
+        root_id = request.path_params["root_id"]
+        try:
+            done = resume_workflow(app, root_id)
+        except ResumeRefused as refused:
+            return JSONResponse({"error": str(refused)}, 409)
+        return JSONResponse({"ok": f"resumed workflow {root_id}", "rerun": done.rerun,
+                             "reused": done.reused})
+
     def revoke_task(request: Request) -> Response:
         task_id = request.path_params["task_id"]
         app.control.revoke(task_id, terminate=_flag(request, "terminate"))
@@ -98,6 +110,7 @@ def create_app(app: Flowq, *, credentials: Credentials | None = None, actions: b
     if actions:
         routes += [Route("/api/workflows/{root_id}/revoke", _action(revoke_workflow),
                          methods=["POST"]),
+                   Route("/api/workflows/{root_id}/resume", _action(resume), methods=["POST"]),
                    Route("/api/tasks/{task_id}/revoke", _action(revoke_task), methods=["POST"])]
 
     @contextlib.asynccontextmanager

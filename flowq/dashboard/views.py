@@ -13,6 +13,7 @@ from flowq import states
 from flowq.canvas.dag import Workflow
 from flowq.canvas.frozen import thaw
 from flowq.canvas.graph import to_graph
+from flowq.exceptions import MalformedCanvas
 from flowq.runtime import live, tracking
 from flowq.runtime.tracking import Tracked
 
@@ -121,7 +122,10 @@ def _clip(text: str) -> str:
 
 
 def _load(app: Flowq, tracked: Tracked) -> Workflow:
-    return app.runtime.workflows.load(tracked.headers, "?", tracked.root_id).workflow
+    workflow = live.find(app, tracked.root_id)
+    if workflow is None:  # tracked, but its pointer expired first
+        raise MalformedCanvas(f"the graph of workflow {tracked.root_id} is no longer stored")
+    return workflow
 
 
 def queues(monitor: Monitor) -> dict[str, Any]:

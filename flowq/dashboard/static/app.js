@@ -32,7 +32,7 @@ function h(tag, attrs, ...children) {
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child !== null && child !== undefined) {
       node.append(child instanceof Node ? child : String(child));
     }
@@ -103,8 +103,18 @@ function setMain(...children) {
   return main;
 }
 
-async function post(path) {
-  return api(path, { method: "POST", headers: { "X-Flowq-Action": "1" } });
+async function act(path, describe) {
+  // An action's outcome stays shown (polls clear only their own errors).
+  const notice = document.getElementById("notice");
+  try {
+    const answer = await api(path, { method: "POST", headers: { "X-Flowq-Action": "1" } });
+    notice.className = "done";
+    notice.textContent = describe(answer);
+  } catch (error) {
+    notice.className = "refused";
+    notice.textContent = error.message;
+  }
+  notice.hidden = false;
 }
 
 // -- list pages -----------------------------------------------------------------------------
@@ -203,10 +213,17 @@ function renderSummary(view, doc) {
   const parts = [badge(doc.state), progress(doc),
     h("span", { text: `${doc.shape} of ${doc.first || "?"}` }),
     h("span", { class: "muted", text: `sent ${age(doc.age)} ago` }), stuckNote(doc.stuck)];
-  if (config.actions) {
+  if (config.actions && doc.done < doc.total) {
     parts.push(h("button", { id: "revoke-workflow", text: "Revoke workflow", onclick: async () => {
       if (!confirm(`Revoke every unfinished node of ${doc.root_id}?`)) return;
-      await post(`/api/workflows/${encodeURIComponent(doc.root_id)}/revoke`);
+      await act(`/api/workflows/${encodeURIComponent(doc.root_id)}/revoke`,
+                () => "Revoked: its unfinished nodes will not run.");
+    } }));
+  }
+  if (config.actions && doc.done >= doc.total && doc.state === "FAILURE") {
+    parts.push(h("button", { id: "resume-workflow", text: "Resume", onclick: async () => {
+      await act(`/api/workflows/${encodeURIComponent(doc.root_id)}/resume`,
+        (answer) => `Resumed: ${answer.rerun} task(s) run again, ${answer.reused} result(s) kept.`);
     } }));
   }
   view.summary.replaceChildren(...parts.filter(Boolean));
@@ -333,21 +350,20 @@ async function showNode(view, index) {
   view.selected = index;
   const doc = await api(`/api/workflows/${encodeURIComponent(view.rootId)}/nodes/${index}`);
   view.shownState = doc.state;
-  const rows = [
-    ["Task", doc.task || doc.kind], ["Path", doc.path], ["Id", doc.id],
-    ["State", badge(doc.state)], ["Arguments", pre(doc.args, "node-args")],
-    ["Keyword arguments", pre(doc.kwargs, "node-kwargs")],
-  ];
-  if (doc.receives) rows.push(["Also receives", doc.receives]);
-  if (doc.options && doc.options !== "{}") rows.push(["Options", pre(doc.options)]);
-  if (doc.result !== null) rows.push(["Result", pre(doc.result, "node-result")]);
+  const rows = [["Task", doc.task || doc.kind], ["Path", doc.path], ["Id", doc.id],
+                ["State", badge(doc.state)]];
   if (doc.exception) rows.push(["Exception", pre(doc.exception, "node-exception")]);
   if (doc.traceback) rows.push(["Traceback", pre(doc.traceback, "node-traceback")]);
+  if (doc.result !== null) rows.push(["Result", pre(doc.result, "node-result")]);
+  rows.push(["Arguments", pre(doc.args, "node-args")],
+            ["Keyword arguments", pre(doc.kwargs, "node-kwargs")]);
+  if (doc.receives) rows.push(["Also receives", doc.receives]);
+  if (doc.options && doc.options !== "{}") rows.push(["Options", pre(doc.options)]);
   const parts = [h("dl", {}, rows.map(([name, value]) => [h("dt", { text: name }),
                                                          h("dd", {}, value)]))];
   if (config.actions && !["SUCCESS", "FAILURE", "REVOKED"].includes(doc.state)) {
     parts.push(h("button", { id: "revoke-task", text: "Revoke this task", onclick: async () => {
-      await post(`/api/tasks/${encodeURIComponent(doc.id)}/revoke`);
+      await act(`/api/tasks/${encodeURIComponent(doc.id)}/revoke`, () => `Revoked ${doc.id}.`);
     } }));
   }
   view.panel.dataset.index = index;
