@@ -261,8 +261,8 @@ def _summary(graph: nx.DiGraph, number: int, hidden: list[Hashable]) -> Box:
 
 def _size(lines: Sequence[str], kind: str) -> tuple[float, float]:
     width = max(len(line) for line in lines) * CHAR_WIDTH + 2 * PAD_X
-    height = len(lines) * LINE_HEIGHT + 2 * PAD_Y
-    if kind == "join":  # a diamond holds its text in the middle half of its width
+    height = float(len(lines) * LINE_HEIGHT + 2 * PAD_Y)
+    if kind == "join":  # a diamond leaves room around the text at its middle
         width, height = width * 1.5, height * 1.5
     return width, height
 
