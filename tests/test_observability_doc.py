@@ -1,4 +1,5 @@
-"""docs/observability.md is true: its Python snippets are the code of
+"""docs/observability.md's sections on handles, progress, pictures, metrics and resume
+are true: their Python snippets are the code of
 examples/workflows/observability.py, which runs here against a real worker; what the page
 shows the example printing, and the picture it shows, are that run's own output (task ids
 aside, which are new each run); its commands parse; its metrics are the ones served."""
@@ -18,6 +19,7 @@ import yaml
 from flowq import Flowq
 from flowq.cli import main
 from flowq.runtime.worker import Worker
+from tests.doc_sections import sections
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "observability.md"
@@ -28,8 +30,13 @@ _ID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
                  r"|[-0-9a-f]*…)?")
 
 
+#: The sections that show the example (the dashboard's are run by tests/dashboard).
+SECTIONS = ("Workflow handles", "Progress", "Pictures", "Metrics", "Resume",
+            "What handles, progress and resume cost")
+
+
 def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", DOC.read_text(), flags=re.S)
+    return re.findall(rf"```{language}\n(.*?)```", sections(DOC, SECTIONS), flags=re.S)
 
 
 def without_ids(text: str) -> str:
@@ -113,5 +120,5 @@ def test_the_metrics_listed_are_the_ones_served() -> None:
     served = set()
     for family in metrics.registry.collect():
         served.add(f"{family.name}_total" if family.type == "counter" else family.name)
-    listed = set(re.findall(r"^\| `(flowq_\w+)`", DOC.read_text(), flags=re.M))
+    listed = set(re.findall(r"^\| `(flowq_\w+)`", sections(DOC, ["Metrics"]), flags=re.M))
     assert listed == served

@@ -37,7 +37,7 @@ class DashboardProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = cluster.tmp / f"dashboard-{self.port}.log"
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed by stop()
         command = [sys.executable, "-m", "flowq", "-A", "tests.integration.app:app",
                    "dashboard", "--host", host, "--port", str(self.port), *args]
         self.proc = subprocess.Popen(command, cwd=ROOT, env={**cluster.env, **(env or {})},

@@ -11,8 +11,8 @@ import pytest
 from flowq import chain, chord, states
 from tests.dashboard.conftest import DashboardProcess
 from tests.integration.app import add, app, fail, tsum
-from tests.integration.observe_tasks import flaky
 from tests.integration.harness import Cluster, wait_for
+from tests.integration.observe_tasks import flaky
 
 pytestmark = pytest.mark.timeout(120)
 

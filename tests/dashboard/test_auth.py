@@ -5,7 +5,6 @@ Pure tests: the ASGI app is called in-process (its background monitor never star
 from __future__ import annotations
 
 import base64
-
 import warnings
 
 import pytest
