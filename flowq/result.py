@@ -67,12 +67,11 @@ class _Handle:
         from flowq.exceptions import WorkflowNotFound
         from flowq.runtime.live import TaskProgress
 
-        read: Callable[[], TaskProgress]
-        try:
-            if self._bound_backend is not None:  # an eager run's: nothing is stored
-                raise WorkflowNotFound(self.id)
-            read = self.workflow().progress
-        except WorkflowNotFound:
+        read: Callable[[], TaskProgress] | None = None
+        if self._bound_backend is None:  # (an eager run's handle: no workflow is stored)
+            with contextlib.suppress(WorkflowNotFound):
+                read = self.workflow().progress
+        if read is None:
             own = self._leaves() if isinstance(self, GroupResult) else [self]
             backend, ids = self._backend(), [task.id for task in own]
 

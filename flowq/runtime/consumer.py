@@ -40,7 +40,8 @@ from flowq.exceptions import (
 )
 from flowq.runtime import broker, signing
 from flowq.runtime.advance import At
-from flowq.runtime.events import DISABLED, TaskHook
+from flowq.runtime.events import DISABLED
+from flowq.runtime.hooks import TaskHook
 from flowq.runtime.execute import FAILURE, MALFORMED, REJECT, SUCCESS, Outcome, short
 from flowq.runtime.message import Request, check_size, parse
 from flowq.runtime.pool import Pool

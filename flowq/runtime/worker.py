@@ -27,6 +27,7 @@ from kombu import Consumer
 from flowq.exceptions import FlowqError
 from flowq.runtime import broker, events, remote
 from flowq.runtime.consumer import Intake
+from flowq.runtime.hooks import TaskHooks
 from flowq.runtime.message import Request
 from flowq.runtime.metrics import WorkerMetrics
 from flowq.runtime.pool import Pool, make_pool
@@ -87,7 +88,7 @@ class Worker:
         self.metrics: WorkerMetrics | None = None
         if conf.worker_metrics_port is not None:  # raises MissingExtra without the extra
             self.metrics = WorkerMetrics(self)
-            self.intake.events = events.TaskHooks([self.intake.events, self.metrics])
+            self.intake.events = TaskHooks([self.intake.events, self.metrics])
         self.revoked_ids: set[str] = set()
         self.warm = False
         self.cold = False

@@ -25,7 +25,7 @@ import pytest
 
 from flowq import fanout, states
 from flowq.runtime.events import EventReceiver
-from tests.integration import semantics_tasks
+from tests.integration import observe_tasks, semantics_tasks
 from tests.integration import app as tasks
 from tests.integration.app import app
 from tests.integration.harness import ROOT, Cluster, WorkerProcess, require_server, wait_for
@@ -221,22 +221,30 @@ def test_ping_status_and_inspect_answer_for_the_named_worker(ops: Cluster) -> No
 
 @pytest.mark.timeout(120)
 def test_inspect_active_reserved_and_scheduled(ops: Cluster) -> None:
-    # Given two tasks keeping both processes busy and a third one waiting behind them
-    running = [tasks.sleep.delay(3, i) for i in range(2)]
+    # Given two tasks keeping both processes busy until the test opens their gate (each
+    # question below starts a process: a loaded machine takes seconds per answer) and a
+    # third one waiting behind them
+    gate = f"gate-{uuid.uuid4().hex[:6]}"
+    running = [observe_tasks.gated.delay(i, gate=gate) for i in range(2)]
     waiting = tasks.identity.delay("after")
     delayed = tasks.identity.apply_async(("later",), countdown=60)
     try:
-        active = wait_for(lambda: len(ask(ops, "inspect", "active")) == 2
-                          and ask(ops, "inspect", "active"))
+        def both_active() -> Any:  # one question per look
+            answer = ask(ops, "inspect", "active")
+            return answer if len(answer) == 2 else None
+
+        active = wait_for(both_active)
         assert {t["id"] for t in active} == {r.id for r in running}
-        assert {t["name"] for t in active} == {"tests.integration.app.sleep"}
+        assert {t["name"] for t in active} == {observe_tasks.gated.name}
         assert [t["id"] for t in ask(ops, "inspect", "reserved")] == [waiting.id]
         scheduled = ask(ops, "inspect", "scheduled")
         assert scheduled["delayed_in_backend"] == 1
         assert [(t["id"], t["name"]) for t in scheduled["next"]] == [
             (delayed.id, "tests.integration.app.identity")]
+        ops.ledger.set(f"{ops.ledger_prefix}{gate}", 1)
         assert waiting.get(timeout=30) == "after"
     finally:
+        ops.ledger.set(f"{ops.ledger_prefix}{gate}", 1)
         app.control.revoke(delayed.id)
     assert ask(ops, "inspect", "active") == []
 
@@ -554,16 +562,20 @@ def test_monitor_once_prints_workers_and_queue_counts(ops: Cluster) -> None:
 
 @pytest.mark.timeout(120)
 def test_graph_by_root_id_shows_live_states(ops: Cluster) -> None:
-    # Given a chain whose first step takes a while
-    result = (tasks.sleep.s(6, 7) | tasks.add.s(1)).delay()
+    # Given a chain whose first step runs until the test opens its gate
+    gate = f"gate-{uuid.uuid4().hex[:6]}"
+    result = (observe_tasks.gated.s(7, gate=gate) | tasks.add.s(1)).delay()
     root = root_of(result)
-    wait_for(lambda: any(t["id"] == root for t in ask(ops, "inspect", "active")))
-    # When it is drawn while the first step runs
-    running = flowq(ops, "graph", root, "-t", "1")
+    try:
+        wait_for(lambda: any(t["id"] == root for t in ask(ops, "inspect", "active")))
+        # When it is drawn while the first step runs
+        running = flowq(ops, "graph", root, "-t", "1")
+    finally:
+        ops.ledger.set(f"{ops.ledger_prefix}{gate}", 1)
     assert running.returncode == 0, running.stderr
     lines = running.stdout.splitlines()
     assert lines[0].startswith(f"workflow {root[:8]} (2 nodes")
-    assert "[STARTED]" in lines[1] and "tests.integration.app.sleep(6, 7)" in lines[1]
+    assert "[STARTED]" in lines[1] and f"{observe_tasks.gated.name}(7, gate=" in lines[1]
     assert "[PENDING]" in lines[2]
     # Then, once finished, every node shows its outcome
     assert result.get(timeout=30) == 8
