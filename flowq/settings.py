@@ -68,6 +68,9 @@ DEFAULTS: dict[str, Setting] = {
     "worker_pool": Setting(str, "prefork", "prefork, solo or threads."),
     "worker_max_tasks_per_child": Setting((int, type(None)), None, "Replace a child after N tasks."),
     "worker_send_task_events": Setting(bool, False, "Emit task events."),
+    "worker_metrics_port": Setting((int, type(None)), None,
+                                   "Serve Prometheus metrics on this port (flowq[metrics])."),
+    "worker_metrics_host": Setting(str, "127.0.0.1", "Address the metrics endpoint binds."),
     "control_exchange": Setting(str, "flowq", "Remote-control namespace; separates deployments "
                                               "sharing a broker."),
     "worker_hijack_root_logger": Setting(bool, True, "Let the worker configure logging."),

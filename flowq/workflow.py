@@ -73,7 +73,7 @@ class LiveWorkflow:
         return drawn
 
     def render(self, format: str = "text", timeout: float = 0.0) -> Any:
-        """The live graph drawn as ``text``, ``dot`` or ``mermaid`` (see
+        """The live graph drawn as ``text``, ``dot``, ``mermaid`` or ``svg`` (see
         :func:`flowq.canvas.render.render`)."""
         from flowq.canvas.render import render
 

@@ -32,6 +32,10 @@ log = logging.getLogger("flowq.worker")
               help="Send task and worker events (for flowq events / monitor).")
 @click.option("--purge", "purge_first", is_flag=True,
               help="Delete the waiting messages of the worker's queues before starting.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Serve Prometheus metrics on this port (needs flowq[metrics]).")
+@click.option("--metrics-host", help="Address the metrics endpoint binds (default "
+                                     "127.0.0.1; 0.0.0.0 to be scraped from elsewhere).")
 @click.option("-f", "--logfile", help="Log to this file instead of stderr; %n (node name), "
                                       "%h (host) and %i (0: main process, 1..N: pool "
                                       "processes) are expanded, e.g. /var/log/flowq/%n-%i.log.")
@@ -43,7 +47,8 @@ def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
            queues: str | None, loglevel: str, pool: str | None,
            prefetch_multiplier: int | None, max_tasks_per_child: int | None,
            embed_beat: bool, send_events: bool, purge_first: bool,
-           logfile: str | None, log_format: str | None) -> None:
+           metrics_port: int | None, metrics_host: str | None, logfile: str | None,
+           log_format: str | None) -> None:
     """Start a worker.
 
     \b
@@ -53,6 +58,7 @@ def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
       flowq -A tasks:app worker -B
       flowq -A tasks:app worker -E -n w2@%h --logfile /var/log/flowq/%n-%i.log
       flowq -A tasks:app worker --log-format json
+      flowq -A tasks:app worker --metrics-port 9808
     """
     from flowq.runtime.beat import Beat, beat_thread
     from flowq.runtime.worker import Worker, expand_hostname, setup_logging
@@ -60,6 +66,10 @@ def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
     app = app_from(ctx)
     if send_events:
         app.conf.worker_send_task_events = True
+    if metrics_port is not None:
+        app.conf.worker_metrics_port = metrics_port
+    if metrics_host is not None:
+        app.conf.worker_metrics_host = metrics_host
     node = expand_hostname(hostname)
     log_format = log_format or app.conf.worker_log_format
     if logfile:
@@ -72,9 +82,10 @@ def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
     if purge_first:
         _purge(ctx, app, split_list(queues) or [app.conf.task_default_queue])
     scheduler = run_guarded(ctx, lambda: Beat(app)) if embed_beat else None
-    instance = Worker(app, concurrency=concurrency, queues=split_list(queues), hostname=node,
-                      pool=pool, prefetch_multiplier=prefetch_multiplier,
-                      max_tasks_per_child=max_tasks_per_child, app_path=ctx.obj["app_path"])
+    instance = run_guarded(ctx, lambda: Worker(
+        app, concurrency=concurrency, queues=split_list(queues), hostname=node, pool=pool,
+        prefetch_multiplier=prefetch_multiplier, max_tasks_per_child=max_tasks_per_child,
+        app_path=ctx.obj["app_path"]))
     with beat_thread(scheduler) if scheduler else contextlib.nullcontext():
         code = run_guarded(ctx, instance.run)
     sys.exit(code)

@@ -107,21 +107,23 @@ class Advancer:
 
     # -- outcomes -----------------------------------------------------------------------
 
-    def succeeded(self, at: At, value: Any, late_ack: bool = False) -> None:
-        """Record ``value`` for ``at`` and publish whatever it unblocks."""
+    def succeeded(self, at: At, value: Any, late_ack: bool = False) -> int:
+        """Record ``value`` for ``at`` and publish whatever it unblocks; return how many
+        joins (chord headers, groups, fanouts) that completed."""
         outcome = self.backend.store(
             at.task_id, states.SUCCESS, self.codec.success(value, self._children(at)),
             part=self._part(at, self.codec.dump_value(value)), expires=self.expires,
             tracked=_tracked(at))
         if not self._should_advance(at, outcome, late_ack):
-            return
+            return 0
         messages: list[Outgoing] = []
         done: deque[tuple[int, Any, StoreOutcome]] = deque()
         if at.item is None:
             self._consumers(at, value, messages, done)
         self._after_part(at, outcome, done)
-        self._settle(at.carried, at.root_id, done, messages)
+        completed = self._settle(at.carried, at.root_id, done, messages)
         self._mark(at, late_ack)
+        return completed
 
     def failed(self, at: At, exc: BaseException, traceback: str | None = None,
                state: str = states.FAILURE, late_ack: bool = False) -> None:
@@ -306,15 +308,19 @@ class Advancer:
             tracked=_tracked(at))
 
     def _settle(self, carried: Carried, root_id: str,
-                done: deque[tuple[int, Any, StoreOutcome]], messages: list[Outgoing]) -> None:
-        """Continue from completed joins (iteratively: joins complete joins) and publish."""
+                done: deque[tuple[int, Any, StoreOutcome]], messages: list[Outgoing]) -> int:
+        """Continue from completed joins (iteratively: joins complete joins) and publish;
+        return how many joins completed."""
+        completed = 0
         while done:
             position, value, outcome = done.popleft()
+            completed += 1
             at = At(carried, position, root_id)
             self._consumers(at, value, messages, done)
             if carried.workflow.memberships(position):
                 self._after_part(at, outcome, done)
         self.dispatch(messages)
+        return completed
 
     def _downstream(self, workflow: Workflow, origin: int,
                     origin_is_item: bool) -> list[tuple[int, bool]]:

@@ -40,7 +40,7 @@ from flowq.exceptions import (
 )
 from flowq.runtime import broker, logs, signing
 from flowq.runtime.advance import At
-from flowq.runtime.events import DISABLED, TaskEvents
+from flowq.runtime.events import DISABLED, TaskHook
 from flowq.runtime.execute import FAILURE, MALFORMED, REJECT, SUCCESS, Outcome, short
 from flowq.runtime.message import Request, check_size, parse
 from flowq.runtime.pool import Pool
@@ -92,7 +92,7 @@ class Intake:
         self.generation = 0  # bumped on reconnect: older delivery tags are dead
         self.channel: Any = None
         self.counts = {"received": 0, "succeeded": 0, "failed": 0, "dead": 0}
-        self.events: TaskEvents = DISABLED  # set by the worker when events are on
+        self.events: TaskHook = DISABLED  # the worker sets its hooks: events, metrics
         self.quorum = broker.quorum_queues(conf)  # the broker counts deliveries
 
     # -- intake ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from flowq.exceptions import FlowqError
 from flowq.runtime import broker, events, logs, remote
 from flowq.runtime.consumer import Intake
 from flowq.runtime.message import Request
+from flowq.runtime.metrics import WorkerMetrics
 from flowq.runtime.pool import Pool, make_pool
 from flowq.runtime.publisher import decode_delayed
 
@@ -84,6 +85,10 @@ class Worker:
                                     self.max_tasks_per_child)
         self.intake = Intake(app, self.pool, self.hostname, self._revoked_reason)
         self.events = events.WorkerEvents(self)  # does nothing unless events are on
+        self.metrics: WorkerMetrics | None = None
+        if conf.worker_metrics_port is not None:  # raises MissingExtra without the extra
+            self.metrics = WorkerMetrics(self)
+            self.intake.events = events.TaskHooks([self.intake.events, self.metrics])
         self.revoked_ids: set[str] = set()
         self.warm = False
         self.cold = False
@@ -101,6 +106,9 @@ class Worker:
     def run(self) -> int:
         """Run until shut down; return the process exit code."""
         self._install_signals()
+        if self.metrics is not None:
+            conf = self.app.conf
+            self.metrics.serve(conf.worker_metrics_host, conf.worker_metrics_port)
         self.pool.start()
         self._refresh_revoked()
         self.events.start()
@@ -309,6 +317,8 @@ class Worker:
             self.pool.stop()
         self.intake.collect()
         self.events.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         self._close_connection()
         self.app.close()
         log.info("Worker %s stopped", self.hostname)
@@ -335,6 +345,7 @@ class Worker:
                         "result_backend (e.g. redis://...) before scaling out.", conf.data_dir)
 
     def banner(self) -> str:
+        conf = self.app.conf
         tasks = sorted(name for name in self.app.tasks if not name.startswith("flowq."))
         shown = ", ".join(tasks[:8]) + (f" (+{len(tasks) - 8} more)" if len(tasks) > 8 else "")
         conf = self.app.conf
@@ -349,6 +360,8 @@ class Worker:
             f"  queues:      {', '.join(self.queues)}",
             f"  concurrency: {self.concurrency} ({self.pool_kind}), prefetch {self.prefetch}",
             f"  tasks:       {shown or '(none registered)'}",
+            *([f"  metrics:     http://{conf.worker_metrics_host}:{conf.worker_metrics_port}"
+               f"/metrics"] if self.metrics is not None else []),
         ])
 
 

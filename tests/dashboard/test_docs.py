@@ -23,6 +23,7 @@ import pytest
 
 from flowq import chord
 from tests.dashboard.conftest import free_port
+from tests.doc_sections import sections
 from tests.integration.app import add, tsum
 from tests.integration.harness import ROOT, Cluster
 
@@ -33,8 +34,12 @@ BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 APP = "tests.integration.app:app"
 
 
+#: The sections these tests run (the others are tests/test_observability_doc.py's).
+SECTIONS = ("Recent workflows", "Stuck workflows", "The dashboard")
+
+
 def snippets(language: str) -> list[str]:
-    return [body for kind, body in BLOCK.findall(DOC.read_text()) if kind == language]
+    return [body for kind, body in BLOCK.findall(sections(DOC, SECTIONS)) if kind == language]
 
 
 def commands() -> list[tuple[dict[str, str], list[str]]]:

@@ -71,7 +71,7 @@ def test_a_chord_of_1000_with_3_failed_parts_reruns_those_3_and_the_body(db14: C
     assert len(db14.ledger_list(kind)) == 1003  # nothing ran after the body
 
 
-def test_flowq_resume_refuses_a_running_workflow_then_resumes_it(db14: Cluster) -> None:
+def test_a_running_workflow_is_refused_then_flowq_resume_resumes_it(db14: Cluster) -> None:
     kind = f"cli-{uuid.uuid4().hex[:6]}"
     gate = f"gate-{kind}"
     fail_with(db14, kind, 0)
@@ -79,11 +79,10 @@ def test_flowq_resume_refuses_a_running_workflow_then_resumes_it(db14: Cluster) 
               | observe_tasks.count_body.s(kind=f"{kind}-body")).delay()
     with pytest.raises(ChordError):
         result.get(timeout=60)
-    # While the gated member still runs, resuming is refused (exit 1, one line)
-    refused = flowq(db14, "resume", result.id)
-    assert refused.returncode == 1
-    assert refused.stderr.startswith(f"Error: ResumeRefused: workflow {result.root_id} is "
-                                     f"still running: 1 of its nodes have not finished")
+    # While the gated member still runs, resuming is refused
+    with pytest.raises(ResumeRefused, match=f"workflow {result.root_id} is still running: 1 "
+                                            f"of its nodes have not finished"):
+        result.workflow().resume()
     db14.ledger.set(f"{db14.ledger_prefix}{gate}", 1)
     finished(result)
     stop_failing(db14, kind)
@@ -93,5 +92,8 @@ def test_flowq_resume_refuses_a_running_workflow_then_resumes_it(db14: Cluster) 
                                    f"to run again, 1 result(s) kept, 1 sent now")
     assert result.get(timeout=60) == [2, 1]
     assert db14.ledger_list(kind) == ["0", "0"]
+    # and once it succeeded, the command refuses in one line
     again = flowq(db14, "resume", result.root_id)
-    assert again.returncode == 1 and "finished successfully" in again.stderr
+    assert again.returncode == 1
+    assert again.stderr == (f"Error: ResumeRefused: workflow {result.root_id} finished "
+                            f"successfully: nothing to resume\n")
