@@ -33,7 +33,7 @@ class Monitor:
     """Background snapshots of the workers, the queues and the stuck workflows."""
 
     def __init__(self, app: Flowq, *, interval: float = 2.0, stuck_after: float = 600.0,
-                 stuck_every: float = 15.0, reply_timeout: float = 1.0):
+                 stuck_every: float = 15.0, reply_timeout: float = 2.0):
         self.app = app
         self.interval = interval
         self.stuck_after = stuck_after
@@ -125,11 +125,9 @@ class Monitor:
                 for w in item.waiting] for item in found}
 
     def _poll_workers(self) -> None:
-        control = self.app.control
-        known = len(self._workers) or None
-        stats = control.broadcast("stats", reply=True, timeout=self.reply_timeout, limit=known)
-        held = control.broadcast("workflow_tasks", reply=True, timeout=self.reply_timeout,
-                                 limit=known)
+        control = self.app.control  # no reply limit: a worker started since must be heard
+        stats = control.broadcast("stats", reply=True, timeout=self.reply_timeout)
+        held = control.broadcast("workflow_tasks", reply=True, timeout=self.reply_timeout)
         now = time.time()
         running: dict[str, str] = {}
         for reply in held:
@@ -146,8 +144,8 @@ class Monitor:
             for name, worker in list(self._workers.items()):
                 if now - worker["last_seen"] > FORGET_AFTER:
                     del self._workers[name]
-                elif now - worker["last_seen"] > 2 * self.interval + self.reply_timeout:
-                    worker["status"] = "offline"
+                elif now - worker["last_seen"] > 2 * (self.interval + 2 * self.reply_timeout):
+                    worker["status"] = "offline"  # missed two looks (each waits for replies)
             self._running = running
 
     def _poll_queues(self) -> None:

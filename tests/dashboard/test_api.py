@@ -185,3 +185,17 @@ def test_a_failed_workflow_is_resumed_and_then_refused_once_successful(
                        timeout=20)
     assert again.status_code == 409
     assert "finished successfully: nothing to resume" in again.json()["error"]
+
+
+def test_a_worker_that_starts_is_listed_and_one_that_stops_turns_offline(
+        cluster: Cluster, dashboard: DashboardProcess) -> None:
+    name = f"dash2-{cluster.queue[-6:]}@%h"
+    second = cluster.start_worker("-E", "-n", name, concurrency=1)
+
+    def status() -> str | None:
+        rows = get(dashboard, "/api/workers")["workers"]
+        return next((w["status"] for w in rows if w["name"].startswith("dash2-")), None)
+
+    wait_for(lambda: status() == "online", 20, "the second worker online")
+    second.stop()  # a warm shutdown: its worker-offline event says so at once
+    wait_for(lambda: status() == "offline", 20, "the second worker offline")
