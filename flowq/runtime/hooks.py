@@ -32,6 +32,12 @@ class TaskHook(Protocol):
     def task_rejected(self, headers: Any, queue_name: str, error: BaseException) -> None: ...
 
 
+def hooks(events: TaskHook, observers: Sequence[TaskHook]) -> TaskHook:
+    """What an intake tells of its jobs: the task events hook, then every observer (such
+    as metrics), which stay whether events are switched on or off."""
+    return TaskHooks([events, *observers]) if observers else events
+
+
 class TaskHooks:
     """Several :class:`TaskHook` told the same things, in order."""
 
