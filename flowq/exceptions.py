@@ -20,7 +20,9 @@
     │   ├── InvalidSignature          message signing check failed
     │   └── MalformedCanvas           workflow header that does not decode
     ├── WorkflowError
-    │   └── InvalidWorkflow           a canvas that cannot run; names the node's path
+    │   ├── InvalidWorkflow           a canvas that cannot run; names the node's path
+    │   └── ImmutableSignature        assigning to a signature's attributes (AttributeError too)
+    ├── EncodeError                   a value the serializer cannot carry (TypeError too)
     ├── TaskOutcome                   raised inside tasks to steer the worker
     │   ├── Retry, Reject, Ignore, Replace
     │   ├── SoftTimeLimitExceeded, TimeLimitExceeded
@@ -129,11 +131,43 @@ class InvalidWorkflow(WorkflowError, ValueError):
 
     def __init__(self, problems: list[tuple[str, str]] | str):
         if isinstance(problems, str):
+            if problems.startswith("invalid workflow"):  # rebuilt from its own message
+                self.problems = [("workflow", problems)]
+                super().__init__(problems)
+                return
             problems = [("workflow", problems)]
         self.problems = list(problems)
         lines = [f"{path}: {what}" for path, what in self.problems]
         head = "invalid workflow" if len(lines) == 1 else f"invalid workflow ({len(lines)} problems)"
         super().__init__(head + ": " + "; ".join(lines))
+
+
+class ImmutableSignature(WorkflowError, AttributeError):
+    """An attribute of a signature was assigned (``sig.args = ...``): signatures are values.
+
+    Also an ``AttributeError``, which is what assigning to a read-only attribute raises.
+    """
+
+
+class EncodeError(FlowqError, TypeError):
+    """A task argument or result that the serializer cannot carry unchanged.
+
+    The message names the task, where the value sits (``argument 1['items'][3]``, ``the
+    return value``) and its type, and says what to do. Also a ``TypeError``, which is what
+    ``json.dumps`` raises for such a value.
+    """
+
+
+# -- warnings ---------------------------------------------------------------------------------
+
+
+class FlowqWarning(UserWarning):
+    """Root of the warnings flowq gives."""
+
+
+class DiscardedSignatureWarning(FlowqWarning):
+    """A signature method that returns a new signature was called and its result thrown
+    away: Celery code that expects ``sig.link(cb)`` to change ``sig`` in place."""
 
 
 # -- outcomes raised inside tasks -------------------------------------------------------------

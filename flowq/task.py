@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 import attrs
 
 from flowq.canvas.signature import Signature
-from flowq.exceptions import ConfigurationError, MaxRetriesExceededError, Replace, Retry
+from flowq.exceptions import (
+    ConfigurationError,
+    InvalidWorkflow,
+    MaxRetriesExceededError,
+    Replace,
+    Retry,
+)
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
@@ -218,8 +224,20 @@ class Task(Generic[P, R]):
         """Replace the running task with the workflow ``sig`` (Celery's ``Task.replace``).
 
         The task's result becomes ``sig``'s result and its place in any enclosing
-        workflow is kept: what waits on this task waits on ``sig`` instead.
+        workflow is kept: what waits on this task waits on ``sig`` instead. A replacement
+        that cannot run (an empty chain, a chord without a body, bad arguments) raises
+        InvalidWorkflow here, so the task fails with that error.
         """
+        from flowq.canvas.signature import Canvas
+
+        if not isinstance(sig, Canvas):
+            raise InvalidWorkflow([(f"self.replace() in {self.name}",
+                                    f"expected a signature or workflow, got {sig!r}")])
+        try:
+            self.app.compile(sig)
+        except InvalidWorkflow as exc:
+            raise InvalidWorkflow([(f"self.replace() in {self.name}", f"{where}: {what}")
+                                   for where, what in exc.problems]) from None
         raise Replace(sig)
 
     def backoff_delay(self, retries: int) -> float:

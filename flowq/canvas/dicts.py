@@ -35,7 +35,7 @@ def to_dict(canvas: Canvas) -> dict[str, Any]:
     """``canvas`` as JSON-shaped values (nested canvases, links included, as dicts)."""
     options = thaw(canvas.options)
     if isinstance(canvas, Signature):
-        return {"task": canvas.task, "args": thaw(canvas.args), "kwargs": thaw(canvas.kwargs),
+        return {"task": canvas.task, "args": list(thaw(canvas.args)), "kwargs": thaw(canvas.kwargs),
                 "options": options, "immutable": canvas.immutable, "subtask_type": None}
     if isinstance(canvas, (Chain, Group)):
         kind = "chain" if isinstance(canvas, Chain) else "group"

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flowq.canvas.dag import FANOUT, JOIN, TASK, Node, Scope, Workflow
+from flowq.canvas.encodable import arguments_error, encode_error, unencodable
 from flowq.canvas.frozen import EMPTY, FrozenDict, freeze, thaw
 from flowq.exceptions import MalformedCanvas
 
@@ -95,6 +96,8 @@ def encode(workflow: Workflow) -> dict[str, Any]:
             rows.append(_join_row(node.members, flags))
             continue
         kind = 0 if node.kind == TASK else 2
+        if node.input is not None or node.deferred or node.kind == FANOUT:
+            _check_carried(node)
         args = shared_args.ref(node.args) if position in shared else _plain(node.args)
         row = [kind, names.ref(node.task), args,
                0 if node.input is None else position - node.input,
@@ -155,15 +158,51 @@ def _drop_defaults(row: list[Any]) -> None:
         row.pop()
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _json_carries(value: Any) -> bool:
+    """What JSON carries unchanged: a str, number, bool or None (or a string key)."""
+    if isinstance(value, dict):  # a key, tested as {key: None}
+        return all(isinstance(key, str) for key in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _check_carried(node: Node) -> None:
+    """A node whose message is built from the workflow (a later step, an errback, a
+    fanout) gets its arguments from this JSON document: refuse what JSON would change."""
+    if node.items is None and all(type(arg) in _SCALARS for arg in node.args) and all(
+            type(arg) in _SCALARS for arg in node.kwargs.values()):
+        return  # the common case, without the general walk
+    if unencodable([node.args, node.kwargs, node.items], _json_carries) is None:
+        return
+    owner = f"task {node.task!r}" + (f" at {node.path}" if node.path else "")
+    note = (" in the workflow's header (the arguments of every step after the first "
+            "travel there, as JSON)")
+    if node.items is not None and unencodable(node.items, _json_carries) is not None:
+        raise encode_error(owner, "the fanout's list", node.items, "json", _json_carries, note)
+    received = 0 if node.immutable else 1  # the parent's result, failed task id or item
+    raise arguments_error(owner, node.args, node.kwargs, "json", _json_carries, note,
+                          first=received)
+
+
 def _plain(value: Any) -> Any:
-    """Frozen values back to JSON types; datetimes become ISO 8601 strings."""
+    """Frozen values back to JSON types; datetimes become ISO 8601 strings.
+
+    Values JSON has no type for can only be in options (checked when the canvas was
+    built) or in the arguments of a workflow's first steps, which travel in their own
+    message bodies (what is written here is a copy for graphs and arrival checks): those
+    are written as their ``repr``.
+    """
     if isinstance(value, datetime.datetime):
         return value.isoformat()
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (tuple, list, frozenset, set)):
         return [_plain(v) for v in value]
-    return thaw(value)
+    plain = thaw(value)
+    return plain if plain is None or isinstance(plain, (str, int, float, bool, dict)) \
+        else repr(plain)
 
 
 def dumps(workflow: Workflow) -> str:

@@ -26,7 +26,7 @@ import attrs
 from flowq import states
 from flowq.canvas import ids
 from flowq.canvas.dag import FANOUT, JOIN, TASK, Workflow
-from flowq.exceptions import ChordError, ChordStateLost
+from flowq.exceptions import ChordError, ChordStateLost, EncodeError
 from flowq.runtime.backends.base import ChordPart, Record, ResultBackend, StoreOutcome
 from flowq.runtime.codec import ResultCodec, exception_from_dict, format_traceback
 from flowq.runtime.message import Outgoing
@@ -92,10 +92,16 @@ class Advancer:
     # -- outcomes -----------------------------------------------------------------------
 
     def succeeded(self, at: At, value: Any, late_ack: bool = False) -> None:
-        """Record ``value`` for ``at`` and publish whatever it unblocks."""
-        outcome = self.backend.store(
-            at.task_id, states.SUCCESS, self.codec.success(value, self._children(at)),
-            part=self._part(at, self.codec.dump_value(value)), expires=self.expires)
+        """Record ``value`` for ``at`` and publish whatever it unblocks.
+
+        Raises EncodeError, before anything is stored, when the result serializer cannot
+        carry ``value`` (the caller records that as the task's failure).
+        """
+        owner = f"task {at.task_name!r}"
+        payload = self.codec.success(value, self._children(at), owner=owner)
+        part = self._part(at, self.codec.dump_value(value, owner=owner))
+        outcome = self.backend.store(at.task_id, states.SUCCESS, payload, part=part,
+                                     expires=self.expires)
         if not self._should_advance(at, outcome, late_ack):
             return
         messages: list[Outgoing] = []
@@ -179,8 +185,14 @@ class Advancer:
 
     def _consumers(self, at: At, value: Any, messages: list[Outgoing],
                    done: deque[tuple[int, Any, StoreOutcome]]) -> None:
+        """Start the nodes taking ``at``'s result. One whose message cannot carry it (the
+        task serializer refuses what the result serializer stored) fails, with that error."""
         for consumer in at.workflow.consumers(at.node):
-            self._begin(At(at.carried, consumer, at.root_id), value, at.task_id, messages, done)
+            step = At(at.carried, consumer, at.root_id)
+            try:
+                self._begin(step, value, at.task_id, messages, done)
+            except EncodeError as error:
+                self.failed(step, error)
 
     def _begin(self, at: At, value: Any, parent_id: str | None, messages: list[Outgoing],
                done: deque[tuple[int, Any, StoreOutcome]], items: Any = None,
@@ -221,11 +233,13 @@ class Advancer:
             return
         width = len(items)
         self.backend.chord_init([(at.task_id, width)], expires=self.expires)
+        expanded = []
         for index, item in enumerate(items):
             args = tuple(node.args) if node.immutable else (item, *node.args)
-            messages.append(self.builder.for_node(
+            expanded.append(self.builder.for_node(
                 at.carried, at.node, args, node.kwargs, root_id=at.root_id,
                 parent_id=parent_id, item=(index, width)))
+        messages.extend(expanded)  # all items or none (one may not encode)
 
     def _after_part(self, at: At, outcome: StoreOutcome,
                     done: deque[tuple[int, Any, StoreOutcome]]) -> None:

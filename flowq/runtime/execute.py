@@ -17,6 +17,7 @@ import attrs
 
 from flowq import states
 from flowq.exceptions import (
+    EncodeError,
     Ignore,
     InvalidWorkflow,
     Replace,
@@ -128,7 +129,11 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
     except Ignore:
         return Outcome(IGNORE, time.perf_counter() - started)
     except Replace as replace:
-        _replace(app, runtime, request, at, replace.replacement)
+        try:
+            _replace(app, runtime, request, at, replace.replacement)
+        except (InvalidWorkflow, EncodeError) as exc:  # a replacement that cannot be sent
+            runtime.advancer.failed(at, exc, None, late_ack=late_ack)
+            return Outcome(FAILURE, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
         return Outcome(REPLACED, time.perf_counter() - started, short(replace.replacement))
     except SystemExit as exc:
         if not eager:  # let the process end: its worker reports it as lost (A2)
@@ -143,7 +148,11 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
         _requests.stack.pop()
     ignore = task.ignore_result or request.headers.get("ignore_result") is True
     if not (ignore and is_trivial(carried.workflow)):
-        runtime.advancer.succeeded(at, value, late_ack=late_ack)
+        try:
+            runtime.advancer.succeeded(at, value, late_ack=late_ack)
+        except EncodeError as exc:  # the result serializer cannot carry the value
+            runtime.advancer.failed(at, exc, None, late_ack=late_ack)
+            return Outcome(FAILURE, time.perf_counter() - started, f"EncodeError: {exc}")
     return Outcome(SUCCESS, time.perf_counter() - started, short(value))
 
 
@@ -215,7 +224,7 @@ def _retry(app: Flowq, runtime: Any, request: Request, at: At, retry: Retry, arg
             retries=request.retries + 1, task_id=request.id,
             eta=None if retry.eta is not None else time.time() + float(retry.when or 0),
             extra=extra)
-    except InvalidWorkflow as exc:
+    except (InvalidWorkflow, EncodeError) as exc:
         runtime.advancer.failed(at, exc)
         return Outcome(FAILURE, time.perf_counter() - started, f"cannot retry: {exc}")
     runtime.backend.store(request.id, states.RETRY,

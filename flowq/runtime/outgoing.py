@@ -6,12 +6,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kombu.serialization import dumps
-
 from flowq.canvas import ids
 from flowq.canvas.frozen import thaw
 from flowq.exceptions import InvalidWorkflow
 from flowq.runtime import signing
+from flowq.runtime.codec import serialize_call
 from flowq.runtime.message import (
     PROTOCOL,
     RESERVED_HEADERS,
@@ -113,7 +112,9 @@ class MessageBuilder:
         headers.update(carried.headers)
         serializer = options.get("serializer") or self.conf.task_serializer
         plain_args, plain_kwargs = thaw(args), thaw(kwargs)
-        content_type, encoding, data = dumps([plain_args, plain_kwargs], serializer=serializer)
+        owner = f"task {task!r}" + (f" at {node.path}" if node.path and len(workflow) > 1 else "")
+        content_type, encoding, data = serialize_call(plain_args, plain_kwargs, serializer,
+                                                      owner)
         body = data if isinstance(data, bytes) else data.encode(encoding or "utf-8")
         encoding = encoding or "binary"
         if self.conf.security_key:

@@ -156,3 +156,8 @@ def shout(message):
     """Log ``message`` from the process running the task (per-process log files)."""
     logging.getLogger("tests.shout").warning("shout: %s", message)
     return message
+
+
+# -- Celery-compatibility tests ---------------------------------------------------------------
+
+from tests.integration import compat_tasks  # noqa: E402,F401
