@@ -9,9 +9,10 @@ import attrs
 
 from flowq.canvas.frozen import EMPTY, FrozenDict
 from flowq.canvas.group import Group
-from flowq.canvas.signature import Canvas, freeze_options, tasks_arg
+from flowq.canvas.signature import Canvas, refuse_assignment, freeze_options, tasks_arg
 
 
+@refuse_assignment
 @attrs.frozen(slots=True, repr=False)
 class Chord(Canvas):
     """The body runs once, after every header member, with their results in order.
@@ -33,8 +34,8 @@ class Chord(Canvas):
     def result_part(self) -> Canvas | None:
         return self.body
 
-    def set_immutable(self, immutable: bool) -> Chord:
-        return attrs.evolve(self, header=self.header.set_immutable(immutable))
+    def _with_immutable(self, immutable: bool) -> Chord:
+        return attrs.evolve(self, header=self.header._with_immutable(immutable))
 
     def partial(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Chord:
         return attrs.evolve(self, header=self.header.partial(args, kwargs))

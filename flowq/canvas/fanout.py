@@ -8,13 +8,14 @@ from typing import Any
 import attrs
 
 from flowq.canvas.frozen import EMPTY, FrozenDict, freeze
-from flowq.canvas.signature import Canvas, Signature, freeze_options
+from flowq.canvas.signature import Canvas, refuse_assignment, Signature, freeze_options
 
 
 def _items(value: Any) -> tuple[Any, ...] | None:
     return None if value is None else freeze(tuple(value))
 
 
+@refuse_assignment
 @attrs.frozen(slots=True, repr=False)
 class Fanout(Canvas):
     """Run ``task`` once per item of the list its parent returns, in parallel.
@@ -31,8 +32,8 @@ class Fanout(Canvas):
     def children(self) -> tuple[Canvas, ...]:
         return (self.task,)
 
-    def set_immutable(self, immutable: bool) -> Fanout:
-        return attrs.evolve(self, task=self.task.set_immutable(immutable))
+    def _with_immutable(self, immutable: bool) -> Fanout:
+        return attrs.evolve(self, task=self.task._with_immutable(immutable))
 
     def partial(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Fanout:
         if not (args or kwargs):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
+from flowq.canvas import discarded
 from flowq.canvas.frozen import EMPTY, FrozenDict, freeze
 from flowq.canvas.options import SCOPE, wrong_type
 from flowq.exceptions import InvalidWorkflow
@@ -69,6 +70,35 @@ def tasks_arg(tasks: tuple[Any, ...]) -> tuple[Any, ...]:
     return tasks
 
 
+#: What to write instead of assigning to an attribute of a canvas.
+_REWRITES = {
+    "args": "sig = sig.replace(args=...)",
+    "kwargs": "sig = sig.replace(kwargs=...)",
+    "options": "sig = sig.set(name=value)",
+    "immutable": "sig = sig.set_immutable(True)",
+    "task": "sig = signature('other.task', sig.args, sig.kwargs)",
+    "tasks": "build a new chain(...) or group(...)",
+    "header": "build a new chord(header, body)",
+    "body": "build a new chord(header, body)",
+}
+
+
+def refuse_assignment(cls: type[C]) -> type[C]:
+    """Make assigning to (or deleting) an attribute of ``cls``'s instances raise
+    :class:`ImmutableSignature` with the rewrite, instead of attrs' bare error."""
+    def refuse(self: Canvas, name: str, *value: Any) -> None:
+        from flowq.exceptions import ImmutableSignature
+
+        fix = _REWRITES.get(name.lstrip("_"), "build a new signature")
+        raise ImmutableSignature(
+            f"cannot set {type(self).__name__}.{name}: flowq signatures are immutable "
+            f"values (in Celery this changed the signature in place); {fix}")
+
+    cls.__setattr__ = refuse  # type: ignore[method-assign,assignment]
+    cls.__delattr__ = refuse  # type: ignore[method-assign,assignment]
+    return cls
+
+
 class Canvas:
     """What every workflow shape (signature, chain, group, chord, fanout) can do."""
 
@@ -89,7 +119,12 @@ class Canvas:
     def set(self: C, immutable: bool | None = None, **options: Any) -> C:
         """A copy with ``options`` merged over the stored ones and, as in Celery, the
         immutable flag set when ``immutable`` is given (see :meth:`set_immutable`)."""
-        changed = self if immutable is None else self.set_immutable(immutable)
+        changed = self._set(immutable, options)
+        discarded.check("set")
+        return changed
+
+    def _set(self: C, immutable: bool | None, options: Mapping[str, Any]) -> C:
+        changed = self if immutable is None else self._with_immutable(bool(immutable))
         return changed._merged(options) if options else changed
 
     def _merged(self: C, options: Mapping[str, Any]) -> C:
@@ -103,17 +138,30 @@ class Canvas:
         A signature sets its own flag; a chain its first step's; a group every member's;
         a chord its header's (not its body's, as in Celery); a fanout its task's.
         """
+        changed = self._with_immutable(bool(immutable))
+        discarded.check("set_immutable")
+        return changed
+
+    def _with_immutable(self: C, immutable: bool) -> C:
         raise NotImplementedError
 
     def link(self: C, callback: Canvas) -> C:
         """A copy that, on success, also starts ``callback`` with this part's result."""
-        return self._add_scope("link", callback)
+        linked = self._add_scope("link", callback)
+        discarded.check("link")
+        return linked
 
     def link_error(self: C, errback: Canvas) -> C:
         """A copy that starts ``errback`` once (with the failed task's id) if this part fails."""
-        return self._add_scope("link_error", errback)
+        linked = self._add_scope("link_error", errback)
+        discarded.check("link_error")
+        return linked
 
-    on_error = link_error
+    def on_error(self: C, errback: Canvas) -> C:
+        """:meth:`link_error`, by the name Celery also gives it."""
+        linked = self._add_scope("link_error", errback)
+        discarded.check("on_error")
+        return linked
 
     def _add_scope(self: C, name: str, canvas: Canvas) -> C:
         current = self.options.get(name, ())
@@ -143,7 +191,7 @@ class Canvas:
         """A copy with ``args`` prepended to the first steps' arguments, ``kwargs`` merged
         into them and ``options`` merged over this one's."""
         partial = self.partial(tuple(args or ()), dict(kwargs or {})) if (args or kwargs) else self
-        return partial.set(**options) if options else partial
+        return partial._set(None, options) if options else partial
 
     def partial(self: C, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> C:
         """Give arguments to the steps that run first (immutable ones ignore them)."""
@@ -206,6 +254,7 @@ class Canvas:
         return render(self.graph(), format)
 
 
+@refuse_assignment
 @attrs.frozen(slots=True, repr=False)
 class Signature(Canvas):
     """One task call: its name, partial arguments and options.
@@ -255,10 +304,10 @@ class Signature(Canvas):
 
     def si(self) -> Signature:
         """An immutable copy: it will not receive its parent's result."""
-        return self.set_immutable(True)
+        return self._with_immutable(True)
 
-    def set_immutable(self, immutable: bool) -> Signature:
-        return attrs.evolve(self, immutable=bool(immutable))
+    def _with_immutable(self, immutable: bool) -> Signature:
+        return attrs.evolve(self, immutable=immutable)
 
     def __repr__(self) -> str:
         parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
