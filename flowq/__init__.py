@@ -18,6 +18,7 @@ _EXPORTS = {
     "Task": "flowq.task",
     "AsyncResult": "flowq.result",
     "GroupResult": "flowq.result",
+    "ResultSet": "flowq.result",
     "Signature": "flowq.canvas",
     "Chain": "flowq.canvas",
     "Group": "flowq.canvas",
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from flowq.canvas.fanout import Fanout, fanout
     from flowq.canvas.group import Group, group
     from flowq.canvas.signature import Signature, signature
-    from flowq.result import AsyncResult, GroupResult
+    from flowq.result import AsyncResult, GroupResult, ResultSet
     from flowq.task import Task
 
 

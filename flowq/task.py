@@ -187,9 +187,14 @@ class Task(Generic[P, R]):
         return self.app.send(self.s(*(args or ()), **(kwargs or {})), None, None, **options)
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
-              **options: Any) -> AsyncResult:
-        """Run here, now, as a worker would; returns a result handle."""
-        return self.app.apply(self.s(*(args or ()), **(kwargs or {})), None, None, **options)
+              throw: bool | None = None, **options: Any) -> AsyncResult:
+        """Run here, now, as a worker would; returns a result handle.
+
+        ``throw`` re-raises the task's exception (default: the ``task_eager_propagates``
+        setting), as in Celery.
+        """
+        return self.app.apply(self.s(*(args or ()), **(kwargs or {})), None, None,
+                              throw=throw, **options)
 
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
         return self.app.AsyncResult(task_id)

@@ -8,7 +8,15 @@ from typing import Any
 import attrs
 
 from flowq.canvas.frozen import EMPTY, FrozenDict
-from flowq.canvas.signature import Canvas, refuse_assignment, canvas_tuple, freeze_options, tasks_arg
+from flowq.canvas.signature import (
+    Canvas,
+    Frozen,
+    canvas_tuple,
+    freeze_options,
+    frozen_field,
+    refuse_assignment,
+    tasks_arg,
+)
 from flowq.canvas.steps import Steps
 
 
@@ -27,6 +35,7 @@ class Chain(Canvas):
 
     _steps: Steps = attrs.field(alias="tasks", converter=_steps)
     options: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=freeze_options)
+    _frozen: Frozen | None = frozen_field()
 
     @property
     def tasks(self) -> tuple[Canvas, ...]:

@@ -9,7 +9,15 @@ import attrs
 
 from flowq.canvas.frozen import EMPTY, FrozenDict
 from flowq.canvas.group import Group
-from flowq.canvas.signature import Canvas, refuse_assignment, freeze_options, tasks_arg
+from flowq.canvas.signature import (
+    Canvas,
+    Frozen,
+    as_canvas,
+    freeze_options,
+    frozen_field,
+    refuse_assignment,
+    tasks_arg,
+)
 
 
 @refuse_assignment
@@ -21,8 +29,9 @@ class Chord(Canvas):
     """
 
     header: Group
-    body: Canvas | None = None
+    body: Canvas | None = attrs.field(default=None, converter=lambda body: _body(body))
     options: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=freeze_options)
+    _frozen: Frozen | None = frozen_field()
 
     @property
     def tasks(self) -> tuple[Canvas, ...]:
@@ -47,6 +56,13 @@ class Chord(Canvas):
 
     def __repr__(self) -> str:
         return f"chord({self.header!r}, {self.body!r})"
+
+
+def _body(value: Any) -> Canvas | None:
+    body = None if value is None else as_canvas(value)
+    if value is not None and body is None:
+        raise TypeError(f"a chord's body must be a signature, got {value!r}")
+    return body
 
 
 def chord(header: Any, body: Canvas | None = None, **options: Any) -> Chord:

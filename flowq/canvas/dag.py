@@ -184,17 +184,20 @@ def _build_topology(nodes: tuple[Node, ...]) -> _Topology:
 def compile_workflow(canvas: Canvas, args: Iterable[Any] | None = None,
                      kwargs: Mapping[str, Any] | None = None,
                      options: Mapping[str, Any] | None = None,
-                     seed: str | None = None) -> Workflow:
+                     seed: str | None = None, errbacks_on_chord_header: bool = False) -> Workflow:
     """Compile ``canvas`` (with call-time partial arguments and options) to a :class:`Workflow`.
 
     Raises :class:`InvalidWorkflow` for shapes that cannot run (a chord without a body,
     nesting deeper than :data:`MAX_NESTING`). Arity and option checks are
-    :mod:`flowq.canvas.validate`'s job.
+    :mod:`flowq.canvas.validate`'s job. ``errbacks_on_chord_header`` (Celery's
+    ``task_allow_error_cb_on_chord_header``): a chord's own errbacks also get a scope of
+    their own on each header member, started immutable, as Celery links them to each
+    header task.
     """
     if args or kwargs:
         canvas = canvas.partial(tuple(args or ()), dict(kwargs or {}))
     call = dict(freeze_options(options))
-    builder = _Builder()
+    builder = _Builder(errbacks_on_chord_header)
     output = builder.add(canvas, None, _root_path(canvas), EMPTY, EMPTY, call, 0, deferred=False)
     for name in ("link", "link_error"):
         for extra in call.get(name, ()):
@@ -214,7 +217,8 @@ def _root_path(canvas: Canvas) -> str:
 class _Builder:
     """Appends nodes in topological order while walking the canvas (depth first)."""
 
-    def __init__(self) -> None:
+    def __init__(self, errbacks_on_chord_header: bool = False) -> None:
+        self.errbacks_on_chord_header = errbacks_on_chord_header
         self.nodes: list[dict[str, Any]] = []
         self.scopes: list[Scope] = []
         self.pending: deque[tuple[str, Canvas, int, int, int, str]] = deque()
@@ -311,10 +315,16 @@ class _Builder:
                 raise InvalidWorkflow([(path, "chord has no body; give one with "
                                               "chord(header, body) or chord(header)(body)")])
             lo = len(self.nodes)
+            members: list[tuple[int, int, int]] = []
             join = self._group(canvas.header, input, f"{prefix}.header", inherited, entry,
-                               sub_call, depth + 1, deferred, path)
+                               sub_call, depth + 1, deferred, path, members)
             # a header keeps its own links and errbacks (``group.on_error(e) | body``)
             self._attach_own(canvas.header.options, join, lo, f"{prefix}.header")
+            if self.errbacks_on_chord_header:
+                for errback in canvas.options.get("link_error", ()):
+                    for index, (start, out, end) in enumerate(members):
+                        self.attach("link_error", errback._with_immutable(True), out, start,
+                                    end, f"{prefix}.header[{index}]")
             body_call = {k: v for k, v in sub_call.items() if k not in ENTRY}
             return self.add(canvas.body, join, f"{prefix}.body", inherited, EMPTY, body_call,
                             depth + 1, deferred)
@@ -339,11 +349,19 @@ class _Builder:
 
     def _group(self, group: Group, input: int | None, prefix: str,
                inherited: FrozenDict[str, Any], entry: FrozenDict[str, Any],
-               call: Mapping[str, Any], depth: int, deferred: bool, path: str) -> int:
+               call: Mapping[str, Any], depth: int, deferred: bool, path: str,
+               ranges: list[tuple[int, int, int]] | None = None) -> int:
+        """Add the members and their join; ``ranges`` collects each member's
+        ``(first node, output node, end)``."""
         shared, entry = _scoped(group.options, inherited, entry)
-        members = tuple(self.add(member, input, f"{prefix}[{i}]", shared, entry, call,
-                                 depth + 1, deferred)
-                        for i, member in enumerate(group.tasks))
+        outputs = []
+        for i, member in enumerate(group.tasks):
+            start = len(self.nodes)
+            outputs.append(self.add(member, input, f"{prefix}[{i}]", shared, entry, call,
+                                    depth + 1, deferred))
+            if ranges is not None:
+                ranges.append((start, outputs[-1], len(self.nodes)))
+        members = tuple(outputs)
         self.nodes.append({"kind": JOIN, "members": members, "path": path,
                            "task_id": group.options.get("task_id")})
         return len(self.nodes) - 1

@@ -53,10 +53,14 @@ def to_dict(canvas: Canvas) -> dict[str, Any]:
 
 
 def from_dict(value: Mapping[str, Any], app: Any = None) -> Canvas:
-    """The canvas :func:`to_dict` made ``value`` from. Raises InvalidWorkflow naming what
-    is missing or unknown."""
+    """The canvas :func:`to_dict` made ``value`` from, or that Celery's own dict of a
+    signature, chain, group or chord describes (its parts under ``kwargs``). Raises
+    InvalidWorkflow naming what is missing or unknown."""
     kind = value.get("subtask_type")
     options = _options(value.get("options") or {}, app)
+    inner = value.get("kwargs") if kind is not None else None  # Celery keeps parts there
+    if isinstance(inner, Mapping):
+        value = {**inner, **value}
     try:
         if kind is None:
             return Signature(value["task"], value.get("args") or (), value.get("kwargs") or {},
@@ -65,9 +69,11 @@ def from_dict(value: Mapping[str, Any], app: Any = None) -> Canvas:
             parts = [from_dict(part, app) for part in value["tasks"]]
             return Chain(parts, options) if kind == "chain" else Group(parts, options)
         if kind == "chord":
-            body = value.get("body")
-            header = _of(Group, from_dict(value["header"], app), "a chord's header")
-            return Chord(header, None if body is None else from_dict(body, app), options)
+            body, header = value.get("body"), value["header"]
+            if not isinstance(header, Mapping):  # a list of signatures
+                header = {"subtask_type": "group", "tasks": header}
+            header_group = _of(Group, from_dict(header, app), "a chord's header")
+            return Chord(header_group, None if body is None else from_dict(body, app), options)
         if kind == "fanout":
             task = _of(Signature, from_dict(value["task"], app), "a fanout's task")
             return Fanout(task, value.get("items"), options)

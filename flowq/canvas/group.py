@@ -8,7 +8,15 @@ from typing import Any
 import attrs
 
 from flowq.canvas.frozen import EMPTY, FrozenDict
-from flowq.canvas.signature import Canvas, refuse_assignment, canvas_tuple, freeze_options, tasks_arg
+from flowq.canvas.signature import (
+    Canvas,
+    Frozen,
+    canvas_tuple,
+    freeze_options,
+    frozen_field,
+    refuse_assignment,
+    tasks_arg,
+)
 
 
 @refuse_assignment
@@ -18,6 +26,7 @@ class Group(Canvas):
 
     tasks: tuple[Canvas, ...] = attrs.field(converter=canvas_tuple)
     options: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=freeze_options)
+    _frozen: Frozen | None = frozen_field()
 
     def children(self) -> tuple[Canvas, ...]:
         return self.tasks

@@ -18,7 +18,7 @@ child) and in eager runs, so every path follows one set of rules:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -28,12 +28,37 @@ from flowq.canvas import ids
 from flowq.canvas.dag import FANOUT, JOIN, TASK, Workflow
 from flowq.exceptions import ChordError, ChordStateLost, EncodeError
 from flowq.runtime.backends.base import ChordPart, Record, ResultBackend, StoreOutcome
-from flowq.runtime.codec import ResultCodec, exception_from_dict, format_traceback
+from flowq.canvas.validate import takes_failure
+from flowq.runtime.codec import (
+    ResultCodec,
+    exception_from_dict,
+    exception_to_dict,
+    format_traceback,
+)
 from flowq.runtime.message import Outgoing
 from flowq.runtime.outgoing import MessageBuilder
 from flowq.runtime.workflows import Carried
 
 Dispatch = Callable[[Sequence[Outgoing]], None]
+
+
+@attrs.frozen(slots=True)
+class Failure:
+    """A failed task, as errbacks are told of it."""
+
+    at: At
+    exc: BaseException
+    traceback: str
+    given: Mapping[str, Any] | None  # what the failed run knew of itself
+
+    def request(self, with_arguments: bool = True) -> dict[str, Any]:
+        """The failed run's request as plain values (new-style errbacks' ``request``)."""
+        at = self.at
+        doc: dict[str, Any] = {"id": at.task_id, "task": at.task_name, "root_id": at.root_id}
+        doc.update(self.given or {})
+        if not with_arguments:
+            doc["args"], doc["kwargs"] = [], {}
+        return doc
 
 
 @attrs.frozen(slots=True)
@@ -113,10 +138,16 @@ class Advancer:
         self._mark(at, late_ack)
 
     def failed(self, at: At, exc: BaseException, traceback: str | None = None,
-               state: str = states.FAILURE, late_ack: bool = False) -> None:
-        """Record the failure of ``at``, fail everything downstream, run errbacks once."""
+               state: str = states.FAILURE, late_ack: bool = False,
+               request: Mapping[str, Any] | None = None) -> None:
+        """Record the failure of ``at``, fail everything downstream, run errbacks once.
+
+        ``request`` describes the failed run (its arguments, hostname, ...) for errbacks
+        called Celery's new way, ``(request, exc, traceback)``.
+        """
+        traceback = traceback or format_traceback(exc)
         outcome = self.backend.store(
-            at.task_id, state, self.codec.failure(exc, traceback or format_traceback(exc)),
+            at.task_id, state, self.codec.failure(exc, traceback),
             part=self._part(at, None), expires=self.expires)
         if not self._should_advance(at, outcome, late_ack):
             return
@@ -135,9 +166,9 @@ class Advancer:
             if not any(scope.lo <= position < scope.hi for position in touched):
                 continue
             if self.backend.set_flag(f"eb:{workflow.seed}:{number}", expires=self.expires):
+                failure = Failure(at, exc, traceback, request)
                 for errback in scope.errbacks:
-                    self._begin(At(at.carried, errback, at.root_id), None, at.task_id,
-                                messages, done, failed_id=at.task_id)
+                    self._errback(At(at.carried, errback, at.root_id), failure, messages, done)
         self._settle(at.carried, at.root_id, done, messages)
         self._mark(at, late_ack)
 
@@ -193,6 +224,28 @@ class Advancer:
                 self._begin(step, value, at.task_id, messages, done)
             except EncodeError as error:
                 self.failed(step, error)
+
+    def _errback(self, at: At, failure: Failure, messages: list[Outgoing],
+                 done: deque[tuple[int, Any, StoreOutcome]]) -> None:
+        """Start errback ``at``: with Celery's new-style ``(request, exc, traceback)``
+        when its task takes them (known here, by arity), else with the failed task's id."""
+        node = at.workflow.nodes[at.node]
+        task = self.builder.tasks(node.task) if node.kind == TASK and node.task else None
+        failed_id = failure.at.task_id
+        if (node.immutable or task is None
+                or not takes_failure(task.call_signature, node.args, node.kwargs)):
+            self._begin(at, None, failed_id, messages, done, failed_id=failed_id)
+            return
+        def message(request: dict[str, Any]) -> Outgoing:
+            arguments = (request, exception_to_dict(failure.exc), failure.traceback)
+            return self.builder.for_node(at.carried, at.node, arguments + tuple(node.args),
+                                         node.kwargs, root_id=at.root_id, parent_id=failed_id,
+                                         errback=True)
+
+        try:
+            messages.append(message(failure.request()))
+        except EncodeError:  # the failed task's arguments do not fit the errback's message
+            messages.append(message(failure.request(with_arguments=False)))
 
     def _begin(self, at: At, value: Any, parent_id: str | None, messages: list[Outgoing],
                done: deque[tuple[int, Any, StoreOutcome]], items: Any = None,

@@ -20,6 +20,7 @@ from flowq.exceptions import (
     EncodeError,
     Ignore,
     InvalidWorkflow,
+    MalformedMessage,
     Replace,
     MaxRetriesExceededError,
     NotRegistered,
@@ -31,6 +32,7 @@ from flowq.exceptions import (
 )
 from flowq.runtime.advance import At
 from flowq.runtime.backends.base import Record
+from flowq.runtime.codec import exception_from_dict
 from flowq.runtime.message import RESERVED_HEADERS, Request, decode_body, iso
 from flowq.runtime.workflows import is_trivial
 from flowq.task import Context, _requests
@@ -92,6 +94,8 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
             raise ProtocolError(f"message id {request.id} does not match node "
                                 f"{request.node} of its workflow")
         args, kwargs = decode_body(request, app.accepted_content)
+        if request.headers.get("errback") == "request":
+            args = _failure_arguments(args)
     except ProtocolError as exc:
         return Outcome(MALFORMED, summary=str(exc), error=type(exc).__name__)
     finished = _already_finished(runtime, request, at, delivery_info)
@@ -104,7 +108,9 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
                       group_index=request.group_index, retries=request.retries,
                       args=tuple(args), kwargs=kwargs, eta=request.eta,
                       expires=request.expires, hostname=hostname, is_eager=eager,
-                      called_directly=False, delivery_info=dict(delivery_info or {}),
+                      called_directly=False,
+                      delivery_info={**(delivery_info or {}),
+                                     "priority": request.headers.get("priority")},
                       headers={k: v for k, v in request.headers.items()
                                if k not in RESERVED_HEADERS},
                       timelimit=(request.soft_time_limit, request.time_limit),
@@ -142,7 +148,8 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
         runtime.advancer.failed(at, error, tb.format_exc())
         return Outcome(FAILURE, time.perf_counter() - started, short(error))
     except Exception as exc:
-        runtime.advancer.failed(at, exc, tb.format_exc(), late_ack=late_ack)
+        runtime.advancer.failed(at, exc, tb.format_exc(), late_ack=late_ack,
+                                request=_described(context))
         return Outcome(FAILURE, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
     finally:
         _requests.stack.pop()
@@ -154,6 +161,31 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
             runtime.advancer.failed(at, exc, None, late_ack=late_ack)
             return Outcome(FAILURE, time.perf_counter() - started, f"EncodeError: {exc}")
     return Outcome(SUCCESS, time.perf_counter() - started, short(value))
+
+
+#: What a new-style errback's ``request`` tells of the failed run (Celery's names).
+_DESCRIBED = ("id", "task", "root_id", "parent_id", "group", "group_index", "retries",
+              "args", "kwargs", "eta", "expires", "hostname", "delivery_info", "headers")
+
+
+def _described(context: Context) -> dict[str, Any]:
+    """The failed run's request as plain values, for new-style errbacks."""
+    doc = {name: getattr(context, name) for name in _DESCRIBED}
+    doc["args"] = list(context.args)
+    return doc
+
+
+def _failure_arguments(args: list[Any]) -> list[Any]:
+    """A new-style errback's first three arguments rebuilt from plain values: the failed
+    task's request (a Context), its exception (rebuilt safely) and its traceback."""
+    if len(args) < 3 or not isinstance(args[0], dict):
+        raise MalformedMessage("an errback message must start with the failed task's "
+                               "request, exception and traceback")
+    described, exc, traceback = args[:3]
+    known = {name: described[name] for name in _DESCRIBED if name in described}
+    known["args"] = tuple(known.get("args") or ())
+    request = Context(**known, called_directly=False)
+    return [request, exception_from_dict(exc), traceback, *args[3:]]
 
 
 def _replace(app: Flowq, runtime: Any, request: Request, at: At, replacement: Any) -> None:

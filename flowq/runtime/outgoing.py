@@ -66,7 +66,10 @@ class MessageBuilder:
                  kwargs: Mapping[str, Any], *, root_id: str, parent_id: str | None,
                  item: tuple[int, int] | None = None, retries: int = 0,
                  task_id: str | None = None, eta: float | None = None,
-                 extra: Mapping[str, Any] | None = None) -> Outgoing:
+                 extra: Mapping[str, Any] | None = None, errback: bool = False) -> Outgoing:
+        """The message running node ``position`` with ``args``/``kwargs``. ``errback``:
+        the first three arguments are a failed task's request, exception and traceback
+        (as plain values; the worker rebuilds them for a new-style errback)."""
         workflow = carried.workflow
         node = workflow.nodes[position]
         task = node.task or ""
@@ -107,8 +110,13 @@ class MessageBuilder:
             headers["shadow"] = options["shadow"]
         if options.get("ignore_result"):
             headers["ignore_result"] = True
+        if errback:
+            headers["errback"] = "request"
         if options.get("headers"):
             headers.update(_custom_headers(task, options["headers"]))
+        priority = options.get("priority", self.conf.task_default_priority)
+        if priority is not None:  # the broker's own field is turned around on Redis
+            headers["priority"] = priority
         headers.update(carried.headers)
         serializer = options.get("serializer") or self.conf.task_serializer
         plain_args, plain_kwargs = thaw(args), thaw(kwargs)
@@ -120,7 +128,6 @@ class MessageBuilder:
         if self.conf.security_key:
             signing.sign(headers, body, content_type, encoding, self.conf.security_key,
                          self.conf.security_key_id, now)
-        priority = options.get("priority", self.conf.task_default_priority)
         exchange, routing_key = options.get("exchange") or "", options.get("routing_key")
         if routing_key and not exchange and not options.get("queue"):
             queue = routing_key  # the default exchange routes by queue name
