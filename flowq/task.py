@@ -29,6 +29,7 @@ from flowq.exceptions import (
 if TYPE_CHECKING:
     from flowq.app import Flowq
     from flowq.result import AsyncResult
+    from flowq.result import AsyncResult as PartResult  # (Task.AsyncResult shadows the name)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,6 +58,10 @@ class Context:
     timelimit: tuple[float | None, float | None] = (None, None)
     #: the runtime executing this request (a worker's, or an eager run's); internal
     runtime: Any = attrs.field(default=None, repr=False, eq=False)
+    #: where in its workflow this request runs (an ``At``), and how many parts it added
+    #: to its chord so far (``add_to_chord``); internal
+    place: Any = attrs.field(default=None, repr=False, eq=False)
+    parts_added: int = attrs.field(default=0, repr=False, eq=False)
 
 
 class _RequestStack(threading.local):
@@ -244,6 +249,32 @@ class Task(Generic[P, R]):
             raise InvalidWorkflow([(f"self.replace() in {self.name}", f"{where}: {what}")
                                    for where, what in exc.problems]) from None
         raise Replace(sig)
+
+    def add_to_chord(self, sig: Any, lazy: bool = False) -> PartResult:
+        """Add ``sig`` (a task signature) to the chord or group the running task is a
+        member of, and send it: the chord's body then also waits for it, and its result
+        comes after the members' (and earlier additions') in the list. Celery's
+        ``Task.add_to_chord``, on every backend.
+
+        A redelivered task adding again adds the same part once. ``lazy=True`` (send it
+        later yourself) is not supported: a part must be sent as one.
+        """
+        from flowq.canvas.signature import as_canvas
+
+        request = self.request
+        if lazy:
+            raise ConfigurationError("add_to_chord(sig, lazy=True) is not supported: call "
+                                     "add_to_chord(sig) when the part should be sent")
+        if request.place is None or request.group is None:
+            raise InvalidWorkflow([(self.name, "add_to_chord() needs a running task that is a "
+                                               "member of a chord or group")])
+        from flowq.result import AsyncResult
+
+        request.parts_added += 1
+        runtime = request.runtime
+        part_id = runtime.advancer.add_part(request.place, as_canvas(sig) or sig,
+                                            f"{request.id}:{request.parts_added}")
+        return AsyncResult(part_id, self.app, backend=runtime.backend)
 
     def backoff_delay(self, retries: int) -> float:
         """Seconds before automatic retry number ``retries + 1`` (exponential, capped)."""

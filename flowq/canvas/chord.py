@@ -9,6 +9,7 @@ import attrs
 
 from flowq.canvas.frozen import EMPTY, FrozenDict
 from flowq.canvas.group import Group
+from flowq.canvas.stream import Stream, is_stream_source
 from flowq.canvas.signature import (
     Canvas,
     Frozen,
@@ -28,7 +29,7 @@ class Chord(Canvas):
     An empty header calls the body with ``[]``. A chord without a body cannot be sent.
     """
 
-    header: Group
+    header: Group | Stream
     body: Canvas | None = attrs.field(default=None, converter=lambda body: _body(body))
     options: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=freeze_options)
     _frozen: Frozen | None = frozen_field()
@@ -36,6 +37,11 @@ class Chord(Canvas):
     @property
     def tasks(self) -> tuple[Canvas, ...]:
         return self.header.tasks
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the header is taken from a generator while the chord is sent."""
+        return isinstance(self.header, Stream)
 
     def children(self) -> tuple[Canvas, ...]:
         return (self.header,) if self.body is None else (self.header, self.body)
@@ -66,7 +72,11 @@ def _body(value: Any) -> Canvas | None:
 
 
 def chord(header: Any, body: Canvas | None = None, **options: Any) -> Chord:
-    """``chord(header, body)`` or ``chord(header)(body)``; ``header`` is a group or a list."""
-    if not isinstance(header, Group):
+    """``chord(header, body)`` or ``chord(header)(body)``; ``header`` is a group, a list
+    or a generator, which is taken from lazily, in batches, while the chord is sent
+    (see :mod:`flowq.canvas.stream`)."""
+    if is_stream_source(header):
+        header = Stream(header)
+    elif not isinstance(header, Group):
         header = Group(tasks_arg((header,)))
     return Chord(header, body, options)

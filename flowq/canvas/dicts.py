@@ -26,6 +26,7 @@ from flowq.canvas.fanout import Fanout
 from flowq.canvas.frozen import thaw
 from flowq.canvas.group import Group
 from flowq.canvas.signature import Canvas, Signature
+from flowq.canvas.stream import Stream
 from flowq.exceptions import InvalidWorkflow
 
 C = TypeVar("C", bound=Canvas)
@@ -45,6 +46,9 @@ def to_dict(canvas: Canvas) -> dict[str, Any]:
         return {"subtask_type": "chord", "header": to_dict(canvas.header),
                 "body": None if canvas.body is None else to_dict(canvas.body),
                 "options": options}
+    if isinstance(canvas, Stream):
+        raise TypeError("a chord whose header is a generator cannot become a dict (that would "
+                        "take every member from the generator first); give the header as a list")
     if isinstance(canvas, Fanout):
         return {"subtask_type": "fanout", "task": to_dict(canvas.task),
                 "items": None if canvas.items is None else thaw(canvas.items),

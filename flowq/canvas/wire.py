@@ -20,7 +20,9 @@ Rows (trailing default fields are dropped):
 
 ``back`` is how many positions back the input node is (0: no input), so a chain step
 is always ``1``; ``name``/``kw``/``opt`` index the tables (-1: none); ``flags`` bit 1 is
-immutable, bit 2 deferred. ``args`` is the node's argument list, or the index of one in
+immutable, bit 2 deferred, bit 4 (joins) streamed: its members are published by the
+producer while sending, so none is listed (readers before it refuse the flag). ``args`` is
+the node's argument list, or the index of one in
 the ``args`` table: an argument list that several nodes have (a group of one signature
 repeated, an errback shared by many parts) is written once. A document using that table
 lists ``"args"`` in ``crit``, so a reader that predates it refuses the document instead
@@ -44,7 +46,7 @@ from flowq.exceptions import MalformedCanvas
 VERSION = 1
 KNOWN_FIELDS = frozenset({"v", "seed", "out", "names", "kw", "opts", "args", "nodes", "ids",
                           "scopes", "crit"})
-_IMMUTABLE, _DEFERRED = 1, 2
+_IMMUTABLE, _DEFERRED, _STREAMED = 1, 2, 4
 _KINDS = {0: TASK, 1: JOIN, 2: FANOUT, 3: JOIN}
 
 
@@ -93,7 +95,7 @@ def encode(workflow: Workflow) -> dict[str, Any]:
         if node.task_id and position != 0:
             explicit[str(position)] = node.task_id
         if node.kind == JOIN:
-            rows.append(_join_row(node.members, flags))
+            rows.append(_join_row(node.members, flags | (_STREAMED if node.streamed else 0)))
             continue
         kind = 0 if node.kind == TASK else 2
         if node.input is not None or node.deferred or node.kind == FANOUT:
@@ -383,8 +385,11 @@ def _join(row: list[Any], position: int, task_id: str | None, member_of: set[int
     if taken:
         raise _fail(f"{field}[1]", f"node {min(taken)} is already a member of another join")
     member_of.update(members)
-    flags = _int(flags, f"{field}[flags]", 0, 4)
-    return Node(JOIN, members=members, task_id=task_id, deferred=bool(flags & _DEFERRED))
+    flags = _int(flags, f"{field}[flags]", 0, 8)
+    if flags & _STREAMED and members:
+        raise _fail(f"{field}[1]", "a streamed join lists no members")
+    return Node(JOIN, members=members, task_id=task_id, deferred=bool(flags & _DEFERRED),
+                streamed=bool(flags & _STREAMED))
 
 
 def _scope(value: Any, position: int, nodes: list[Node]) -> Scope:

@@ -25,10 +25,11 @@ import attrs
 
 from flowq import states
 from flowq.canvas import ids
-from flowq.canvas.dag import FANOUT, JOIN, TASK, Workflow
-from flowq.exceptions import ChordError, ChordStateLost, EncodeError
+from flowq.canvas.dag import FANOUT, JOIN, TASK, StreamPlan, Workflow, task_node
+from flowq.canvas.signature import Signature
+from flowq.canvas.validate import takes_failure, validate
+from flowq.exceptions import ChordError, ChordStateLost, EncodeError, InvalidWorkflow
 from flowq.runtime.backends.base import ChordPart, Record, ResultBackend, StoreOutcome
-from flowq.canvas.validate import takes_failure
 from flowq.runtime.codec import (
     ResultCodec,
     exception_from_dict,
@@ -40,6 +41,8 @@ from flowq.runtime.outgoing import MessageBuilder
 from flowq.runtime.workflows import Carried
 
 Dispatch = Callable[[Sequence[Outgoing]], None]
+#: Members of a streamed chord header taken from its generator, and published, at a time.
+STREAM_BATCH = 500
 
 
 @attrs.frozen(slots=True)
@@ -102,17 +105,64 @@ class Advancer:
     # -- sending ------------------------------------------------------------------------
 
     def start(self, carried: Carried, root_id: str, parent_id: str | None) -> None:
-        """Create chord state and publish the workflow's entry nodes."""
+        """Create chord state and publish the workflow's entry nodes, then the members
+        of its streamed chord headers, batch by batch (see :meth:`_stream`)."""
         workflow = carried.workflow
-        joins = [(workflow.node_id(j), len(workflow.nodes[j].members)) for j in workflow.joins()]
+        for plan in workflow.streams:
+            plan.stream.check_untaken(plan.path)  # before anything is sent
+        # a streamed join starts with one part: the seal its producer records at the end
+        joins = [(workflow.node_id(j), 1 if node.streamed else len(node.members))
+                 for j in workflow.joins() for node in (workflow.nodes[j],)]
         if joins:
             self.backend.chord_init(joins, expires=self.expires)
         messages: list[Outgoing] = []
         done: deque[tuple[int, Any, StoreOutcome]] = deque()
         for entry in workflow.entries():
-            self._begin(At(carried, entry, root_id), None, parent_id, messages, done,
-                        items=workflow.nodes[entry].items)
+            if not workflow.nodes[entry].streamed:
+                self._begin(At(carried, entry, root_id), None, parent_id, messages, done,
+                            items=workflow.nodes[entry].items)
         self._settle(carried, root_id, done, messages)
+        for plan in workflow.streams:
+            self._stream(At(carried, plan.join, root_id), plan, parent_id)
+
+    def _stream(self, at: At, plan: StreamPlan, parent_id: str | None) -> None:
+        """Publish a streamed header: take a batch of members from the generator, grow
+        the chord by its size (so the parts already published cannot complete it), publish
+        it, and so on; then record the seal, the chord's last part, which lets it complete.
+        The seal's slot is always the last one, so member ``i`` is part ``i`` and the body
+        gets every member's result in order (the seal's own value dropped).
+
+        An error on the way (the generator raising, a member that is not a task or does
+        not fit its task) fails the chord, so nothing waits for it, and is raised.
+        """
+        join_id = at.task_id
+        published = 0
+        try:
+            for number, batch in enumerate(plan.batches(STREAM_BATCH)):
+                problems = validate(Workflow(join_id, tuple(batch), 0), self.builder.tasks)
+                if problems:
+                    raise InvalidWorkflow(problems)
+                before = self.backend.chord_grow(join_id, f"stream:{number}", len(batch),
+                                                 expires=self.expires)
+                if before is None:
+                    raise ChordStateLost(f"chord {join_id} failed or expired while its header "
+                                         f"was being sent")
+                first = before - 1  # the seal's slot moves up, past the new parts
+                self.dispatch([self.builder.for_node(
+                    at.carried, at.node, node.args, node.kwargs, root_id=at.root_id,
+                    parent_id=parent_id, item=(first + k, first + k + 1), part=node)
+                    for k, node in enumerate(batch)])
+                published += len(batch)
+        except Exception as exc:
+            self.failed(at, exc)
+            raise
+        seal = At(at.carried, at.node, at.root_id, (published, published + 1))
+        outcome = self.backend.store(
+            seal.task_id, states.SUCCESS, self.codec.success(None),
+            part=self._part(seal, self.codec.dump_value(None)), expires=self.expires)
+        done: deque[tuple[int, Any, StoreOutcome]] = deque()
+        self._after_part(seal, outcome, done)
+        self._settle(at.carried, at.root_id, done, [])
 
     # -- outcomes -----------------------------------------------------------------------
 
@@ -171,6 +221,39 @@ class Advancer:
                     self._errback(At(at.carried, errback, at.root_id), failure, messages, done)
         self._settle(at.carried, at.root_id, done, messages)
         self._mark(at, late_ack)
+
+    def add_part(self, at: At, sig: Any, claim: str) -> Any:
+        """Grow the chord (or group) ``at`` is a member of by the task ``sig`` and send it
+        (``Task.add_to_chord``); ``claim`` makes a repeated call add the same part once.
+        Returns the part's result handle."""
+        workflow = at.workflow
+        if at.item is not None:
+            join = at.node
+        elif workflow.memberships(at.node):
+            join = workflow.memberships(at.node)[0].join
+        else:
+            raise InvalidWorkflow([(str(at.task_name), "add_to_chord() needs a task that is a "
+                                                       "member of a chord or group")])
+        path = f"add_to_chord({sig!r})"
+        if not isinstance(sig, Signature):
+            raise InvalidWorkflow([(path, "only a task signature can be added to a chord")])
+        if workflow.nodes[join].streamed:
+            raise InvalidWorkflow([(path, "a chord whose header is streamed from a generator "
+                                          "cannot be grown by its members")])
+        node = task_node(sig, path)
+        problems = validate(Workflow(at.task_id, (node,), 0), self.builder.tasks)
+        if problems:
+            raise InvalidWorkflow(problems)
+        join_id = workflow.node_id(join)
+        index = self.backend.chord_grow(join_id, claim, 1, expires=self.expires)
+        if index is None:
+            raise ChordStateLost(f"cannot add to chord {join_id}: it completed, failed or "
+                                 f"expired already")
+        message = self.builder.for_node(at.carried, join, sig.args, sig.kwargs,
+                                        root_id=at.root_id, parent_id=at.task_id,
+                                        item=(index, index + 1), part=node)
+        self.dispatch([message])
+        return message.id
 
     def replay(self, at: At, record: Record) -> None:
         """Advance from a result an earlier delivery stored but may not have advanced
@@ -307,6 +390,8 @@ class Advancer:
             return
         join = at.node if at.item is not None else at.workflow.memberships(at.node)[0].join
         values = [self.codec.load_value(v) if v is not None else None for v in outcome.joined]
+        if at.workflow.nodes[join].streamed:
+            values.pop()  # the seal's
         join_at = At(at.carried, join, at.root_id)
         join_outcome = self.backend.store(
             join_at.task_id, states.SUCCESS, self.codec.success(values, self._children(join_at)),

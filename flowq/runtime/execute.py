@@ -32,8 +32,10 @@ from flowq.exceptions import (
 )
 from flowq.runtime.advance import At
 from flowq.runtime.backends.base import Record
+from flowq.canvas.dag import JOIN
 from flowq.runtime.codec import exception_from_dict
 from flowq.runtime.message import RESERVED_HEADERS, Request, decode_body, iso
+from flowq.runtime.outgoing import part_of
 from flowq.runtime.workflows import is_trivial
 from flowq.task import Context, _requests
 
@@ -114,7 +116,7 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
                       headers={k: v for k, v in request.headers.items()
                                if k not in RESERVED_HEADERS},
                       timelimit=(request.soft_time_limit, request.time_limit),
-                      runtime=runtime)
+                      runtime=runtime, place=at)
     started = time.perf_counter()
     _requests.stack.append(context)
     try:
@@ -248,6 +250,7 @@ def _retry(app: Flowq, runtime: Any, request: Request, at: At, retry: Retry, arg
     if retry.eta is not None:
         extra["eta"] = retry.eta
     reason = retry.exc if retry.exc is not None else retry
+    joined = at.workflow.nodes[request.node].kind == JOIN  # an added or streamed part
     try:
         message = runtime.builder.for_node(
             at.carried, request.node, args if retry.retry_args is None else retry.retry_args,
@@ -255,7 +258,7 @@ def _retry(app: Flowq, runtime: Any, request: Request, at: At, retry: Retry, arg
             root_id=request.root_id, parent_id=request.parent_id, item=request.item,
             retries=request.retries + 1, task_id=request.id,
             eta=None if retry.eta is not None else time.time() + float(retry.when or 0),
-            extra=extra)
+            extra=extra, part=part_of(request.task, request.headers) if joined else None)
     except (InvalidWorkflow, EncodeError) as exc:
         runtime.advancer.failed(at, exc)
         return Outcome(FAILURE, time.perf_counter() - started, f"cannot retry: {exc}")

@@ -7,7 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flowq.canvas import ids
-from flowq.canvas.frozen import thaw
+from flowq.canvas.dag import TASK, Node
+from flowq.canvas.frozen import FrozenDict, thaw
+from flowq.canvas.options import NOT_PROPAGATED
 from flowq.exceptions import InvalidWorkflow
 from flowq.runtime import signing
 from flowq.runtime.codec import serialize_call
@@ -66,12 +68,16 @@ class MessageBuilder:
                  kwargs: Mapping[str, Any], *, root_id: str, parent_id: str | None,
                  item: tuple[int, int] | None = None, retries: int = 0,
                  task_id: str | None = None, eta: float | None = None,
-                 extra: Mapping[str, Any] | None = None, errback: bool = False) -> Outgoing:
+                 extra: Mapping[str, Any] | None = None, errback: bool = False,
+                 part: Node | None = None) -> Outgoing:
         """The message running node ``position`` with ``args``/``kwargs``. ``errback``:
         the first three arguments are a failed task's request, exception and traceback
-        (as plain values; the worker rebuilds them for a new-style errback)."""
+        (as plain values; the worker rebuilds them for a new-style errback). ``part``: the
+        task of an ``item`` of join ``position`` (a part added to a chord, or streamed
+        into its header), which the workflow does not list: its options travel in the
+        ``part_options`` header, so a retry keeps them."""
         workflow = carried.workflow
-        node = workflow.nodes[position]
+        node = part or workflow.nodes[position]
         task = node.task or ""
         options = {**self.task_defaults(task), **node.options, **(extra or {})}
         if task_id is None:
@@ -112,6 +118,9 @@ class MessageBuilder:
             headers["ignore_result"] = True
         if errback:
             headers["errback"] = "request"
+        if part is not None:
+            headers["part_options"] = thaw({k: v for k, v in part.options.items()
+                                            if k not in NOT_PROPAGATED})
         if options.get("headers"):
             headers.update(_custom_headers(task, options["headers"]))
         priority = options.get("priority", self.conf.task_default_priority)
@@ -136,6 +145,11 @@ class MessageBuilder:
         return Outgoing(queue, headers, body, content_type, encoding, priority, eta,
                         exchange=exchange, routing_key=(routing_key or queue) if exchange
                         else queue, policy=_publish_policy(options))
+
+
+def part_of(request_task: str, headers: Mapping[str, Any]) -> Node:
+    """The task node of a received part (see ``part`` in :meth:`MessageBuilder.for_node`)."""
+    return Node(TASK, request_task, options=FrozenDict(headers.get("part_options") or {}))
 
 
 def _custom_headers(task: str, given: Mapping[str, Any]) -> dict[str, Any]:

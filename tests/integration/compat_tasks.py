@@ -97,3 +97,27 @@ def echo(value):
 def type_name(value):
     """The name of the type the worker received (to see what a serializer did)."""
     return type(value).__name__
+
+
+# -- Celery API (test_celery_api.py) ----------------------------------------------------------
+
+
+@app.task(bind=True)
+def grows_its_chord(self, value, extra):
+    """A chord member that adds ``add.s(value, extra)`` to its own chord."""
+    self.add_to_chord(add.s(value, extra))
+    return value
+
+
+@app.task
+def on_failure(request, exc, traceback, kind):
+    """A new-style errback: Celery calls it with the failed task's request, exception
+    and traceback (it takes three arguments before its own)."""
+    push(kind, f"{request.id}|{request.task}|{request.args}|{type(exc).__name__}|{exc}|"
+               f"{'Traceback' in traceback}")
+
+
+@app.task(bind=True)
+def priority_seen(self):
+    """The priority this task was sent with, as Celery code reads it."""
+    return self.request.delivery_info.get("priority")

@@ -53,7 +53,7 @@ _BATCH = 1000
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 _TERMINAL = " ".join(sorted(states.READY_STATES))
 _LUA = resources.files(__package__).joinpath("lua")
-_SCRIPTS = ("store", "flag_set", "delay_due", "lease_acquire", "lease_release")
+_SCRIPTS = ("store", "flag_set", "chord_grow", "delay_due", "lease_acquire", "lease_release")
 _SOURCES = {name: _LUA.joinpath(f"{name}.lua").read_text() for name in _SCRIPTS}
 
 
@@ -221,6 +221,13 @@ class RedisBackend(ResultBackend):
                 if expires is not None:
                     pipe.pexpire(key, _ms(expires))
             pipe.execute()
+
+    def chord_grow(self, join_id: str, claim: str, count: int,
+                   expires: float | None = None) -> int | None:
+        before = int(self._retry(functools.partial(  # a retry repeats the same claim
+            self._scripts["chord_grow"], [self.keys.chord(join_id)],
+            [claim, count, _ms(expires) or ""])))
+        return None if before < 0 else before
 
     @_retried
     def chord_values(self, join_id: str) -> dict[int, bytes | None]:
