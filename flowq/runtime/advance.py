@@ -29,6 +29,7 @@ from flowq.canvas.dag import FANOUT, JOIN, TASK, StreamPlan, Workflow, task_node
 from flowq.canvas.signature import Signature
 from flowq.canvas.validate import takes_failure, validate
 from flowq.exceptions import ChordError, ChordStateLost, EncodeError, InvalidWorkflow
+from flowq.runtime import live
 from flowq.runtime.backends.base import ChordPart, Record, ResultBackend, StoreOutcome
 from flowq.runtime.codec import (
     ResultCodec,
@@ -148,10 +149,14 @@ class Advancer:
                     raise ChordStateLost(f"chord {join_id} failed or expired while its header "
                                          f"was being sent")
                 first = before - 1  # the seal's slot moves up, past the new parts
-                self.dispatch([self.builder.for_node(
+                messages = [self.builder.for_node(
                     at.carried, at.node, node.args, node.kwargs, root_id=at.root_id,
                     parent_id=parent_id, item=(first + k, first + k + 1), part=node)
-                    for k, node in enumerate(batch)])
+                    for k, node in enumerate(batch)]
+                if at.root_id == at.workflow.seed:  # findable by any id, as fanout items
+                    live.index_items(self.backend, [m.id for m in messages], at.root_id,
+                                     self.expires)
+                self.dispatch(messages)
                 published += len(batch)
         except Exception as exc:
             self.failed(at, exc)
@@ -369,6 +374,9 @@ class Advancer:
             return
         width = len(items)
         self.backend.chord_init([(at.task_id, width)], expires=self.expires)
+        if at.root_id == at.workflow.seed:  # sent from outside a task: findable by any id
+            live.index_items(self.backend, [ids.fanout_item_id(at.task_id, i)
+                                            for i in range(width)], at.root_id, self.expires)
         expanded = []
         for index, item in enumerate(items):
             args = tuple(node.args) if node.immutable else (item, *node.args)

@@ -158,6 +158,10 @@ def shout(message):
     return message
 
 
+# -- observability tests ----------------------------------------------------------------------
+
+from tests.integration import observe_tasks  # noqa: E402,F401
+
 # -- Celery-compatibility tests ---------------------------------------------------------------
 
 from tests.integration import compat_tasks  # noqa: E402,F401

@@ -65,7 +65,8 @@ class NamedCluster(Cluster):
         """Headers of the message for ``task_id`` in ``<queue>.dead`` (waits for it)."""
         def drained() -> bool:
             with broker.connect(app.conf) as connection:
-                dead = broker.dead_letter_queue(self.queue)(connection.default_channel)
+                dead = broker.dead_letter_queue_for(app.conf, self.queue)(
+                    connection.default_channel)
                 dead.declare()
                 while (message := dead.get(no_ack=True)) is not None:
                     self.dead[message.headers.get("id")] = dict(message.headers)
