@@ -231,3 +231,22 @@ def test_signature_from_a_mapping_like_celery() -> None:
 def test_calling_a_signature_runs_the_function_here() -> None:
     assert add.s(1)(2) == 3
     assert tasks.RUNS["add"] == 1
+
+
+def test_freeze_fixes_ids_without_changing_the_value(always_eager) -> None:
+    sig = add.s(1, 1)
+    handle = sig.freeze()
+    assert sig == add.s(1, 1) and hash(sig) == hash(add.s(1, 1))  # still the same value
+    assert sig.freeze().id == handle.id == sig.id == sig.apply().id == sig.delay().id
+    derived = sig.set(queue="q")
+    assert derived.id is None and derived.delay().id != handle.id  # a new value: not frozen
+    named = (add.s(1, 1) | add.s(1)).freeze("named")
+    assert named.id == "named" and named.parent.id != "named"
+
+
+def test_a_bare_task_stands_for_its_signature() -> None:
+    assert chain(add.s(1, 1), ident) == chain(add.s(1, 1), ident.s())
+    assert (ident | add.s(1)) == chain(ident.s(), add.s(1))
+    assert chord([add.s(1, 1)], tsum) == chord([add.s(1, 1)], tsum.s())
+    assert signature(add, (1, 2)) == Signature(add, (1, 2)) == add.s(1, 2)
+    assert add.s(1).link(ident).options["link"] == (ident.s(),)

@@ -353,3 +353,11 @@ def test_values_nested_too_deeply_are_rejected_not_a_recursion_error() -> None:
     doc = broken(lambda d: d["nodes"].__setitem__(0, [0, 0, [nested(900)]]))
     with pytest.raises(MalformedCanvas, match=r"^workflow: values nested too deeply$"):
         wire.loads(json.dumps(doc))
+
+
+def test_a_streamed_join_round_trips_with_its_flag(app: Flowq) -> None:
+    streamed = app.compile(chord((add.s(i, i) for i in range(3)), tsum.s()))
+    join = streamed.nodes[0]
+    assert join.kind == "join" and join.streamed and join.members == ()
+    assert wire.loads(wire.dumps(streamed)) == streamed
+    assert wire.encode(streamed)["nodes"][0] == [1, [], 4]
