@@ -68,9 +68,7 @@ class SharedTask:
     def _task(self) -> Task[Any, Any]:
         from flowq._state import current_app
 
-        app = current_app()
-        self._declaration.register(app)  # an app that predates this module's registry
-        return self._declaration.tasks[app]
+        return self._declaration.tasks[current_app()]  # every app registers on creation
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._task, name)
