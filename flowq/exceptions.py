@@ -36,6 +36,11 @@
     │   ├── TaskRevokedError          revoked or expired before it ran
     │   ├── MaxRetriesExceededError   retries exhausted; carries the last exception
     │   └── RemoteError               a task raised an exception we will not rebuild
+
+Warnings (``UserWarning``)::
+
+    FlowqWarning
+    └── DiscardedSignatureWarning     sig.link(cb) as a statement: its new signature is lost
 """
 
 from __future__ import annotations
