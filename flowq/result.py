@@ -219,8 +219,10 @@ class ResultSet:
         from flowq._state import current_app
 
         self.results = list(results)
-        self.app = app or current_app()
-        self._bound_backend = backend
+        # the members' app (and backend) unless given: they know where they are stored
+        first = self.results[0] if self.results else None
+        self.app = app or getattr(first, "app", None) or current_app()
+        self._bound_backend = backend or getattr(first, "_bound_backend", None)
 
     def _backend(self) -> ResultBackend:
         return self._bound_backend or self.app.backend

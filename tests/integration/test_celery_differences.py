@@ -40,10 +40,10 @@ def test_a_link_thrown_away_warns_at_its_line_and_attaches_nothing(cluster):
                             r"`sig = sig\.link\(note\.s\(kind=runs\)\)`"):
         sig.link(note.s(kind=runs))  # Celery: attaches the callback to sig
     assert sig.delay().get(timeout=T) == 4
-    assert settle(cluster, runs, 0) == []  # so the callback never ran
+    assert settle(cluster, runs, 0, wait=0.3) == []  # so the callback never ran
     sig = sig.link(note.s(kind=runs))  # the rewrite
     assert sig.delay().get(timeout=T) == 4
-    assert len(settle(cluster, runs, 1)) == 1
+    assert len(settle(cluster, runs, 1, wait=0.3)) == 1
 
 
 def test_an_errback_or_option_thrown_away_warns_and_the_rewrite_works(cluster):
@@ -53,12 +53,12 @@ def test_an_errback_or_option_thrown_away_warns_and_the_rewrite_works(cluster):
         failing.link_error(errback.s(kind=errs))
     with pytest.raises(ValueError):
         failing.delay().get(timeout=T)
-    assert settle(cluster, errs, 0) == []
+    assert settle(cluster, errs, 0, wait=0.3) == []
     failing = failing.link_error(errback.s(kind=errs))
     result = failing.delay()
     with pytest.raises(ValueError):
         result.get(timeout=T)
-    assert settle(cluster, errs, 1) == [result.id]
+    assert settle(cluster, errs, 1, wait=0.3) == [result.id]
 
     probe, elsewhere = queue_probe.s(), f"{cluster.queue}.other"
     with pytest.warns(DiscardedSignatureWarning, match="the options are never applied"):
@@ -98,5 +98,5 @@ def test_an_errback_runs_for_a_step_failed_by_an_upstream_failure(cluster):
         result.get(timeout=T)
     # Celery never runs the last step's errback (the step never ran); flowq runs it once,
     # with the id of the task that failed first
-    assert settle(cluster, errs, 1) == [result.parent.id]
+    assert settle(cluster, errs, 1, wait=0.3) == [result.parent.id]
     assert cluster.ledger_list(runs) == []

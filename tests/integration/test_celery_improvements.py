@@ -38,7 +38,7 @@ def test_a_failure_followed_by_a_group_fails_the_group_and_runs_the_errback_once
     with pytest.raises(ValueError, match="expected failure"):  # Celery: hangs or wrong error
         result.get(timeout=T)
     assert [member.state for member in result.results] == ["FAILURE", "FAILURE"]
-    assert settle(cluster, errs, 1) == [result.results[0].parent.id]
+    assert settle(cluster, errs, 1, wait=0.3) == [result.results[0].parent.id]
     assert cluster.ledger_list(runs) == []
 
 
@@ -70,7 +70,7 @@ def test_a_failed_chord_header_in_a_chain_stops_the_chain_with_the_original_erro
     with pytest.raises(ValueError, match="expected failure") as info:
         result.get(timeout=T)
     assert isinstance(info.value, ChordError)  # and a ChordError, for Celery's except
-    assert len(settle(cluster, errs, 1)) == 1 and cluster.ledger_list(runs) == []
+    assert len(settle(cluster, errs, 1, wait=0.3)) == 1 and cluster.ledger_list(runs) == []
 
 
 def test_a_chord_whose_two_members_fail_runs_its_errback_once(cluster):
@@ -80,6 +80,6 @@ def test_a_chord_whose_two_members_fail_runs_its_errback_once(cluster):
         errback.s(kind=errs)).delay()
     with pytest.raises(ChordError):
         result.get(timeout=T)
-    assert len(settle(cluster, errs, 1)) == 1  # Celery: once per failed member, or never
+    assert len(settle(cluster, errs, 1, wait=0.3)) == 1  # Celery: once per failed member, or never
     assert cluster.ledger_list(bodies) == []
     assert result.parent.results[2].get(timeout=T) == 2  # the others' results remain
