@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from kombu import Consumer, Exchange, Producer, Queue
 
-from flowq.runtime import broker
+from flowq.runtime import broker, hooks
 from flowq.runtime.execute import FAILURE, IGNORE, REJECT, REPLACED, RETRY, SUCCESS
 from flowq.runtime.pidfile import running
 
@@ -325,7 +325,8 @@ class WorkerEvents:
                                               status=lambda: worker_status(worker))
         self.dispatcher.start()
         self.dispatcher.send_worker("worker-online")
-        worker.intake.events = TaskEvents(self.dispatcher)
+        worker.intake.events = hooks.hooks(TaskEvents(self.dispatcher),
+                                           worker.intake.observers)
         self.enabled = True
         log.info("Sending events to exchange %s", EXCHANGE_NAME)
         return True
@@ -334,7 +335,7 @@ class WorkerEvents:
         """Send ``worker-offline`` and stop sending; False if events are off already."""
         if not self.enabled or self.dispatcher is None:
             return False
-        self.worker.intake.events = DISABLED
+        self.worker.intake.events = hooks.hooks(DISABLED, self.worker.intake.observers)
         self.dispatcher.send_worker("worker-offline")
         self.dispatcher.stop()
         self.enabled = False

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import redis
 
@@ -130,6 +130,22 @@ class StreamQueues:
             total += deleted
             if deleted < PURGE_BATCH:
                 return total
+
+    def payloads(self, queue: str, limit: int) -> list[bytes]:
+        """Up to ``limit`` messages of ``queue`` (kombu's JSON), waiting or held, highest
+        priority first, oldest first within one: what is in the queue, read in place."""
+        found: list[bytes] = []
+        for key in self.keys.streams(queue):
+            start = "-"
+            while len(found) < limit:
+                page = min(1000, limit - len(found))
+                entries = cast(list[tuple[bytes, dict[bytes, bytes]]],
+                               self.client.xrange(key, start, "+", count=page))
+                found += [fields[b"m"] for _, fields in entries if b"m" in fields]
+                if len(entries) < page:
+                    break
+                start = "(" + text(entries[-1][0])
+        return found[:limit]
 
     def prune(self, queue: str, idle_ms: int) -> int:
         """Forget consumer names that hold nothing and were idle ``idle_ms``."""
