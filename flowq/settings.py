@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Setting] = {
     "broker_queue_type": Setting(str, "classic", "RabbitMQ task queues: classic, or quorum "
                                  "(replicated; delivery limit task_max_deliveries).",
                                  ("classic", "quorum")),
+    "broker_lease_seconds": Setting(_NUM, 10.0, "Redis, embedded: how long a consumer's hold on "
+                                                "a message outlives its last heartbeat."),
     "task_serializer": Setting(str, "json", "Serializer for task message bodies."),
     "result_serializer": Setting(str, "json", "Serializer for stored results."),
     "accept_content": Setting((list, tuple, set), ("json",), "Content types a worker accepts."),

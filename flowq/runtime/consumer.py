@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flowq.worker")
 security_log = logging.getLogger("flowq.security")
-REASON_HEADER = "x-flowq-reason"
+REASON_HEADER = broker.REASON_HEADER
 _REPR_LIMIT = 1024
 
 
@@ -195,13 +195,21 @@ class Intake:
         self.finished.put((job, None, error))
 
     def _delivered_too_often(self, job: Job) -> bool:
-        """Count deliveries of a late-acked message durably (before it runs); past
+        """Count the runs of a late-acked message durably (before it runs); past
         ``task_max_deliveries`` it fails and is dead-lettered instead of looping.
 
-        A quorum queue counts them itself (``x-delivery-count``), including deliveries to
-        workers that died before starting the task; elsewhere the result backend counts
-        the starts."""
+        A first delivery (the broker says it was never delivered before) runs for the first
+        time and costs nothing. A redelivery is counted in the backend, and the count
+        includes the first delivery: whether that one ran is not known (the worker holding it
+        may have died with it still prefetched), so the count is at most one too high, never
+        low. A broker that does not say counts every run in the backend. A RabbitMQ quorum
+        queue counts deliveries itself (``x-delivery-count``), including those to workers
+        that died before starting the task: its count is taken as it is.
+        """
         request = job.request
+        redelivered = (job.message.delivery_info or {}).get("redelivered")
+        if redelivered is False:
+            return False
         limit = self.app.conf.task_max_deliveries
         count = broker.quorum_deliveries(job.message.headers) if self.quorum else None
         if count is None:
@@ -211,6 +219,7 @@ class Intake:
             except BackendError as exc:  # run it: without a backend it cannot finish anyway,
                 log.warning("Could not count deliveries of %s: %s", request.id, exc)  # and
                 return False  # returns
+            count += 1 if redelivered else 0
         if count <= limit:
             return False
         error = WorkerLostError(f"{request.task}[{request.id}] was delivered {count} times "

@@ -52,7 +52,7 @@ def conn(db: Path) -> Iterator[Connection]:
 
 #: Options under which a message that was fetched but not really settled (acked or
 #: dropped) would be back within half a second, so a test can tell the two apart.
-SHORT_CLAIMS = {"visibility_timeout": 0.5, "sweep_interval": 0.05}
+SHORT_CLAIMS = {"lease_seconds": 0.5, "sweep_interval": 0.05}
 
 
 def assert_nothing_more(conn: Connection, queue: str, within: float = 0.3) -> None:
@@ -125,8 +125,8 @@ def test_reject_without_requeue_drops(db: Path) -> None:
 
 @pytest.mark.parametrize("closing", ["channel", "connection"])
 def test_unacked_messages_return_when_closed(db: Path, closing: str) -> None:
-    # Given: a message fetched and not acked, with the default one-hour visibility
-    # timeout, so only the restore on close can bring it back quickly.
+    # Given: a message fetched and not acked, with the default lease of seconds,
+    # so only the restore on close can bring it back at once.
     with connect(db) as first:
         channel = first.channel()
         queue = Queue("jobs")(channel)
@@ -290,8 +290,8 @@ class Death(enum.Enum):
 
 
 def _hold_messages(db: Path, death: Death, count: int, report: Any) -> None:
-    """Child: claim ``count`` messages with a 1 s visibility timeout, report them, then die."""
-    with connect(db, visibility_timeout=1.0) as conn:
+    """Child: claim ``count`` messages with a 1 s lease, report them, then die."""
+    with connect(db, lease_seconds=1.0) as conn:
         asked_at = time.time()
         queue = conn.SimpleQueue("jobs")
         held = [queue.get(timeout=PROMPT).payload["id"] for _ in range(count)]
@@ -304,7 +304,7 @@ def _hold_messages(db: Path, death: Death, count: int, report: Any) -> None:
 
 
 @pytest.mark.parametrize("death", list(Death), ids=lambda death: death.value)
-def test_messages_of_a_dead_consumer_return_after_visibility_timeout(
+def test_messages_of_a_dead_consumer_return_after_their_lease(
     db: Path, conn: Connection, death: Death
 ) -> None:
     # Given: a child holds three messages unacked (a running task and two prefetched).
@@ -327,7 +327,7 @@ def test_messages_of_a_dead_consumer_return_after_visibility_timeout(
         queue = survivor.SimpleQueue("jobs")
         for index in range(3):
             again = queue.get(timeout=PROMPT)
-            assert time.time() - asked_at >= 1.0, "redelivered before the visibility timeout"
+            assert time.time() - asked_at >= 1.0, "redelivered before the lease lapsed"
             assert again.payload == {"id": index}
             assert again.delivery_info["redelivered"] is True
             assert again.delivery_info["delivery_count"] == 2
