@@ -109,11 +109,15 @@ class RedisClusterServers:
                 raise RuntimeError(f"Redis Cluster fixture: timed out waiting for {what}")
             time.sleep(0.1)
 
-    def delete_prefix(self, prefix: str) -> None:
-        """Delete every key starting with ``prefix``, on every master."""
+    def client(self) -> redis.RedisCluster:
+        """A cluster client (the caller closes it)."""
+        return redis.RedisCluster(host="127.0.0.1", port=self.ports[0])
+
+    def delete_matching(self, pattern: str) -> None:
+        """Delete every key matching the glob ``pattern``, on every master."""
         for port in self.ports:
             client = self._client(port)
-            for key in list(client.scan_iter(match=f"{prefix}*", count=1000)):
+            for key in list(client.scan_iter(match=pattern, count=1000)):
                 client.delete(key)  # one at a time: the keys of one node span many slots
 
     def stop(self) -> None:

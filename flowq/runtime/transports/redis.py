@@ -141,7 +141,7 @@ class Channel(virtual.Channel):
         self.streams = StreamQueues(self.client, self.keys)
         self.leftovers = KombuLeftovers(self.client, self.keys) if self.kombu_upgrade else None
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.db = int(self.client.connection_pool.connection_kwargs.get("db") or 0)
+        self.db = connection.database()
         self._pid = os.getpid()
         self._held: dict[str, Held] = {}
         self._acks: list[Held] = []
@@ -152,12 +152,12 @@ class Channel(virtual.Channel):
         self._no_ack: set[str] = set()  # queues consumed without acks: settled on delivery
         self._taken_from: set[str] = set()
         self._more: deque[str] = deque()  # queues whose last read was a full batch
-        self._reader: Reader | None = None
+        self._readers: dict[str, Reader] = {}  # read group -> its blocking read
+        self._sweep_due: dict[str, float] = {}  # queue -> when to look for lapsed messages
         self._pubsub: Any = None
         self._subscribed: dict[bytes, str] = {}  # pub/sub channel -> queue
         now = time.monotonic()
         self._next_renew = now + self.renew_interval
-        self._next_sweep = now
         self._next_upkeep = now + UPKEEP_INTERVAL
         self._released_all = False
 
@@ -235,20 +235,36 @@ class Channel(virtual.Channel):
             if payloads:
                 return payloads[0][1]
 
+    def read_groups(self) -> dict[str, list[str]]:
+        """The queues each blocking read covers, by a name for the read: here one read
+        over every queue (a Redis Cluster reads each queue apart: one slot per command)."""
+        queues = self.stream_queues
+        return {"*": queues} if queues else {}
+
+    def _idle_queues(self) -> list[str]:
+        """The consumed queues no blocking read is in flight for."""
+        groups = self.read_groups()
+        return [queue for name, queues in groups.items()
+                if not (name in self._readers and self._readers[name].busy)
+                for queue in queues]
+
     def take_ready(self) -> bool:
         """Take what is waiting without blocking (after a full batch, or lapsed messages
-        when a sweep is due), and deliver it; True if anything was delivered."""
-        if not self._mine() or (self._reader is not None and self._reader.busy):
+        when a sweep is due) from queues no read is in flight for, and deliver it; True
+        if anything was delivered."""
+        if not self._mine():
             return False
         room = self.capacity()
-        queues = self.stream_queues
+        queues = self._idle_queues()
         if not room or not queues:
             return False
         now = time.monotonic()
-        sweeping = now >= self._next_sweep
+        due = [queue for queue in queues if now >= self._sweep_due.get(queue, 0.0)]
+        sweeping = bool(due)
         if sweeping:
-            self._next_sweep = now + float(self.sweep_interval)
-            todo = queues
+            for queue in due:
+                self._sweep_due[queue] = now + float(self.sweep_interval)
+            todo = due
         else:
             while self._more and self._more[0] not in queues:
                 self._more.popleft()
@@ -269,32 +285,36 @@ class Channel(virtual.Channel):
             delivered = self._deliver(entries) or delivered
         return delivered
 
-    def reader(self) -> Reader | None:
-        """The blocking read to wait on: started now if there is room and none is in
-        flight; None when this channel reads no streams."""
-        queues = self.stream_queues
-        if not queues or not self._mine():
-            return None
-        if self._reader is None:
-            self._reader = Reader(self.connection.open_reader(self))
-        if not self._reader.busy and not self._more:
-            room = self.capacity()
-            if room:
-                self.flush_acks()  # not left waiting while the read blocks
-                self._reader.start(*self.streams.read_command(
-                    queues, self.consumer, room, int(float(self.block_seconds) * 1000)), room)
-        return self._reader if self._reader.busy else None
+    def readers(self) -> list[Reader]:
+        """The blocking reads to wait on: each started now if there is room and it has
+        none in flight (the room shared between them); empty when this channel reads no
+        streams."""
+        groups = self.read_groups()
+        if not groups or not self._mine():
+            return []
+        for name in [name for name in self._readers if name not in groups]:
+            if not self._readers[name].busy:  # a busy one delivers first: gives back
+                self._readers.pop(name).drop()
+        for name, queues in groups.items():
+            if name not in self._readers:
+                self._readers[name] = Reader(self.connection.open_reader(self, queues))
+            reader = self._readers[name]
+            if not reader.busy and not set(queues) & set(self._more):
+                room = self.capacity()
+                if room:
+                    count = max(1, room // len(groups))
+                    self.flush_acks()  # not left waiting while the read blocks
+                    reader.start(*self.streams.read_command(
+                        queues, self.consumer, count, int(float(self.block_seconds) * 1000)),
+                        count)
+        return [reader for reader in self._readers.values() if reader.busy]
 
     def on_readable(self, reader: Reader) -> bool:
         """The blocking read answered: deliver; True if anything was delivered."""
         try:
             entries = reader.finish()
         except redis.ResponseError as exc:
-            # a queue was deleted (or its group destroyed) under the read: declare the
-            # queues again and read on
-            log.warning("Read on %s failed (%s); declaring them again", self.stream_queues, exc)
-            for queue in self.stream_queues:
-                self._declare(queue)
+            self._read_failed(reader, exc)
             return False
         counts: dict[str, int] = {}
         for entry in entries:
@@ -303,6 +323,13 @@ class Channel(virtual.Channel):
             if count >= reader.count and queue not in self._more:
                 self._more.append(queue)  # a full batch: more may be waiting
         return self._deliver(entries)
+
+    def _read_failed(self, reader: Reader, error: redis.ResponseError) -> None:
+        """A queue was deleted (or its group destroyed) under the read: declare the
+        queues again and read on."""
+        log.warning("Read on %s failed (%s); declaring them again", self.stream_queues, error)
+        for queue in self.stream_queues:
+            self._declare(queue)
 
     def _deliver(self, entries: Sequence[Entry]) -> bool:
         """Hand decoded entries to kombu; give back those of queues no longer consumed."""
@@ -327,7 +354,7 @@ class Channel(virtual.Channel):
             fields = dict(zip(entry.fields[::2], entry.fields[1::2]))
             if b"w" in fields:  # messages were given back: look for them now
                 self._queue_ack(Held(entry.queue, entry.stream, entry.id))
-                self._next_sweep = 0.0
+                self._sweep_due[entry.queue] = 0.0
                 continue
             raw = fields.get(b"m")
             try:
@@ -445,8 +472,10 @@ class Channel(virtual.Channel):
         due = min(self._next_renew, self._next_upkeep)
         if self._acks:
             due = min(due, self._acks_since + float(self.ack_interval))
-        if self.stream_queues and not (self._reader and self._reader.busy) and self.capacity():
-            due = min(due, time.monotonic() if self._more else self._next_sweep)
+        idle = self._idle_queues()
+        if idle and self.capacity():
+            due = min(due, time.monotonic() if self._more else min(
+                self._sweep_due.get(queue, 0.0) for queue in idle))
         return due
 
     # -- publishing ---------------------------------------------------------------------------
@@ -489,7 +518,9 @@ class Channel(virtual.Channel):
         """Broadcast ``message`` to the listeners subscribed to ``exchange`` now."""
         batch: PublishBatch | None = kwargs.pop("_publish_batch", None)
         target = batch.pipeline if batch is not None else self.client
-        target.publish(self.keys.fanout(self.db, exchange), envelope.encode(message))
+        # (a command, not .publish(): a Redis Cluster's pipelines refuse that method)
+        target.execute_command("PUBLISH", self.keys.fanout(self.db, exchange),
+                               envelope.encode(message))
         if batch is not None:
             batch.added(None)
 
@@ -656,8 +687,8 @@ class Channel(virtual.Channel):
         """
         if self.closed:
             return
-        if self._reader is not None:
-            self._reader.drop()  # first: no read delivers to this consumer any more
+        for reader in self._readers.values():
+            reader.drop()  # first: no read delivers to this consumer any more
         if os.getpid() == self._pid:
             try:
                 self.give_back_all(leave=True)
@@ -781,7 +812,7 @@ class Transport(virtual.Transport):
         super().__init__(client, **kwargs)
         self._redis: redis.Redis | None = None
 
-    # The one place a Redis client is made (a Redis Cluster variant swaps these two).
+    # The one place a Redis client is made (the Redis Cluster variant swaps these).
 
     def make_client(self, channel: Channel) -> redis.Redis:
         """The client every channel of this connection shares (connections are pooled)."""
@@ -789,9 +820,13 @@ class Transport(virtual.Transport):
             self._redis = redis.Redis(**self.client_options(channel))
         return self._redis
 
-    def open_reader(self, channel: Channel) -> Any:
-        """A connection of the channel's own for its blocking reads."""
+    def open_reader(self, channel: Channel, queues: Sequence[str]) -> Any:
+        """A connection of the channel's own for its blocking reads of ``queues``."""
         return channel.client.connection_pool.make_connection()
+
+    def database(self) -> int:
+        """The database number: fanout channels name it (PUB/SUB spans databases)."""
+        return _database(self.client.virtual_host)
 
     def client_options(self, channel: Channel) -> dict[str, Any]:
         """redis-py's options from kombu's connection: host, port, database, credentials,
@@ -828,8 +863,7 @@ class Transport(virtual.Transport):
                 channel.maintain()
                 if channel.take_ready():
                     return
-                reader = channel.reader()
-                if reader is not None:
+                for reader in channel.readers():
                     if reader.has_data() and channel.on_readable(reader):
                         return
                     if reader.busy:

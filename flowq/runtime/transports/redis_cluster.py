@@ -1,0 +1,84 @@
+"""flowq's Redis transport on a Redis Cluster: ``redis-cluster://``, ``rediss-cluster://``.
+
+The layout, the scripts and the guarantees are the single server's (:mod:`.redis`,
+:mod:`.redis_streams`): every key of a queue carries the queue's name as its hash tag, so
+a queue lives in one slot and each script touches that slot alone. What a cluster changes:
+
+* the client is a :class:`redis.cluster.RedisCluster` (URLs: :mod:`flowq.runtime.cluster_url`);
+* a blocking read covers one queue, since one ``XREADGROUP`` may not span slots: a
+  consumer of n queues keeps n reads in flight, each on a connection of its own to the
+  master of its queue's slot, all waited on at once (a message is picked up the moment
+  it arrives on any of them; ``bench/redis_cluster_reads.py`` measures this against a
+  short poll);
+* a read told its slot moved (``MOVED``/``ASK``, after a resharding or a failover)
+  reloads the slot map and reads again from the slot's new master;
+* fanout (remote control, events) is classic PUB/SUB, which a cluster broadcasts to
+  every node; there is one database (0), and kombu's old list layout is not looked for
+  (kombu's Redis transport never ran on a cluster).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+
+from flowq.runtime import cluster_url
+from flowq.runtime.transports import redis as single
+
+__all__ = ["Channel", "Transport"]
+
+
+class Channel(single.Channel):
+    """A consumer on a cluster: one blocking read per queue."""
+
+    connection: Transport
+    kombu_upgrade = False
+
+    def read_groups(self) -> dict[str, list[str]]:
+        return {queue: [queue] for queue in self.stream_queues}
+
+    def _read_failed(self, reader: single.Reader, error: redis.ResponseError) -> None:
+        if not isinstance(error, redis.exceptions.AskError):  # (MovedError is one too)
+            super()._read_failed(reader, error)
+            return
+        # The queue's slot has another master now: learn the new map, read from there.
+        single.log.info("Read of %s redirected (%s); following the slot", self.stream_queues,
+                        error)
+        self.client.nodes_manager.initialize()
+        for name, held in list(self._readers.items()):
+            if held is reader:
+                self._readers.pop(name).drop()
+
+
+class Transport(single.Transport):
+    """kombu transport for flowq's Redis layout on a Redis Cluster."""
+
+    Channel = Channel
+    #: kombu hands the URL over whole: its parser reads one host, a cluster URL lists many.
+    can_parse_url = True
+
+    def make_client(self, channel: single.Channel) -> Any:
+        if self._redis is None:
+            address = cluster_url.parse_cluster_url(self.client.hostname)
+            # redis-py's cluster retries stay on: they follow MOVED replies and failovers.
+            self._redis = cluster_url.connect(
+                address, protocol=2, socket_timeout=float(channel.socket_timeout),
+                socket_connect_timeout=float(channel.socket_connect_timeout))
+        return self._redis
+
+    def open_reader(self, channel: single.Channel, queues: Sequence[str]) -> Any:
+        client: RedisCluster = channel.client
+        node = client.get_node_from_key(channel.keys.stream(queues[0], 0))
+        return client.get_redis_connection(node).connection_pool.make_connection()
+
+    def database(self) -> int:
+        return 0
+
+    def close_connection(self, connection: Any) -> None:
+        redis_client, self._redis = self._redis, None
+        super().close_connection(connection)
+        if redis_client is not None:
+            redis_client.close()
