@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Literal, overload
 
 from flowq import states
 from flowq.exceptions import TaskRevokedError
 from flowq.runtime.codec import exception_from_dict
+from flowq.typevars import R
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
@@ -94,8 +95,13 @@ class _Handle:
         self.app.control.revoke(target, terminate=terminate, signal=signal)
 
 
-class AsyncResult(_Handle):
-    """The result of one task (or the last step of a chain)."""
+class AsyncResult(_Handle, Generic[R]):
+    """The result of one task (or the last step of a chain).
+
+    ``add.delay(2, 2)`` of a task returning ``int`` is an ``AsyncResult[int]``, so a type
+    checker knows ``get()`` returns an ``int`` (``get(propagate=False)`` may also return the
+    task's exception). ``AsyncResult(task_id)`` is an ``AsyncResult[Any]``.
+    """
 
     def __init__(self, id: str, app: Flowq | None = None, parent: Any = None,
                  backend: ResultBackend | None = None, root_id: str | None = None):
@@ -150,13 +156,22 @@ class AsyncResult(_Handle):
         return self._document().get("traceback")
 
     @property
-    def children(self) -> list[AsyncResult]:
+    def children(self) -> list[AsyncResult[Any]]:
         return [AsyncResult(c, self.app, backend=self._bound_backend)
                 for c in self._document().get("children", [])]
 
+    @overload
+    def get(self, timeout: float | None = None, propagate: Literal[True] = True,
+            interval: float | None = None, progress: bool = False) -> R: ...
+
+    @overload
+    def get(self, timeout: float | None = None, propagate: bool = True,
+            interval: float | None = None, progress: bool = False) -> R | BaseException: ...
+
     def get(self, timeout: float | None = None, propagate: bool = True,
             interval: float | None = None, progress: bool = False) -> Any:
-        """Wait for the result and return it; re-raise the task's exception if it failed.
+        """Wait for the result and return it; re-raise the task's exception if it failed
+        (return it instead with ``propagate=False``).
 
         With ``progress=True`` and standard error a terminal, a bar shows how many tasks
         of the workflow are done (and failed) while it waits, redrawn every ``interval``

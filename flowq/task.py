@@ -13,11 +13,12 @@ import inspect
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Unpack
 
 import attrs
 
 from flowq import states
+from flowq.canvas.options import CallOptions
 from flowq.canvas.signature import Signature
 from flowq.exceptions import (
     ConfigurationError,
@@ -26,13 +27,11 @@ from flowq.exceptions import (
     Replace,
     Retry,
 )
+from flowq.typevars import P, R
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
     from flowq.result import AsyncResult
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 @attrs.define(slots=True)
 class Context:
@@ -79,6 +78,13 @@ class Task(Generic[P, R]):
     The class attributes below are the task options (Celery's names) with their
     defaults; ``@app.task(max_retries=5, ...)`` overrides them for one task. ``None``
     for a flag means "use the app's setting".
+
+    For a type checker a task is ``Task[P, R]``: ``P`` its function's parameters (without
+    ``self`` for ``bind=True``), ``R`` its return type. Calling it, ``delay(...)`` and
+    ``si(...)`` are checked against ``P``, and ``delay(...).get()`` is an ``R``. ``s(...)``
+    is not checked: a signature's arguments may be partial (the parent's result and a
+    workflow's arguments come first), which Python's type system cannot express; nor are
+    ``apply_async``'s ``args``/``kwargs`` (a tuple and a dict), though its call options are.
     """
 
     max_retries: int | None = 3
@@ -137,8 +143,8 @@ class Task(Generic[P, R]):
             return self.fn(self, *args, **kwargs)
         return self.fn(*args, **kwargs)
 
-    def run(self, *args: Any, **kwargs: Any) -> R:
-        return self(*args, **kwargs)  # type: ignore[arg-type]
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self(*args, **kwargs)
 
     @functools.cached_property
     def call_signature(self) -> inspect.Signature:
@@ -160,16 +166,18 @@ class Task(Generic[P, R]):
 
     # -- signatures ---------------------------------------------------------------------
 
-    def s(self, *args: Any, **kwargs: Any) -> Signature:
-        """A signature of this task with partial arguments."""
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A signature of this task with partial arguments (not type-checked: the parent's
+        result, and arguments given to the workflow, are added in front)."""
         return Signature(self.name, args, kwargs, bound_app=self.app)
 
-    def si(self, *args: Any, **kwargs: Any) -> Signature:
-        """An immutable signature: it ignores its parent's result."""
+    def si(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]:
+        """An immutable signature: it ignores its parent's result, so its arguments are
+        the whole call (and type-checked as such)."""
         return Signature(self.name, args, kwargs, immutable=True, bound_app=self.app)
 
     def signature(self, args: Iterable[Any] | None = None,
-                  kwargs: Mapping[str, Any] | None = None, **options: Any) -> Signature:
+                  kwargs: Mapping[str, Any] | None = None, **options: Any) -> Signature[R]:
         immutable = bool(options.pop("immutable", False))
         return Signature(self.name, tuple(args or ()), kwargs or {}, options, immutable,
                          self.app)
@@ -178,21 +186,29 @@ class Task(Generic[P, R]):
 
     # -- sending ------------------------------------------------------------------------
 
-    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Send this task to a worker: ``add.delay(2, 2).get()``."""
         return self.apply_async(args, kwargs)
 
     def apply_async(self, args: Iterable[Any] | None = None,
-                    kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
-        """Send with call options (countdown, eta, expires, task_id, queue, priority, ...)."""
-        return self.app.send(self.s(*(args or ()), **(kwargs or {})), None, None, **options)
+                    kwargs: Mapping[str, Any] | None = None,
+                    **options: Unpack[CallOptions]) -> AsyncResult[R]:
+        """Send with call options (countdown, eta, expires, task_id, queue, priority, ...).
+
+        For arguments checked against the function, write ``add.si(2, 2).apply_async(...)``.
+        """
+        result: AsyncResult[R] = self.app.send(self.s(*(args or ()), **(kwargs or {})),
+                                               None, None, **options)
+        return result
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
-              **options: Any) -> AsyncResult:
+              **options: Unpack[CallOptions]) -> AsyncResult[R]:
         """Run here, now, as a worker would; returns a result handle."""
-        return self.app.apply(self.s(*(args or ()), **(kwargs or {})), None, None, **options)
+        result: AsyncResult[R] = self.app.apply(self.s(*(args or ()), **(kwargs or {})),
+                                                None, None, **options)
+        return result
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
+    def AsyncResult(self, task_id: str) -> AsyncResult[R]:  # noqa: N802 - Celery's name
         return self.app.AsyncResult(task_id)
 
     # -- inside a running task ------------------------------------------------------------

@@ -19,9 +19,12 @@ from __future__ import annotations
 import datetime
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from numbers import Real
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypedDict
+
+if TYPE_CHECKING:
+    from flowq.canvas.signature import Canvas
 
 ENTRY = frozenset({"countdown", "eta", "expires"})
 SCOPE = frozenset({"link", "link_error"})
@@ -136,6 +139,30 @@ OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "link": (_anything, "a signature or a list of signatures"),
     "link_error": (_anything, "a signature or a list of signatures"),
 }
+
+
+class CallOptions(TypedDict, total=False):
+    """The call options of :data:`OPTIONS` for a type checker: ``apply_async(countdwon=5)``
+    is reported (with "did you mean"), and so is a value of the wrong type."""
+
+    task_id: str
+    queue: str
+    priority: int
+    countdown: float
+    eta: datetime.datetime | str
+    expires: float | datetime.datetime | str
+    time_limit: float | None
+    soft_time_limit: float | None
+    serializer: str
+    shadow: str
+    routing_key: str
+    exchange: str
+    headers: Mapping[str, Any]
+    ignore_result: bool
+    retry: bool
+    retry_policy: Mapping[str, Any]
+    link: Canvas | Iterable[Canvas]
+    link_error: Canvas | Iterable[Canvas]
 
 
 def check_option(name: str, value: Any) -> str | None:

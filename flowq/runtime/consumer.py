@@ -38,7 +38,7 @@ from flowq.exceptions import (
     TimeLimitExceeded,
     WorkerLostError,
 )
-from flowq.runtime import broker, signing
+from flowq.runtime import broker, logs, signing
 from flowq.runtime.advance import At
 from flowq.runtime.events import DISABLED, TaskEvents
 from flowq.runtime.execute import FAILURE, MALFORMED, REJECT, SUCCESS, Outcome, short
@@ -118,7 +118,8 @@ class Intake:
             self.reject_unknown(message, queue_name, request)
             return
         job = Job(message, request, queue_name, self.app.acks_late(task), self.generation)
-        log.info("Task %s[%s] received", display_name(request), request.id)
+        log.info("Task %s[%s] received", display_name(request), request.id,
+                 extra=logs.about(request))
         self.events.task_received(job)
         reason = self.revoked(request)
         if reason:
@@ -198,27 +199,27 @@ class Intake:
         """Count the runs of a late-acked message durably (before it runs); past
         ``task_max_deliveries`` it fails and is dead-lettered instead of looping.
 
-        A first delivery (the broker says it was never delivered before) runs for the first
-        time and costs nothing. A redelivery is counted in the backend, and the count
-        includes the first delivery: whether that one ran is not known (the worker holding it
-        may have died with it still prefetched), so the count is at most one too high, never
-        low. A broker that does not say counts every run in the backend. A RabbitMQ quorum
-        queue counts deliveries itself (``x-delivery-count``), including those to workers
-        that died before starting the task: its count is taken as it is.
+        A quorum queue counts deliveries itself (``x-delivery-count``), including those to
+        workers that died before starting the task. Elsewhere a first delivery (the broker
+        says it was never delivered before) costs nothing, and a redelivery is counted in
+        the result backend, the first delivery included: whether that one ran is not known
+        (the worker holding it may have died with it still prefetched), so the count is at
+        most one too high, never low. A broker that does not say counts every run.
         """
         request = job.request
         redelivered = (job.message.delivery_info or {}).get("redelivered")
-        if redelivered is False:
-            return False
         limit = self.app.conf.task_max_deliveries
         count = broker.quorum_deliveries(job.message.headers) if self.quorum else None
         if count is None:
+            if redelivered is False:
+                return False
             key = f"deliveries:{request.id}:{request.retries}"
             try:
                 count = self.app.runtime.backend.incr(key, expires=self.app.conf.result_expires)
             except BackendError as exc:  # run it: without a backend it cannot finish anyway,
-                log.warning("Could not count deliveries of %s: %s", request.id, exc)  # and
-                return False  # returns
+                log.warning("Could not count deliveries of %s: %s", request.id, exc,
+                            extra=logs.about(request))  # and returns
+                return False
             count += 1 if redelivered else 0
         if count <= limit:
             return False
@@ -291,7 +292,7 @@ class Intake:
         detail = f": {outcome.summary}" if outcome.summary else ""
         level = logging.ERROR if outcome.status == FAILURE else logging.INFO
         log.log(level, "Task %s[%s] %s in %.4fs%s", display_name(request), request.id,
-                outcome.status, outcome.runtime, detail)
+                outcome.status, outcome.runtime, detail, extra=logs.about(request))
 
     def _settle_error(self, job: Job, error: BaseException | None) -> None:
         """The pool lost the job: the child died, hit its hard time limit, or broke."""
@@ -304,7 +305,7 @@ class Intake:
             failure: BaseException = TimeLimitExceeded(
                 f"hard time limit ({limit}s) exceeded for {request.task}[{request.id}]")
             log.error("Hard time limit (%ss) exceeded for %s[%s]", limit, request.task,
-                      request.id)
+                      request.id, extra=logs.about(request))
         elif isinstance(error, (pool_errors.WorkerLostError, pool_errors.Terminated,
                                 SystemExit)):
             reason = self.revoked(request)
@@ -313,18 +314,19 @@ class Intake:
                 return
             if job.late_ack and reject_on_lost:
                 log.warning("Process running %s[%s] died; message requeued",
-                            request.task, request.id)
+                            request.task, request.id, extra=logs.about(request))
                 self._requeue(job)
                 return
             failure = WorkerLostError(f"worker process died while running {request.task}"
                                       f"[{request.id}]: {error}")
-            log.error("Process running %s[%s] died: %s", request.task, request.id, error)
+            log.error("Process running %s[%s] died: %s", request.task, request.id, error,
+                      extra=logs.about(request))
         else:
             # The child could not record the outcome or publish the next steps (backend
             # or broker down): with acks_late the message goes back so the task runs
             # again; an early-acked one is advanced from its stored result later.
             log.error("Task %s[%s] could not be recorded: %s: %s", request.task, request.id,
-                      type(error).__name__, error)
+                      type(error).__name__, error, extra=logs.about(request))
             if job.late_ack:
                 self._requeue(job)
             else:
@@ -350,15 +352,19 @@ class Intake:
                     carried = runtime.workflows.load(request.headers, request.task, request.id)
                     runtime.advancer.replay(
                         At(carried, request.node, request.root_id, request.item), record)
-                    log.info("Task %s[%s] advanced after the outage", request.task, request.id)
+                    log.info("Task %s[%s] advanced after the outage", request.task, request.id,
+                             extra=logs.about(request))
                 else:
                     log.error("Task %s[%s] finished but its result was not stored: lost "
-                              "(acks_late would run it again)", request.task, request.id)
+                              "(acks_late would run it again)", request.task, request.id,
+                              extra=logs.about(request))
             except (BackendError, BrokerError) as exc:
-                log.warning("Could not advance %s[%s] yet: %s", request.task, request.id, exc)
+                log.warning("Could not advance %s[%s] yet: %s", request.task, request.id, exc,
+                            extra=logs.about(request))
                 return
             except ProtocolError as exc:  # e.g. its stored workflow is gone: cannot be done
-                log.error("Cannot advance %s[%s]: %s", request.task, request.id, exc)
+                log.error("Cannot advance %s[%s]: %s", request.task, request.id, exc,
+                          extra=logs.about(request))
             self.unadvanced.popleft()
 
     def _fail(self, job: Job, error: BaseException, state: str = states.FAILURE) -> None:
@@ -379,7 +385,7 @@ class Intake:
         """Record REVOKED (``reason``: revoked or expired) and fail what waits on it."""
         request = job.request
         what = f"{reason} and terminated" if terminated else f"{reason} (not run)"
-        log.info("Task %s[%s] %s", request.task, request.id, what)
+        log.info("Task %s[%s] %s", request.task, request.id, what, extra=logs.about(request))
         self.events.task_revoked(job, reason, terminated)
         self._fail(job, TaskRevokedError(f"task {request.task}[{request.id}] {what}"),
                    states.REVOKED)

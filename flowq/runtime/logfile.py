@@ -18,7 +18,7 @@ import os
 import socket
 from pathlib import Path
 
-FORMAT = "[%(asctime)s %(levelname)s/%(processName)s] %(name)s: %(message)s"
+from flowq.runtime import logs
 
 
 def process_index() -> int:
@@ -88,15 +88,11 @@ class ProcessFileHandler(logging.Handler):
         super().close()
 
 
-def log_to_file(pattern: str, nodename: str, level: str) -> ProcessFileHandler:
+def log_to_file(pattern: str, nodename: str, level: str,
+                log_format: str = "text") -> ProcessFileHandler:
     """Send every log record of this process (and its pool processes) to ``pattern``'s files
-    instead of stderr; returns the handler."""
+    instead of stderr, as ``log_format`` lines; returns the handler."""
     handler = ProcessFileHandler(pattern, nodename)
-    handler.setFormatter(logging.Formatter(FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    logs.install(handler, level, log_format)
     handler._current()  # open the main process's file now: a bad path fails at start-up
     return handler

@@ -24,6 +24,7 @@ from flowq.exceptions import BrokerUnavailable, PublishRejected
 from flowq.runtime import broker
 from flowq.runtime.backends.base import ResultBackend
 from flowq.runtime.message import Outgoing, PublishPolicy, check_size
+from flowq.runtime.transports.sqlite import warn_if_never_consumed
 from flowq.settings import Settings
 
 #: A message due within this many seconds is published right away.
@@ -49,6 +50,7 @@ class Publisher:
         # vanishing; on Redis the queue it finds missing is declared again.
         self._mandatory = url.startswith(("amqp://", "amqps://", "pyamqp://", "redis://",
                                           "rediss://", "redis-cluster://", "rediss-cluster://"))
+        self._embedded = url.startswith("sqlite:")
 
     @property
     def connection(self) -> Connection:
@@ -142,6 +144,8 @@ class Publisher:
                          correlation_id=message.id, delivery_mode=2,
                          declare=self._declare(message.queue) if default else [],
                          mandatory=self._mandatory)
+        if self._embedded and default:
+            warn_if_never_consumed(producer.channel, message.queue)
 
     def _redeclare_and_publish(self, producer: Producer, message: Outgoing) -> None:
         """A message came back unroutable: its queue was deleted since this process

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from kombu import Consumer
 
 from flowq.exceptions import FlowqError
-from flowq.runtime import broker, events, remote
+from flowq.runtime import broker, events, logs, remote
 from flowq.runtime.consumer import Intake
 from flowq.runtime.message import Request
 from flowq.runtime.pool import Pool, make_pool
@@ -68,6 +68,7 @@ class Worker:
                  queues: Sequence[str] | None = None, hostname: str | None = None,
                  pool: str | None = None, prefetch_multiplier: int | None = None,
                  max_tasks_per_child: int | None = None, app_path: str | None = None):
+        app.finalize()  # every task registered before the pool forks
         conf = app.conf
         self.app = app
         self.app_path = app_path or app.main or "?"
@@ -336,20 +337,21 @@ class Worker:
     def banner(self) -> str:
         tasks = sorted(name for name in self.app.tasks if not name.startswith("flowq."))
         shown = ", ".join(tasks[:8]) + (f" (+{len(tasks) - 8} more)" if len(tasks) > 8 else "")
+        conf = self.app.conf
         backend = self.app.runtime.backend.url
+        embedded = conf.broker_url is None or conf.result_backend is None
         return "\n".join([
             f"flowq worker {self.hostname} (pid {os.getpid()})",
             f"  app:         {self.app_path}",
-            f"  broker:      {broker.describe(self.app.conf)}",
+            f"  broker:      {broker.describe(conf)}",
             f"  backend:     {backend}",
+            *([f"  data dir:    {conf.data_dir} (embedded default)"] if embedded else []),
             f"  queues:      {', '.join(self.queues)}",
             f"  concurrency: {self.concurrency} ({self.pool_kind}), prefetch {self.prefetch}",
             f"  tasks:       {shown or '(none registered)'}",
         ])
 
 
-def setup_logging(level: str) -> None:
-    """One line per record on stderr."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-        format="[%(asctime)s %(levelname)s/%(processName)s] %(name)s: %(message)s")
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """One line per record on stderr: text, or JSON objects (see :mod:`flowq.runtime.logs`)."""
+    logs.install(logging.StreamHandler(sys.stderr), level, log_format)

@@ -42,7 +42,7 @@ def decode(raw: bytes | str) -> dict[str, Any]:
             raw = raw.decode("utf-8")
         elif not raw.isascii():
             raw.encode("utf-8")  # lone surrogates: bytes that were not UTF-8
-    except UnicodeError as exc:
+    except (UnicodeDecodeError, UnicodeEncodeError) as exc:
         raise UndecodableEntry(f"not UTF-8 ({exc.reason} at position {exc.start})") from None
     try:
         payload = loads(raw)

@@ -20,18 +20,20 @@ a queue lives in one slot and each script touches that slot alone. What a cluste
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.cluster import RedisCluster
 
 from flowq.runtime import cluster_url
 from flowq.runtime.transports import redis as single
+from flowq.runtime.transports import redis_channel
+from flowq.runtime.transports.redis_routing import Routing
 
 __all__ = ["Channel", "Transport"]
 
 
-class Channel(single.Channel):
+class Channel(redis_channel.Channel):
     """A consumer on a cluster: one blocking read per queue."""
 
     connection: Transport
@@ -40,14 +42,14 @@ class Channel(single.Channel):
     def read_groups(self) -> dict[str, list[str]]:
         return {queue: [queue] for queue in self.stream_queues}
 
-    def _read_failed(self, reader: single.Reader, error: redis.ResponseError) -> None:
+    def _read_failed(self, reader: redis_channel.Reader, error: redis.ResponseError) -> None:
         if not isinstance(error, redis.exceptions.AskError):  # (MovedError is one too)
             super()._read_failed(reader, error)
             return
         # The queue's slot has another master now: learn the new map, read from there.
-        single.log.info("Read of %s redirected (%s); following the slot", self.stream_queues,
-                        error)
-        self.client.nodes_manager.initialize()
+        redis_channel.log.info("Read of %s redirected (%s); following the slot",
+                               self.stream_queues, error)
+        cast(RedisCluster, self.client).nodes_manager.initialize()
         for name, held in list(self._readers.items()):
             if held is reader:
                 self._readers.pop(name).drop()
@@ -60,17 +62,22 @@ class Transport(single.Transport):
     #: kombu hands the URL over whole: its parser reads one host, a cluster URL lists many.
     can_parse_url = True
 
-    def make_client(self, channel: single.Channel) -> Any:
-        if self._redis is None:
-            address = cluster_url.parse_cluster_url(self.client.hostname)
-            # redis-py's cluster retries stay on: they follow MOVED replies and failovers.
-            self._redis = cluster_url.connect(
-                address, protocol=2, socket_timeout=float(channel.socket_timeout),
-                socket_connect_timeout=float(channel.socket_connect_timeout))
-        return self._redis
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        self._cluster: RedisCluster | None = None
 
-    def open_reader(self, channel: single.Channel, queues: Sequence[str]) -> Any:
-        client: RedisCluster = channel.client
+    def make_client(self, channel: Routing) -> Any:
+        if self._cluster is None:
+            conninfo: Any = self.client  # kombu's Connection; hostname: the whole URL
+            # redis-py's cluster retries stay on: they follow MOVED replies and failovers.
+            self._cluster = cluster_url.connect(
+                cluster_url.parse_cluster_url(conninfo.hostname), protocol=2,
+                socket_timeout=float(channel.socket_timeout),
+                socket_connect_timeout=float(channel.socket_connect_timeout))
+        return self._cluster
+
+    def open_reader(self, channel: Routing, queues: Sequence[str]) -> Any:
+        client = cast(RedisCluster, channel.client)
         node = client.get_node_from_key(channel.keys.stream(queues[0], 0))
         return client.get_redis_connection(node).connection_pool.make_connection()
 
@@ -78,7 +85,7 @@ class Transport(single.Transport):
         return 0
 
     def close_connection(self, connection: Any) -> None:
-        redis_client, self._redis = self._redis, None
         super().close_connection(connection)
-        if redis_client is not None:
-            redis_client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None

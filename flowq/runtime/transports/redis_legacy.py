@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import redis
 from kombu.utils.json import dumps, loads
@@ -64,14 +64,15 @@ class KombuLeftovers:
         moved = 0
         start = 0
         while True:
-            tags = self.client.zrangebyscore(self.kombu.unacked_index, "-inf", before,
-                                             start=start, num=BATCH)
+            tags = cast(list[bytes], self.client.zrangebyscore(
+                self.kombu.unacked_index, "-inf", before, start=start, num=BATCH))
             if not tags:
                 return moved
             kept = len(tags)  # moved records leave the index: the next page starts earlier
-            for tag, record in zip(tags, self.client.hmget(self.kombu.unacked, tags)):
+            records = cast(list[bytes | None], self.client.hmget(self.kombu.unacked, tags))
+            for tag, record in zip(tags, records):
                 target = None if record is None else _target(record, queue)
-                if target is None:
+                if record is None or target is None:
                     continue
                 priority, message = target
                 done = int(self._unacked(

@@ -33,7 +33,7 @@ import redis
 
 from flowq.runtime.keys import PRIORITY_LEVELS, BrokerKeys
 
-__all__ = ["GROUP", "Entry", "StreamQueues"]
+__all__ = ["GROUP", "Entry", "Reader", "StreamQueues", "text"]
 
 #: The consumer group of every stream.
 GROUP = "flowq"
@@ -111,7 +111,7 @@ class StreamQueues:
         bindings = self.client.smembers(bound_key)
         pipe = self.client.pipeline(transaction=False)
         for binding in bindings:
-            exchange, _, member = binding.decode().partition("\x06\x16")
+            exchange, _, member = text(binding).partition("\x06\x16")
             pipe.srem(self.keys.bindings(exchange), member)
         # (a command, not .delete(): a Redis Cluster's pipelines refuse several keys there,
         # though these share the queue's slot)
@@ -154,7 +154,7 @@ class StreamQueues:
         for stream, entry_id in acks:
             args += [stream, entry_id]
         reply = self._run("take", queue, args)
-        return [Entry(queue, int(reply[n]), _text(reply[n + 1]), int(reply[n + 2]),
+        return [Entry(queue, int(reply[n]), text(reply[n + 1]), int(reply[n + 2]),
                       list(reply[n + 3])) for n in range(0, len(reply), 4)]
 
     def release(self, queue: str, consumer: str,
@@ -191,11 +191,52 @@ class StreamQueues:
         entries: list[Entry] = []
         for key, items in reply or ():
             queue, number = streams[key]
-            entries += [Entry(queue, number, _text(entry_id), 1, list(fields or ()))
+            entries += [Entry(queue, number, text(entry_id), 1, list(fields or ()))
                         for entry_id, fields in items]
         entries.sort(key=lambda entry: entry.stream)
         return entries
 
 
-def _text(value: bytes | str) -> str:
+class Reader:
+    """One blocking ``XREADGROUP`` at a time, on a connection of its own."""
+
+    def __init__(self, conn: Any):
+        self.conn = conn
+        self.busy = False
+        self.count = 0
+        self._streams: dict[bytes, tuple[str, int]] = {}
+
+    def start(self, command: list[Any], streams: dict[bytes, tuple[str, int]],
+              count: int) -> None:
+        self.conn.send_command(*command)
+        self._streams = streams
+        self.count = count
+        self.busy = True
+
+    def fileno(self) -> int:
+        return int(self.conn._sock.fileno())
+
+    def has_data(self) -> bool:
+        return bool(self.busy and self.conn.can_read(timeout=0))
+
+    def finish(self) -> list[Entry]:
+        self.busy = False
+        try:
+            reply = self.conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            self.conn.disconnect()
+            raise
+        return StreamQueues.parse_read(reply, self._streams)
+
+    def drop(self) -> None:
+        self.busy = False
+        try:
+            self.conn.disconnect()
+        except Exception:  # noqa: BLE001 - closing a dead socket
+            pass
+
+
+
+def text(value: bytes | str) -> str:
+    """A reply as text (replies are bytes: the client does not decode them)."""
     return value.decode() if isinstance(value, bytes) else value

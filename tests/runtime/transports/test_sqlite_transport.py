@@ -89,82 +89,6 @@ def test_relative_and_default_paths_resolve_against_the_working_directory(
     assert (tmp_path / created).is_file()
 
 
-def test_round_trip_and_ack_removes(db: Path) -> None:
-    with connect(db, **SHORT_CLAIMS) as conn:
-        queue = conn.SimpleQueue("jobs")
-        queue.put({"id": 1})
-
-        message = queue.get(timeout=PROMPT)
-        assert message.payload == {"id": 1}
-        assert message.delivery_info["redelivered"] is False
-        assert message.delivery_info["delivery_count"] == 1
-        message.ack()
-        assert_nothing_more(conn, "jobs", within=1.0)
-
-
-def test_reject_with_requeue_redelivers_at_once(conn: Connection) -> None:
-    queue = conn.SimpleQueue("jobs")
-    queue.put({"id": 1})
-    queue.get(timeout=PROMPT).reject(requeue=True)
-
-    again = queue.get(timeout=PROMPT)
-    assert again.payload == {"id": 1}
-    assert again.delivery_info["redelivered"] is True
-    assert again.delivery_info["delivery_count"] == 2
-    again.ack()
-    assert_nothing_more(conn, "jobs")
-
-
-def test_reject_without_requeue_drops(db: Path) -> None:
-    with connect(db, **SHORT_CLAIMS) as conn:
-        queue = conn.SimpleQueue("jobs")
-        queue.put({"id": 1})
-        queue.get(timeout=PROMPT).reject(requeue=False)
-        assert_nothing_more(conn, "jobs", within=1.0)
-
-
-@pytest.mark.parametrize("closing", ["channel", "connection"])
-def test_unacked_messages_return_when_closed(db: Path, closing: str) -> None:
-    # Given: a message fetched and not acked, with the default lease of seconds,
-    # so only the restore on close can bring it back at once.
-    with connect(db) as first:
-        channel = first.channel()
-        queue = Queue("jobs")(channel)
-        queue.declare()
-        Producer(channel).publish({"id": 1}, routing_key="jobs")
-        held = queue.get()
-        assert held is not None and held.payload == {"id": 1}
-        with connect(db) as other:
-            assert_nothing_more(other, "jobs")
-
-        # When: the channel or the whole connection closes.
-        if closing == "channel":
-            channel.close()
-        else:
-            first.release()
-
-        # Then: another connection gets it right away, marked redelivered.
-        with connect(db) as other:
-            again = other.SimpleQueue("jobs").get(timeout=PROMPT)
-            assert again.payload == {"id": 1}
-            assert again.delivery_info["redelivered"] is True
-            again.ack()
-            assert_nothing_more(other, "jobs")
-
-
-def test_higher_priority_first(conn: Connection) -> None:
-    queue = conn.SimpleQueue("jobs")
-    for priority in (3, 9, 0, 5, 9, 1):
-        queue.put({"priority": priority}, priority=priority)
-
-    got = []
-    for _ in range(6):
-        message = queue.get(timeout=PROMPT)
-        got.append(message.payload["priority"])
-        message.ack()
-    assert got == [9, 9, 5, 3, 1, 0]
-
-
 def test_fifo_within_a_priority(conn: Connection) -> None:
     queue = conn.SimpleQueue("jobs")
     for index in range(50):
@@ -176,21 +100,6 @@ def test_fifo_within_a_priority(conn: Connection) -> None:
         got.append(message.payload["index"])
         message.ack()
     assert got == list(range(1, 50, 2)) + list(range(0, 50, 2))
-
-
-def test_purge_counts_ready_messages_only(conn: Connection) -> None:
-    channel = conn.channel()
-    queue = Queue("jobs")(channel)
-    queue.declare()
-    for index in range(7):
-        Producer(channel).publish({"index": index}, routing_key="jobs")
-    held = queue.get()
-    assert held is not None
-
-    assert queue.purge() == 6
-    assert queue.queue_declare(passive=True).message_count == 0
-    held.ack()
-    assert queue.get() is None
 
 
 def test_no_ack_consumer_removes_messages_as_it_reads(db: Path) -> None:
@@ -303,7 +212,8 @@ def _hold_messages(db: Path, death: Death, count: int, report: Any) -> None:
         time.sleep(60)  # The parent SIGKILLs us long before this ends.
 
 
-@pytest.mark.parametrize("death", list(Death), ids=lambda death: death.value)
+# (SIGKILL: the transport contract, test_contract.py, covers it for every transport)
+@pytest.mark.parametrize("death", [Death.OS_EXIT], ids=lambda death: death.value)
 def test_messages_of_a_dead_consumer_return_after_their_lease(
     db: Path, conn: Connection, death: Death
 ) -> None:
