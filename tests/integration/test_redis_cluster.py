@@ -134,6 +134,22 @@ def test_one_worker_reads_queues_that_live_on_different_masters(
             assert add.apply_async((rounds, 1), queue=name).get(timeout=T) == rounds + 1
 
 
+def test_a_queue_whose_slot_moves_to_another_master_is_read_from_there(
+        fresh: RedisClusterSetup) -> None:
+    # Given a worker blocking on its queue's master
+    fresh.start_worker(concurrency=1)
+    assert add.delay(1, 1).get(timeout=T) == 2
+    stream = f"flowq:{{{fresh.queue}}}:p0"
+    # When the queue's slot (with its streams) moves to another master, as a resharding
+    # moves it
+    _, target = fresh.servers.move_slot(stream)
+    # Then tasks sent to it still run, and the worker's blocking read is on the new master
+    assert [add.delay(i, 1).get(timeout=T) for i in range(3)] == [1, 2, 3]
+    wait_for(lambda: any(client["cmd"] == "xreadgroup" and "b" in client["flags"]
+                         for client in redis.Redis(port=target).client_list()),
+             T, "a blocking read on the queue's new master")
+
+
 def test_remote_control_and_events_reach_workers_and_listeners(
         fresh: RedisClusterSetup) -> None:
     # Given a worker sending events, and a listener (both PUB/SUB fanout on the cluster)

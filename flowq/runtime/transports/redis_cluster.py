@@ -10,8 +10,9 @@ a queue lives in one slot and each script touches that slot alone. What a cluste
   master of its queue's slot, all waited on at once (a message is picked up the moment
   it arrives on any of them; ``bench/redis_cluster_reads.py`` measures this against a
   short poll);
-* a read told its slot moved (``MOVED``/``ASK``, after a resharding or a failover)
-  reloads the slot map and reads again from the slot's new master;
+* a read told its slot moved (``MOVED``, after a resharding or a failover) reloads the
+  slot map and reads again from the slot's new master; one told the slot is moving
+  (``ASK``) waits a moment and reads again;
 * fanout (remote control, events) is classic PUB/SUB, which a cluster broadcasts to
   every node; there is one database (0), and kombu's old list layout is not looked for
   (kombu's Redis transport never ran on a cluster).
@@ -19,6 +20,7 @@ a queue lives in one slot and each script touches that slot alone. What a cluste
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -32,6 +34,9 @@ from flowq.runtime.transports.redis_routing import Routing
 
 __all__ = ["Channel", "Transport"]
 
+#: Seconds a queue's read waits after ASK (its slot is being migrated) before it reads again.
+MIGRATION_PAUSE = 0.1
+
 
 class Channel(redis_channel.Channel):
     """A consumer on a cluster: one blocking read per queue."""
@@ -39,20 +44,31 @@ class Channel(redis_channel.Channel):
     connection: Transport
     kombu_upgrade = False
 
+    def __init__(self, connection: single.Transport, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        self._paused: dict[str, float] = {}  # queue -> when its read may start again
+
     def read_groups(self) -> dict[str, list[str]]:
-        return {queue: [queue] for queue in self.stream_queues}
+        now = time.monotonic()
+        return {queue: [queue] for queue in self.stream_queues
+                if self._paused.get(queue, 0.0) <= now}
 
     def _read_failed(self, reader: redis_channel.Reader, error: redis.ResponseError) -> None:
         if not isinstance(error, redis.exceptions.AskError):  # (MovedError is one too)
             super()._read_failed(reader, error)
             return
-        # The queue's slot has another master now: learn the new map, read from there.
-        redis_channel.log.info("Read of %s redirected (%s); following the slot",
-                               self.stream_queues, error)
-        cast(RedisCluster, self.client).nodes_manager.initialize()
-        for name, held in list(self._readers.items()):
-            if held is reader:
-                self._readers.pop(name).drop()
+        queue = next(name for name, held in self._readers.items() if held is reader)
+        self._readers.pop(queue).drop()
+        if isinstance(error, redis.exceptions.MovedError):
+            # The slot has another master now: learn the new map, read from there.
+            redis_channel.log.info("Read of %s moved (%s); reading from the slot's new "
+                                   "master", queue, error)
+            cast(RedisCluster, self.client).nodes_manager.initialize()
+        else:  # the slot is moving right now: read again once it has moved
+            self._paused[queue] = time.monotonic() + MIGRATION_PAUSE
+
+    def next_due(self) -> float:
+        return min([super().next_due(), *self._paused.values()])
 
 
 class Transport(single.Transport):
