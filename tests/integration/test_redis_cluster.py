@@ -59,6 +59,17 @@ class RedisClusterSetup(Cluster):
                    if next(redis.Redis(port=port).scan_iter(
                        match=f"{self.prefix}{pattern}", count=1000), None) is not None)
 
+    def spread_queues(self) -> list[str]:
+        """Three queues of this setup whose keys live on three different masters."""
+        client = self.servers.client()
+        queues: dict[str, str] = {}  # master -> queue
+        for n in range(100):
+            name = f"{self.queue}.{n}"
+            queues.setdefault(client.get_node_from_key(f"flowq:{{{name}}}:p0").name, name)
+        client.close()
+        assert len(queues) == 3
+        return list(queues.values())
+
     def cleanup(self) -> None:
         for worker in self.workers:
             worker.kill_group()
@@ -82,9 +93,11 @@ def _setup(servers: RedisClusterServers, tmp: Path) -> RedisClusterSetup:
 @pytest.fixture(scope="module")
 def on_cluster(redis_cluster: RedisClusterServers, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[RedisClusterSetup]:
-    """A worker (2 prefork children) with its results on the cluster, for the module."""
+    """A named worker (2 prefork children, sending events) for the module, consuming the
+    setup's queue and three more that live on three different masters."""
     setup = _setup(redis_cluster, tmp_path_factory.mktemp("redis-cluster"))
-    setup.start_worker()
+    setup.start_worker("-E", "-n", f"cluster-{setup.token}@%h",
+                       "-Q", ",".join([setup.queue, *setup.spread_queues()]))
     yield setup
     setup.cleanup()
     app.close()
@@ -117,43 +130,39 @@ def test_a_chain_of_100_completes(on_cluster: RedisClusterSetup) -> None:
 
 
 def test_one_worker_reads_queues_that_live_on_different_masters(
-        fresh: RedisClusterSetup) -> None:
-    # Given three queues whose keys live on three different masters
-    client = fresh.servers.client()
-    queues: dict[str, str] = {}  # master -> queue
-    for n in range(100):
-        name = f"{fresh.queue}.{n}"
-        queues.setdefault(client.get_node_from_key(f"flowq:{{{name}}}:p0").name, name)
-    client.close()
-    assert len(queues) == 3
-    # When one worker consumes all three, and tasks are sent to each, one by one
-    fresh.start_worker("-Q", ",".join(queues.values()), concurrency=1)
+        on_cluster: RedisClusterSetup) -> None:
+    # Given a worker consuming three queues whose keys live on three different masters
+    # When tasks are sent to each, one by one
     for rounds in range(3):
-        for name in queues.values():
+        for name in on_cluster.spread_queues():
             # Then each is picked up from its own master (no read waits on another's)
             assert add.apply_async((rounds, 1), queue=name).get(timeout=T) == rounds + 1
 
 
 def test_a_queue_whose_slot_moves_to_another_master_is_read_from_there(
-        fresh: RedisClusterSetup) -> None:
-    # Given a worker blocking on its queue's master
-    fresh.start_worker(concurrency=1)
+        on_cluster: RedisClusterSetup) -> None:
+    # Given a worker blocking on each of its queues' masters
     assert add.delay(1, 1).get(timeout=T) == 2
-    stream = f"flowq:{{{fresh.queue}}}:p0"
-    # When the queue's slot (with its streams) moves to another master, as a resharding
+    reads = {port: _blocked_reads(port) for port in on_cluster.servers.ports}
+    # When one queue's slot (with its streams) moves to another master, as a resharding
     # moves it
-    _, target = fresh.servers.move_slot(stream)
-    # Then tasks sent to it still run, and the worker's blocking read is on the new master
+    source, target = on_cluster.servers.move_slot(f"flowq:{{{on_cluster.queue}}}:p0")
+    # Then tasks sent to it still run, and its blocking read moved to the new master
     assert [add.delay(i, 1).get(timeout=T) for i in range(3)] == [1, 2, 3]
-    wait_for(lambda: any(client["cmd"] == "xreadgroup" and "b" in client["flags"]
-                         for client in redis.Redis(port=target).client_list()),
-             T, "a blocking read on the queue's new master")
+    wait_for(lambda: _blocked_reads(target) == reads[target] + 1
+             and _blocked_reads(source) == reads[source] - 1, T,
+             "the queue's blocking read to move to its new master")
+
+
+def _blocked_reads(port: int) -> int:
+    """Clients of the master on ``port`` blocked in XREADGROUP (a worker's reads)."""
+    return sum(1 for client in redis.Redis(port=port).client_list()
+               if client["cmd"] == "xreadgroup" and "b" in client["flags"])
 
 
 def test_remote_control_and_events_reach_workers_and_listeners(
-        fresh: RedisClusterSetup) -> None:
+        on_cluster: RedisClusterSetup) -> None:
     # Given a worker sending events, and a listener (both PUB/SUB fanout on the cluster)
-    fresh.start_worker("-E", "-n", f"cluster-{fresh.token}@%h", concurrency=1)
     with EventReceiver(app) as receiver:
         # When a task runs, and the worker is asked for its stats
         result = add.delay(20, 22)
@@ -161,7 +170,7 @@ def test_remote_control_and_events_reach_workers_and_listeners(
         replies = wait_for(lambda: app.control.inspect(timeout=1.0).stats(), T,
                            "a reply to inspect stats")
         # Then the reply comes back, and the listener saw the task succeed
-        assert [name.partition("@")[0] for name in replies] == [f"cluster-{fresh.token}"]
+        assert [name.partition("@")[0] for name in replies] == [f"cluster-{on_cluster.token}"]
         succeeded = next(event for event in receiver.events(timeout=T)
                          if event["type"] == "task-succeeded" and event["uuid"] == result.id)
         assert succeeded["result"] == "42"
