@@ -71,7 +71,8 @@ class Transport(virtual.Transport):
         super().__init__(client, **kwargs)
         self._redis: redis.Redis | None = None
 
-    # The one place a Redis client is made (the Redis Cluster variant swaps these).
+    # The one place a Redis client is made, and the reads it serves (a Redis Cluster
+    # variant swaps these).
 
     def make_client(self, channel: Routing) -> redis.Redis:
         """The client every channel of this connection shares (connections are pooled)."""
@@ -82,6 +83,11 @@ class Transport(virtual.Transport):
     def open_reader(self, channel: Routing, queues: Sequence[str]) -> Any:
         """A connection of the channel's own for its blocking reads of ``queues``."""
         return channel.client.connection_pool.make_connection()
+
+    def read_groups(self, channel: Routing, queues: list[str]) -> list[list[str]]:
+        """The queues one blocking read may cover together: all of them on one server (a
+        cluster reads each slot's queues apart)."""
+        return [queues]
 
     def database(self) -> int:
         """The database number: fanout channels name it (PUB/SUB spans databases)."""

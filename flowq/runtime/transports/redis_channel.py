@@ -106,7 +106,7 @@ class Channel(Routing):
         self._no_ack: set[str] = set()  # queues consumed without acks: settled on delivery
         self._taken_from: set[str] = set()
         self._more: deque[str] = deque()  # queues whose last read was a full batch
-        self._readers: dict[str, Reader] = {}  # read group -> its blocking read
+        self._readers: dict[tuple[str, ...], Reader] = {}  # queues read together -> read
         self._sweep_due: dict[str, float] = {}  # queue -> when to look for lapsed messages
         self._pubsub: Any = None
         self._subscribed: dict[bytes, str] = {}  # pub/sub channel -> queue
@@ -183,17 +183,17 @@ class Channel(Routing):
             if payloads:
                 return payloads[0][1]
 
-    def read_groups(self) -> dict[str, list[str]]:
-        """The queues each blocking read covers, by a name for the read: here one read
-        over every queue (a Redis Cluster reads each queue apart: one slot per command)."""
+    def _groups(self) -> list[tuple[str, ...]]:
+        """The groups of consumed queues the transport reads in one command each."""
         queues = self.stream_queues
-        return {"*": queues} if queues else {}
+        return [tuple(group) for group in self.connection.read_groups(self, queues)
+                ] if queues else []
 
     def _idle_queues(self) -> list[str]:
         """The consumed queues no blocking read is in flight for."""
-        return [queue for name, queues in self.read_groups().items()
-                if not (name in self._readers and self._readers[name].busy)
-                for queue in queues]
+        return [queue for group in self._groups()
+                if not (group in self._readers and self._readers[group].busy)
+                for queue in group]
 
     def take_ready(self) -> bool:
         """Take what is waiting without blocking (after a full batch, or lapsed messages
@@ -234,24 +234,25 @@ class Channel(Routing):
 
     def readers(self) -> list[Reader]:
         """The blocking reads to wait on: each started now if there is room and it has
-        none in flight (the room shared between them); empty when this channel reads no
-        streams."""
-        groups = self.read_groups()
+        none in flight (the room shared between them), one per group of queues the
+        transport reads in one command (all of them on one server); empty when this
+        channel reads no streams."""
+        groups = self._groups()
         if not groups or not self._mine():
             return []
-        for name in [name for name in self._readers if name not in groups]:
-            if not self._readers[name].busy:  # a busy one delivers first: gives back
-                self._readers.pop(name).drop()
-        for name, queues in groups.items():
-            if name not in self._readers:
-                self._readers[name] = Reader(self.connection.open_reader(self, queues))
-            reader = self._readers[name]
-            if not reader.busy and not set(queues) & set(self._more):
+        for stale in set(self._readers) - set(groups):  # queues no longer consumed
+            if not self._readers[stale].busy:  # a busy one delivers first (gives back)
+                self._readers.pop(stale).drop()
+        for group in groups:
+            reader = self._readers.get(group)
+            if reader is None:
+                reader = self._readers[group] = Reader(self.connection.open_reader(self, group))
+            if not reader.busy and not set(group) & set(self._more):
                 room = self.capacity()
                 if room:
                     count = max(1, room // len(groups))
                     reader.start(*self.streams.read_command(
-                        queues, self.consumer, count, int(float(self.block_seconds) * 1000)),
+                        group, self.consumer, count, int(float(self.block_seconds) * 1000)),
                         count)
         return [reader for reader in self._readers.values() if reader.busy]
 

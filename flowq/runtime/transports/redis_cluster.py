@@ -48,24 +48,23 @@ class Channel(redis_channel.Channel):
         super().__init__(connection, **kwargs)
         self._paused: dict[str, float] = {}  # queue -> when its read may start again
 
-    def read_groups(self) -> dict[str, list[str]]:
-        now = time.monotonic()
-        return {queue: [queue] for queue in self.stream_queues
-                if self._paused.get(queue, 0.0) <= now}
-
     def _read_failed(self, reader: redis_channel.Reader, error: redis.ResponseError) -> None:
         if not isinstance(error, redis.exceptions.AskError):  # (MovedError is one too)
             super()._read_failed(reader, error)
             return
-        queue = next(name for name, held in self._readers.items() if held is reader)
-        self._readers.pop(queue).drop()
+        group = next(group for group, held in self._readers.items() if held is reader)
+        self._readers.pop(group).drop()
         if isinstance(error, redis.exceptions.MovedError):
             # The slot has another master now: learn the new map, read from there.
             redis_channel.log.info("Read of %s moved (%s); reading from the slot's new "
-                                   "master", queue, error)
+                                   "master", ", ".join(group), error)
             cast(RedisCluster, self.client).nodes_manager.initialize()
         else:  # the slot is moving right now: read again once it has moved
-            self._paused[queue] = time.monotonic() + MIGRATION_PAUSE
+            for queue in group:
+                self._paused[queue] = time.monotonic() + MIGRATION_PAUSE
+
+    def reading_paused(self, queue: str) -> bool:
+        return self._paused.get(queue, 0.0) > time.monotonic()
 
     def next_due(self) -> float:
         return min([super().next_due(), *self._paused.values()])
@@ -91,6 +90,12 @@ class Transport(single.Transport):
                 socket_timeout=float(channel.socket_timeout),
                 socket_connect_timeout=float(channel.socket_connect_timeout))
         return self._cluster
+
+    def read_groups(self, channel: Routing, queues: list[str]) -> list[list[str]]:
+        """One group per queue (one ``XREADGROUP`` may not span slots), but none for a
+        queue whose slot is being migrated, for a moment."""
+        paused = cast(Channel, channel).reading_paused
+        return [[queue] for queue in queues if not paused(queue)]
 
     def open_reader(self, channel: Routing, queues: Sequence[str]) -> Any:
         client = cast(RedisCluster, channel.client)

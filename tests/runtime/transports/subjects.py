@@ -54,6 +54,41 @@ BAD_PAYLOADS: dict[str, tuple[str, bytes]] = {
 }
 
 
+Plants = dict[str, tuple[str, Callable[[str], Any]]]
+
+
+def sqlite_plants(path: Path) -> Plants:
+    """Ways to put an undecodable row in a queue of the SQLite broker file ``path``:
+    kind -> (what the dead letter's reason says, plant(queue))."""
+    def insert(queue: str, raw: bytes) -> None:
+        value: bytes | str = raw
+        try:
+            value = raw.decode("utf-8")  # stored as TEXT, as the transport stores it
+        except UnicodeDecodeError:
+            pass  # stored as bytes: what a foreign writer would leave
+        with sqlite3.connect(path) as db:
+            db.execute("INSERT INTO messages (queue, priority, payload) VALUES (?, 0, ?)",
+                       (queue, value))
+
+    return {kind: (says, lambda queue, raw=raw: insert(queue, raw))
+            for kind, (says, raw) in BAD_PAYLOADS.items()}
+
+
+def redis_plants(client: redis.Redis) -> Plants:
+    """Ways to put an undecodable entry in a queue of flowq's Redis layout (and of the
+    kombu layout it drains): kind -> (what the reason says, plant(queue))."""
+    keys = BrokerKeys()
+    plants: Plants = {kind: (says, lambda queue, raw=raw: client.xadd(
+        keys.stream(queue, 0), {"m": raw})) for kind, (says, raw) in BAD_PAYLOADS.items()}
+    plants["entry without a message"] = (
+        "not a flowq stream entry", lambda queue: client.xadd(keys.stream(queue, 0),
+                                                               {"job": "42"}))
+    plants["earlier layout, not JSON"] = (  # a list of kombu's list transport
+        "not JSON", lambda queue: client.lpush(KombuListKeys().queue(queue, 0),
+                                               b"{left by kombu"))
+    return plants
+
+
 class Subject:
     """One transport under the contract."""
 
@@ -61,7 +96,7 @@ class Subject:
     #: behaviour -> why this transport cannot show it
     cannot: ClassVar[dict[str, str]] = {}
     #: kind of undecodable entry -> (what the reason says, how to plant one in a queue)
-    undecodable: dict[str, tuple[str, Callable[[str], None]]]
+    undecodable: Plants
     #: whether ``delivery_info`` counts deliveries (``delivery_count``)
     counts_deliveries: ClassVar[bool] = False
     #: whether a consumer's hold is a lease (lapses when it stops renewing)
@@ -119,22 +154,11 @@ class Sqlite(Subject):
     def __init__(self, tmp: Path):
         super().__init__(tmp)
         self.path = tmp / "broker.db"
-        for kind, (says, raw) in BAD_PAYLOADS.items():
-            self.undecodable[kind] = (says, lambda queue, raw=raw: self._insert(queue, raw))
+        self.undecodable = sqlite_plants(self.path)
 
     @property
     def url(self) -> str:
         return f"sqlite:///{self.path}"
-
-    def _insert(self, queue: str, raw: bytes) -> None:
-        value: bytes | str = raw
-        try:
-            value = raw.decode("utf-8")  # stored as TEXT, as the transport stores it
-        except UnicodeDecodeError:
-            pass  # stored as bytes: what a foreign writer would leave
-        with sqlite3.connect(self.path) as db:
-            db.execute("INSERT INTO messages (queue, priority, payload) VALUES (?, 0, ?)",
-                       (queue, value))
 
 
 class Redis(Subject):
@@ -145,22 +169,10 @@ class Redis(Subject):
     def __init__(self, tmp: Path):
         super().__init__(tmp)
         self.client = self.make_client()
-        keys = BrokerKeys()
-        for kind, (says, raw) in BAD_PAYLOADS.items():
-            self.undecodable[kind] = (says, lambda queue, raw=raw: self.client.xadd(
-                keys.stream(queue, 0), {"m": raw}))
-        self.undecodable["entry without a message"] = (
-            "not a flowq stream entry", lambda queue: self.client.xadd(
-                keys.stream(queue, 0), {"job": "42"}))
-        self.add_legacy_entries()
+        self.undecodable = redis_plants(self.client)
 
     def make_client(self) -> Any:
         return redis.Redis.from_url(self.url)
-
-    def add_legacy_entries(self) -> None:
-        self.undecodable["earlier layout, not JSON"] = (  # kombu's list transport's queue
-            "not JSON", lambda queue: self.client.lpush(KombuListKeys().queue(queue, 0),
-                                                        b"{left by kombu"))
 
     @property
     def url(self) -> str:
@@ -182,6 +194,8 @@ class RedisCluster(Redis):
     def __init__(self, tmp: Path, servers: Any):
         self.servers = servers
         super().__init__(tmp)
+        # kombu's list transport never ran on a cluster: no earlier layout to drain
+        del self.undecodable["earlier layout, not JSON"]
 
     @property
     def url(self) -> str:
@@ -189,9 +203,6 @@ class RedisCluster(Redis):
 
     def make_client(self) -> Any:
         return self.servers.client()
-
-    def add_legacy_entries(self) -> None:
-        pass  # kombu's list transport never ran on a cluster: nothing to drain
 
     def close(self) -> None:
         self.servers.delete_matching(f"*contract-{self.token}*")

@@ -1,8 +1,9 @@
 """The transport contract: what every broker transport does, written once, run on each.
 
 Every test runs against every transport in :data:`subjects.SUBJECTS` (memory, SQLite,
-Redis, Redis Cluster, RabbitMQ), through kombu's public API, on the real servers. What a transport cannot
-do is declared with its reason in its subject (``cannot``) and reported as such.
+Redis, Redis Cluster, RabbitMQ), through kombu's public API, on the real servers. What a
+transport cannot do is declared with its reason in its subject (``cannot``) and reported as
+such.
 """
 
 from __future__ import annotations
