@@ -123,6 +123,11 @@ class BrokerKeys:
         # hash: the queue's declared options (max_length, expires); exists iff the queue does
         return f"{self.prefix}{{{queue}}}:meta"
 
+    def wake(self, queue: str) -> str:
+        # string, expiring after a second: a wake-up entry was added to the queue (at most
+        # one a second: a burst of given-back messages needs one look)
+        return f"{self.prefix}{{{queue}}}:wake"
+
     def queue_bindings(self, queue: str) -> str:
         # set: "<exchange>\x06\x16<binding member>" for every binding of the queue
         return f"{self.prefix}{{{queue}}}:bound"

@@ -54,7 +54,6 @@ class Held(NamedTuple):
     id: str
 
 
-
 class QoS(virtual.QoS):
     """Prefetch accounting as kombu's, settling on the server through the channel."""
 
@@ -80,7 +79,6 @@ class QoS(virtual.QoS):
 
     def restore_visible(self, *args: Any, **kwargs: Any) -> int:
         return 0  # lapsed leases are taken over by the consumers' own sweeps
-
 
 
 class Channel(Routing):
@@ -187,7 +185,7 @@ class Channel(Routing):
         """The groups of consumed queues the transport reads in one command each."""
         queues = self.stream_queues
         return [tuple(group) for group in self.connection.read_groups(self, queues)
-                ] if queues else []
+                if group] if queues else []
 
     def _idle_queues(self) -> list[str]:
         """The consumed queues no blocking read is in flight for."""
@@ -235,14 +233,12 @@ class Channel(Routing):
     def readers(self) -> list[Reader]:
         """The blocking reads to wait on: each started now if there is room and it has
         none in flight (the room shared between them), one per group of queues the
-        transport reads in one command (all of them on one server); empty when this
-        channel reads no streams."""
-        groups = self._groups()
-        if not groups or not self._mine():
+        transport reads in one command (all of them on one server)."""
+        if not self._mine():
             return []
+        groups = self._groups()
         for stale in set(self._readers) - set(groups):  # queues no longer consumed
-            if not self._readers[stale].busy:  # a busy one delivers first (gives back)
-                self._readers.pop(stale).drop()
+            self._readers.pop(stale).drop()  # (what it took meanwhile goes back at close)
         for group in groups:
             reader = self._readers.get(group)
             if reader is None:

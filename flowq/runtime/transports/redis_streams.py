@@ -6,6 +6,7 @@ Layout, for a queue ``tasks`` under the default prefix (names from
     flowq:{tasks}:p9 ... flowq:{tasks}:p0   one stream per priority; entry field "m" is
                                             kombu's message JSON ("w": a wake-up after
                                             messages were given back, no message)
+    flowq:{tasks}:wake                      string: a wake-up was sent this second
     flowq:{tasks}:meta                      hash: the queue exists; max_length, expires
     group "flowq" on every stream           consumers read with XREADGROUP; a message a
                                             consumer took is in the group's pending list
@@ -115,7 +116,8 @@ class StreamQueues:
             pipe.srem(self.keys.bindings(exchange), member)
         # (a command, not .delete(): a Redis Cluster's pipelines refuse several keys there,
         # though these share the queue's slot)
-        pipe.execute_command("DEL", self.keys.meta(queue), bound_key, *self.keys.streams(queue))
+        pipe.execute_command("DEL", self.keys.meta(queue), bound_key, self.keys.wake(queue),
+                             *self.keys.streams(queue))
         pipe.execute()
 
     def size(self, queue: str, lease_ms: int) -> int:
@@ -165,7 +167,8 @@ class StreamQueues:
         args: list[Any] = [GROUP, consumer, RELEASED, RELEASED_IDLE_MS, mode]
         for stream, entry_id in entries or ():
             args += [stream, entry_id]
-        return int(self._run("release", queue, args))
+        keys = [*self.keys.streams(queue), self.keys.wake(queue)]
+        return int(self._scripts["release"](keys, args))
 
     def renew(self, queue: str, consumer: str) -> int:
         """Renew the lease of what ``consumer`` holds in ``queue``; return how many."""

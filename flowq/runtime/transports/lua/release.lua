@@ -1,9 +1,11 @@
 -- Give messages of one queue back at once, keeping their place and delivery count: they
 -- pass to a placeholder consumer with an idle time longer than any lease, so the next
 -- consumer looking for lapsed messages (take.lua) takes them. A wake-up entry (field "w")
--- added to each stream concerned wakes a consumer blocked on it to look right away.
+-- added to a stream concerned wakes a consumer blocked on it to look right away; at most
+-- one a second per queue (a burst of releases needs one look).
 --
--- KEYS         the queue's streams, highest priority first
+-- KEYS[1..n]   the queue's streams, highest priority first
+-- KEYS[n+1]    the queue's wake-up marker (string, expires after a second)
 -- ARGV[1]      the consumer group
 -- ARGV[2]      the consumer giving them back
 -- ARGV[3]      the placeholder consumer holding released messages
@@ -19,12 +21,11 @@ local group, consumer, placeholder, idle = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local PAGE = 500
 local released = 0
 
-local woken = {}
+local marker = table.remove(KEYS)
 local function hand_over(key, ids)
   if #ids == 0 then return end
-  if not woken[key] then
+  if redis.call('SET', marker, '1', 'NX', 'PX', 1000) then
     redis.call('XADD', key, '*', 'w', '1')
-    woken[key] = true
   end
   -- JUSTID: the hand-over is not a delivery, the count stays
   local args = {key, group, placeholder, 0}
