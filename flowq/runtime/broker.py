@@ -9,8 +9,9 @@ SQLite) hold a message a consumer took under a lease of ``broker_lease_seconds``
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kombu import Connection, Exchange, Queue
@@ -27,6 +28,13 @@ REASON_HEADER = "x-flowq-reason"
 AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 #: AMQP's reply code for a declaration that contradicts the existing entity.
 PRECONDITION_FAILED = 406
+#: Seconds before the first retry of a connection, added per retry, and at most.
+RETRY_START, RETRY_STEP, RETRY_MAX = 0.1, 0.5, 2.0
+
+
+def retry_delays() -> Iterator[float]:
+    """The pauses between connection attempts: 0.1, 0.6, 1.1, 1.6, then 2 s for ever."""
+    return (min(RETRY_START + RETRY_STEP * n, RETRY_MAX) for n in itertools.count())
 
 
 def embedded_broker_url(data_dir: str) -> str:
@@ -46,10 +54,15 @@ def connect(conf: Settings, url: str | None = None, retry: bool = True) -> Conne
         # bounded connection retries: an unreachable broker is an error, not a hang
         "max_retries": (conf.broker_connection_max_retries
                         if retry and conf.broker_connection_retry else 0),
-        "interval_start": 0.1, "interval_step": 0.5, "interval_max": 2.0,
+        "interval_start": RETRY_START, "interval_step": RETRY_STEP, "interval_max": RETRY_MAX,
         **conf.broker_transport_options}
     scheme = url.split("://", 1)[0]
     if scheme in LEASED:
+        if conf.broker_lease_seconds <= 0:
+            raise ConfigurationError(
+                f"broker_lease_seconds must be more than 0 (how long a worker's hold on a "
+                f"message outlives its last heartbeat; default 10), got "
+                f"{conf.broker_lease_seconds!r}")
         options.setdefault("lease_seconds", conf.broker_lease_seconds)
     if scheme in ("amqp", "amqps", "pyamqp") and conf.broker_publish_confirm:
         options.setdefault("confirm_publish", True)

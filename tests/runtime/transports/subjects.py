@@ -217,6 +217,8 @@ class Amqp(Subject):
                        "(tests/reliability/test_bad_input.py)",
         "delivery count": "classic queues only mark a redelivery (quorum queues count: "
                           "x-delivery-count)",
+        "fork": "a py-amqp connection is one socket: a child closing it closes the "
+                "parent's (kombu's pools reset inherited connections instead)",
     }
     url = "amqp://guest:guest@127.0.0.1:5672//"  # type: ignore[assignment]
 

@@ -31,7 +31,7 @@ SPAWN = multiprocessing.get_context("spawn")
 #: How long a test waits for something that should happen at once.
 PROMPT = 5.0
 BEHAVIOURS = ("lease", "priority", "undecodable", "redelivered", "delivery count",
-              "restore on close")
+              "restore on close", "fork")
 
 
 @pytest.fixture(params=list(SUBJECTS))
@@ -180,6 +180,25 @@ def test_messages_of_a_closed_consumer_come_back_at_once(subject: Subject, closi
         assert again.delivery_info["redelivered"] is True
         again.ack()
         assert_empty(other, queue)
+
+
+def test_a_forked_child_closing_an_inherited_connection_leaves_the_parents_messages(
+        subject: Subject) -> None:
+    """kombu's connection pools close inherited connections after a fork (a worker's
+    pool children are forked from it): that must not give back what the parent holds."""
+    needs(subject, "fork")
+    with subject.connect(lease_seconds=60) as connection:
+        queue = declared(subject, connection, "requeue")
+        publish(connection, queue, {"n": 1})
+        held = get(connection, queue)
+        child = multiprocessing.get_context("fork").Process(target=connection.release)
+        child.start()
+        child.join(PROMPT)
+        assert child.exitcode == 0
+        with subject.connect() as other:
+            assert_empty(other, queue)
+        held.ack()
+        assert_empty(connection, queue)
 
 
 def test_delivery_count_is_reported_or_its_absence_explained(subject: Subject) -> None:

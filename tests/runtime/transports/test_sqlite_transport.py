@@ -455,23 +455,3 @@ def test_forked_child_reconnects_and_parent_keeps_working(db: Path, conn: Connec
     assert got == ["parent", "child"]
     queue.put({"from": "parent again"})
     assert queue.get(timeout=PROMPT).payload == {"from": "parent again"}
-
-
-def test_forked_child_closing_inherited_connection_keeps_parent_claims(
-    db: Path, conn: Connection
-) -> None:
-    # Given: this process holds a message unacked.
-    queue = conn.SimpleQueue("jobs")
-    queue.put({"id": 1})
-    held = queue.get(timeout=PROMPT)
-
-    # When: a forked child closes the connection it inherited (kombu's pools do after fork).
-    child = multiprocessing.get_context("fork").Process(target=conn.release)
-    child.start()
-    join_all(child)
-
-    # Then: the message stays with this process until it acks it.
-    with connect(db) as other:
-        assert_nothing_more(other, "jobs")
-    held.ack()
-    assert_nothing_more(conn, "jobs")
