@@ -51,6 +51,7 @@ class Outcome:
     summary: str = ""
     requeue: bool = False
     error: str | None = None  # for MALFORMED: the ProtocolError subclass's name
+    joins: int = 0  # joins (chord headers, groups, fanouts) this success completed
 
 
 def short(value: Any, limit: int = 80) -> str:
@@ -142,9 +143,10 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
     finally:
         _requests.stack.pop()
     ignore = task.ignore_result or request.headers.get("ignore_result") is True
+    joins = 0
     if not (ignore and is_trivial(carried.workflow)):
-        runtime.advancer.succeeded(at, value, late_ack=late_ack)
-    return Outcome(SUCCESS, time.perf_counter() - started, short(value))
+        joins = runtime.advancer.succeeded(at, value, late_ack=late_ack)
+    return Outcome(SUCCESS, time.perf_counter() - started, short(value), joins=joins)
 
 
 def _replace(app: Flowq, runtime: Any, request: Request, at: At, replacement: Any) -> None:

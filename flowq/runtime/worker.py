@@ -35,6 +35,7 @@ from flowq.runtime.consumer import Intake, display_name
 from flowq.runtime.logfile import expand
 from flowq.runtime.message import Request
 from flowq.runtime.pidfile import Pidfile
+from flowq.runtime.metrics import WorkerMetrics
 from flowq.runtime.pool import Pool, make_pool
 from flowq.runtime.publisher import decode_delayed
 
@@ -109,6 +110,10 @@ class Worker:
                                     self.max_tasks_per_child, self.max_memory_per_child)
         self.intake = Intake(app, self.pool, self.hostname, self._revoked_reason)
         self.events = events.WorkerEvents(self)  # does nothing unless events are on
+        self.metrics: WorkerMetrics | None = None
+        if conf.worker_metrics_port is not None:  # raises MissingExtra without the extra
+            self.metrics = WorkerMetrics(self)
+            self.intake.events = events.TaskHooks([self.intake.events, self.metrics])
         self.revoked_ids: set[str] = set()
         self.warm = False
         self.cold = False
@@ -152,6 +157,9 @@ class Worker:
         if connection is None:  # stopped while waiting for the broker
             self.app.close()
             return 1 if self.cold else 0
+        if self.metrics is not None:
+            conf = self.app.conf
+            self.metrics.serve(conf.worker_metrics_host, conf.worker_metrics_port)
         self.pool.start()
         self._refresh_revoked()
         self.events.start()
@@ -424,6 +432,8 @@ class Worker:
             self.pool.stop()
         self.intake.collect()
         self.events.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         self._close_connection()
         self.app.close()
         log.info("Worker %s stopped", self.hostname)
