@@ -93,7 +93,9 @@ class Intake:
         self.generation = 0  # bumped on reconnect: older delivery tags are dead
         self.channel: Any = None
         self.counts = {"received": 0, "succeeded": 0, "failed": 0, "dead": 0}
-        self.events: TaskHook = DISABLED  # the worker sets its hooks: events, metrics
+        #: Told of every job's progress: task events (when on) and ``observers``.
+        self.events: TaskHook = DISABLED
+        self.observers: list[TaskHook] = []  # e.g. metrics, whatever the events setting
         self.quorum = broker.quorum_queues(conf)  # the broker counts deliveries
 
     # -- intake ---------------------------------------------------------------------------

@@ -240,6 +240,11 @@ class TaskHook(Protocol):
     def task_rejected(self, headers: Any, queue_name: str, error: BaseException) -> None: ...
 
 
+def hooks(events: TaskHook, observers: Sequence[TaskHook]) -> TaskHook:
+    """What an intake tells of its jobs: the task events hook, then every observer."""
+    return TaskHooks([events, *observers]) if observers else events
+
+
 class TaskHooks:
     """Several :class:`TaskHook` told the same things, in order."""
 
@@ -373,7 +378,7 @@ class WorkerEvents:
                                               status=lambda: worker_status(worker))
         self.dispatcher.start()
         self.dispatcher.send_worker("worker-online")
-        worker.intake.events = TaskEvents(self.dispatcher)
+        worker.intake.events = hooks(TaskEvents(self.dispatcher), worker.intake.observers)
         self.enabled = True
         log.info("Sending events to exchange %s", EXCHANGE_NAME)
         return True
@@ -382,7 +387,7 @@ class WorkerEvents:
         """Send ``worker-offline`` and stop sending; False if events are off already."""
         if not self.enabled or self.dispatcher is None:
             return False
-        self.worker.intake.events = DISABLED
+        self.worker.intake.events = hooks(DISABLED, self.worker.intake.observers)
         self.dispatcher.send_worker("worker-offline")
         self.dispatcher.stop()
         self.enabled = False

@@ -113,7 +113,8 @@ class Worker:
         self.metrics: WorkerMetrics | None = None
         if conf.worker_metrics_port is not None:  # raises MissingExtra without the extra
             self.metrics = WorkerMetrics(self)
-            self.intake.events = events.TaskHooks([self.intake.events, self.metrics])
+            self.intake.observers.append(self.metrics)
+            self.intake.events = events.hooks(self.intake.events, self.intake.observers)
         self.revoked_ids: set[str] = set()
         self.warm = False
         self.cold = False

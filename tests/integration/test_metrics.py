@@ -25,7 +25,7 @@ def _free_port() -> int:
 
 
 PORT = _free_port()
-WORKER_ARGS = ("--metrics-port", str(PORT))
+WORKER_ARGS = ("--metrics-port", str(PORT), "-E")  # with task events on too: both see all
 WORKER_ENV = {"FLOWQ_TEST_PREFETCH": "1"}  # a window of 2: the rest waits in the queue
 ADD, FAIL, TSUM = tasks.add.name, tasks.fail.name, tasks.tsum.name
 FLAKY = semantics_tasks.flaky.name
