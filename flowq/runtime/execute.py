@@ -17,8 +17,10 @@ import attrs
 
 from flowq import states
 from flowq.exceptions import (
+    EncodeError,
     Ignore,
     InvalidWorkflow,
+    MalformedMessage,
     Replace,
     MaxRetriesExceededError,
     NotRegistered,
@@ -30,7 +32,10 @@ from flowq.exceptions import (
 )
 from flowq.runtime.advance import At
 from flowq.runtime.backends.base import Record
+from flowq.canvas.dag import JOIN
+from flowq.runtime.codec import exception_from_dict
 from flowq.runtime.message import RESERVED_HEADERS, Request, decode_body, iso
+from flowq.runtime.outgoing import part_of
 from flowq.runtime.workflows import is_trivial
 from flowq.task import Context, _requests
 
@@ -92,6 +97,8 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
             raise ProtocolError(f"message id {request.id} does not match node "
                                 f"{request.node} of its workflow")
         args, kwargs = decode_body(request, app.accepted_content)
+        if request.headers.get("errback") == "request":
+            args = _failure_arguments(args)
     except ProtocolError as exc:
         return Outcome(MALFORMED, summary=str(exc), error=type(exc).__name__)
     finished = _already_finished(runtime, request, at, delivery_info)
@@ -104,11 +111,13 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
                       group_index=request.group_index, retries=request.retries,
                       args=tuple(args), kwargs=kwargs, eta=request.eta,
                       expires=request.expires, hostname=hostname, is_eager=eager,
-                      called_directly=False, delivery_info=dict(delivery_info or {}),
+                      called_directly=False,
+                      delivery_info={**(delivery_info or {}),
+                                     "priority": request.headers.get("priority")},
                       headers={k: v for k, v in request.headers.items()
                                if k not in RESERVED_HEADERS},
                       timelimit=(request.soft_time_limit, request.time_limit),
-                      runtime=runtime)
+                      runtime=runtime, place=at)
     started = time.perf_counter()
     _requests.stack.append(context)
     try:
@@ -129,7 +138,11 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
     except Ignore:
         return Outcome(IGNORE, time.perf_counter() - started)
     except Replace as replace:
-        _replace(app, runtime, request, at, replace.replacement)
+        try:
+            _replace(app, runtime, request, at, replace.replacement)
+        except (InvalidWorkflow, EncodeError) as exc:  # a replacement that cannot be sent
+            runtime.advancer.failed(at, exc, None, late_ack=late_ack)
+            return Outcome(FAILURE, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
         return Outcome(REPLACED, time.perf_counter() - started, short(replace.replacement))
     except SystemExit as exc:
         if not eager:  # let the process end: its worker reports it as lost (A2)
@@ -138,15 +151,45 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
         runtime.advancer.failed(at, error, tb.format_exc())
         return Outcome(FAILURE, time.perf_counter() - started, short(error))
     except Exception as exc:
-        runtime.advancer.failed(at, exc, tb.format_exc(), late_ack=late_ack)
+        runtime.advancer.failed(at, exc, tb.format_exc(), late_ack=late_ack,
+                                request=_described(context))
         return Outcome(FAILURE, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
     finally:
         _requests.stack.pop()
     ignore = task.ignore_result or request.headers.get("ignore_result") is True
     joins = 0
     if not (ignore and is_trivial(carried.workflow)):
-        joins = runtime.advancer.succeeded(at, value, late_ack=late_ack)
+        try:
+            joins = runtime.advancer.succeeded(at, value, late_ack=late_ack)
+        except EncodeError as exc:  # the result serializer cannot carry the value
+            runtime.advancer.failed(at, exc, None, late_ack=late_ack)
+            return Outcome(FAILURE, time.perf_counter() - started, f"EncodeError: {exc}")
     return Outcome(SUCCESS, time.perf_counter() - started, short(value), joins=joins)
+
+
+#: What a new-style errback's ``request`` tells of the failed run (Celery's names).
+_DESCRIBED = ("id", "task", "root_id", "parent_id", "group", "group_index", "retries",
+              "args", "kwargs", "eta", "expires", "hostname", "delivery_info", "headers")
+
+
+def _described(context: Context) -> dict[str, Any]:
+    """The failed run's request as plain values, for new-style errbacks."""
+    doc = {name: getattr(context, name) for name in _DESCRIBED}
+    doc["args"] = list(context.args)
+    return doc
+
+
+def _failure_arguments(args: list[Any]) -> list[Any]:
+    """A new-style errback's first three arguments rebuilt from plain values: the failed
+    task's request (a Context), its exception (rebuilt safely) and its traceback."""
+    if len(args) < 3 or not isinstance(args[0], dict):
+        raise MalformedMessage("an errback message must start with the failed task's "
+                               "request, exception and traceback")
+    described, exc, traceback = args[:3]
+    known = {name: described[name] for name in _DESCRIBED if name in described}
+    known["args"] = tuple(known.get("args") or ())
+    request = Context(**known, called_directly=False)
+    return [request, exception_from_dict(exc), traceback, *args[3:]]
 
 
 def _replace(app: Flowq, runtime: Any, request: Request, at: At, replacement: Any) -> None:
@@ -209,6 +252,7 @@ def _retry(app: Flowq, runtime: Any, request: Request, at: At, retry: Retry, arg
     if retry.eta is not None:
         extra["eta"] = retry.eta
     reason = retry.exc if retry.exc is not None else retry
+    joined = at.workflow.nodes[request.node].kind == JOIN  # an added or streamed part
     try:
         message = runtime.builder.for_node(
             at.carried, request.node, args if retry.retry_args is None else retry.retry_args,
@@ -216,8 +260,8 @@ def _retry(app: Flowq, runtime: Any, request: Request, at: At, retry: Retry, arg
             root_id=request.root_id, parent_id=request.parent_id, item=request.item,
             retries=request.retries + 1, task_id=request.id,
             eta=None if retry.eta is not None else time.time() + float(retry.when or 0),
-            extra=extra)
-    except InvalidWorkflow as exc:
+            extra=extra, part=part_of(request.task, request.headers) if joined else None)
+    except (InvalidWorkflow, EncodeError) as exc:
         runtime.advancer.failed(at, exc)
         return Outcome(FAILURE, time.perf_counter() - started, f"cannot retry: {exc}")
     runtime.backend.store(request.id, states.RETRY,

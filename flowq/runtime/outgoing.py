@@ -6,13 +6,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kombu.serialization import dumps
-
 from flowq.canvas import ids
-from flowq.canvas.dag import Workflow
-from flowq.canvas.frozen import thaw
+from flowq.canvas.dag import TASK, Node, Workflow
+from flowq.canvas.frozen import FrozenDict, thaw
+from flowq.canvas.options import NOT_PROPAGATED
 from flowq.exceptions import InvalidWorkflow
 from flowq.runtime import signing
+from flowq.runtime.codec import serialize_call
 from flowq.runtime.message import (
     PROTOCOL,
     RESERVED_HEADERS,
@@ -68,9 +68,16 @@ class MessageBuilder:
                  kwargs: Mapping[str, Any], *, root_id: str, parent_id: str | None,
                  item: tuple[int, int] | None = None, retries: int = 0,
                  task_id: str | None = None, eta: float | None = None,
-                 extra: Mapping[str, Any] | None = None) -> Outgoing:
+                 extra: Mapping[str, Any] | None = None, errback: bool = False,
+                 part: Node | None = None) -> Outgoing:
+        """The message running node ``position`` with ``args``/``kwargs``. ``errback``:
+        the first three arguments are a failed task's request, exception and traceback
+        (as plain values; the worker rebuilds them for a new-style errback). ``part``: the
+        task of an ``item`` of join ``position`` (a part added to a chord, or streamed
+        into its header), which the workflow does not list: its options travel in the
+        ``part_options`` header, so a retry keeps them."""
         workflow = carried.workflow
-        node = workflow.nodes[position]
+        node = part or workflow.nodes[position]
         task = node.task or ""
         options = {**self.task_defaults(task), **node.options, **(extra or {})}
         if task_id is None:
@@ -109,18 +116,27 @@ class MessageBuilder:
             headers["shadow"] = options["shadow"]
         if options.get("ignore_result"):
             headers["ignore_result"] = True
+        if errback:
+            headers["errback"] = "request"
+        if part is not None:
+            headers["part_options"] = thaw({k: v for k, v in part.options.items()
+                                            if k not in NOT_PROPAGATED})
         if options.get("headers"):
             headers.update(_custom_headers(task, options["headers"]))
+        priority = options.get("priority", self.conf.task_default_priority)
+        if priority is not None:  # the broker's own field is turned around on Redis
+            headers["priority"] = priority
         headers.update(carried.headers)
         serializer = options.get("serializer") or self.conf.task_serializer
         plain_args, plain_kwargs = thaw(args), thaw(kwargs)
-        content_type, encoding, data = dumps([plain_args, plain_kwargs], serializer=serializer)
+        owner = f"task {task!r}" + (f" at {node.path}" if node.path and len(workflow) > 1 else "")
+        content_type, encoding, data = serialize_call(plain_args, plain_kwargs, serializer,
+                                                      owner)
         body = data if isinstance(data, bytes) else data.encode(encoding or "utf-8")
         encoding = encoding or "binary"
         if self.conf.security_key:
             signing.sign(headers, body, content_type, encoding, self.conf.security_key,
                          self.conf.security_key_id, now)
-        priority = options.get("priority", self.conf.task_default_priority)
         exchange, routing_key = options.get("exchange") or "", options.get("routing_key")
         queue = self._queue(task, options, plain_args, plain_kwargs)
         return Outgoing(queue, headers, body, content_type, encoding, priority, eta,
@@ -141,6 +157,11 @@ class MessageBuilder:
                 "queue"):
             return str(options["routing_key"])  # the default exchange routes by queue name
         return self.router.queue_for(task, tuple(args), kwargs, options)
+
+
+def part_of(request_task: str, headers: Mapping[str, Any]) -> Node:
+    """The task node of a received part (see ``part`` in :meth:`MessageBuilder.for_node`)."""
+    return Node(TASK, request_task, options=FrozenDict(headers.get("part_options") or {}))
 
 
 def _custom_headers(task: str, given: Mapping[str, Any]) -> dict[str, Any]:

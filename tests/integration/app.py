@@ -176,7 +176,6 @@ def shout(message):
 
 from tests.integration import observe_tasks  # noqa: E402,F401
 
-
 # -- worker command-line tests ----------------------------------------------------------------
 
 
@@ -187,3 +186,8 @@ def pid_after_allocating(mebibytes=0):
     block = b"\x01" * (mebibytes * 1024 * 1024)
     del block
     return os.getpid()
+
+
+# -- Celery-compatibility tests ---------------------------------------------------------------
+
+from tests.integration import compat_tasks  # noqa: E402,F401
