@@ -1,6 +1,7 @@
 """Broker connections and queue declarations, all through kombu.
 
-URLs: ``redis://`` and ``rediss://`` (flowq's Redis transport), ``amqp://`` (RabbitMQ),
+URLs: ``redis://`` and ``rediss://`` (flowq's Redis transport; ``redis-cluster://`` and
+``rediss-cluster://`` on a Redis Cluster), ``amqp://`` (RabbitMQ),
 ``memory://`` (one process only) and ``sqlite:///path`` (the embedded default). ``None``
 means the embedded default under the app's ``data_dir``. flowq's own transports (Redis,
 SQLite) hold a message a consumer took under a lease of ``broker_lease_seconds``.
@@ -20,13 +21,13 @@ from flowq.exceptions import ConfigurationError
 from flowq.settings import Settings, mask_url
 
 DEAD_LETTER_SUFFIX = ".dead"
+#: URL schemes of flowq's transports, whose consumers hold messages under a lease.
+LEASED = ("redis", "rediss", "redis-cluster", "rediss-cluster", "sqlite")
+#: Header of a dead letter saying why it was not run (``Type: message``).
+REASON_HEADER = "x-flowq-reason"
 AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 #: AMQP's reply code for a declaration that contradicts the existing entity.
 PRECONDITION_FAILED = 406
-#: URL schemes of flowq's transports, whose consumers hold messages under a lease.
-LEASED = ("redis", "rediss", "sqlite")
-#: Header of a dead letter saying why it was not run (``Type: message``).
-REASON_HEADER = "x-flowq-reason"
 #: Seconds before the first retry of a connection, added per retry, and at most.
 RETRY_START, RETRY_STEP, RETRY_MAX = 0.1, 0.5, 2.0
 

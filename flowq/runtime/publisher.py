@@ -49,7 +49,7 @@ class Publisher:
         # Messages are mandatory: on RabbitMQ one no queue takes comes back instead of
         # vanishing; on Redis the queue it finds missing is declared again.
         self._mandatory = url.startswith(("amqp://", "amqps://", "pyamqp://", "redis://",
-                                          "rediss://"))
+                                          "rediss://", "redis-cluster://", "rediss-cluster://"))
         self._embedded = url.startswith("sqlite:")
 
     @property

@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -80,8 +80,8 @@ class Transport(virtual.Transport):
             self._redis = redis.Redis(**self.client_options(channel))
         return self._redis
 
-    def open_reader(self, channel: Routing) -> Any:
-        """A connection of the channel's own for one of its blocking reads."""
+    def open_reader(self, channel: Routing, queues: Sequence[str]) -> Any:
+        """A connection of the channel's own for its blocking reads of ``queues``."""
         return channel.client.connection_pool.make_connection()
 
     def read_groups(self, channel: Routing, queues: list[str]) -> list[list[str]]:
@@ -89,10 +89,10 @@ class Transport(virtual.Transport):
         cluster reads each slot's queues apart)."""
         return [queues]
 
-    @property
     def database(self) -> int:
-        """The database the URL names (``redis://host/7``: 7; none: 0)."""
-        return _database(self.client.virtual_host)  # type: ignore[union-attr]
+        """The database number: fanout channels name it (PUB/SUB spans databases)."""
+        conninfo: Any = self.client  # kombu's Connection
+        return _database(conninfo.virtual_host)
 
     def client_options(self, channel: Routing) -> dict[str, Any]:
         """redis-py's options from kombu's connection: host, port, database, credentials,
@@ -100,7 +100,7 @@ class Transport(virtual.Transport):
         conninfo: Any = self.client  # kombu's Connection
         options: dict[str, Any] = {
             "host": conninfo.hostname or "127.0.0.1", "port": conninfo.port or self.default_port,
-            "db": self.database, "username": conninfo.userid or None,
+            "db": self.database(), "username": conninfo.userid or None,
             "password": conninfo.password or None, "protocol": 2,
             "socket_timeout": float(channel.socket_timeout),
             "socket_connect_timeout": float(channel.socket_connect_timeout),

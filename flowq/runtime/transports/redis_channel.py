@@ -105,11 +105,11 @@ class Channel(Routing):
         self._taken_from: set[str] = set()
         self._more: deque[str] = deque()  # queues whose last read was a full batch
         self._readers: dict[tuple[str, ...], Reader] = {}  # queues read together -> read
+        self._sweep_due: dict[str, float] = {}  # queue -> when to look for lapsed messages
         self._pubsub: Any = None
         self._subscribed: dict[bytes, str] = {}  # pub/sub channel -> queue
         now = time.monotonic()
         self._next_renew = now + self.renew_interval
-        self._next_sweep = now
         self._next_upkeep = now + UPKEEP_INTERVAL
         self._released_all = False
 
@@ -181,20 +181,35 @@ class Channel(Routing):
             if payloads:
                 return payloads[0][1]
 
+    def _groups(self) -> list[tuple[str, ...]]:
+        """The groups of consumed queues the transport reads in one command each."""
+        queues = self.stream_queues
+        return [tuple(group) for group in self.connection.read_groups(self, queues)
+                if group] if queues else []
+
+    def _idle_queues(self) -> list[str]:
+        """The consumed queues no blocking read is in flight for."""
+        return [queue for group in self._groups()
+                if not (group in self._readers and self._readers[group].busy)
+                for queue in group]
+
     def take_ready(self) -> bool:
         """Take what is waiting without blocking (after a full batch, or lapsed messages
-        when a sweep is due), and deliver it; True if anything was delivered."""
-        if not self._mine() or self._reading():
+        when a sweep is due) from queues no read is in flight for, and deliver it; True
+        if anything was delivered."""
+        if not self._mine():
             return False
         room = self.capacity()
-        queues = self.stream_queues
+        queues = self._idle_queues()
         if not room or not queues:
             return False
         now = time.monotonic()
-        sweeping = now >= self._next_sweep
+        due = [queue for queue in queues if now >= self._sweep_due.get(queue, 0.0)]
+        sweeping = bool(due)
         if sweeping:
-            self._next_sweep = now + float(self.sweep_interval)
-            todo = queues
+            for queue in due:
+                self._sweep_due[queue] = now + float(self.sweep_interval)
+            todo = due
         else:
             while self._more and self._more[0] not in queues:
                 self._more.popleft()
@@ -216,41 +231,33 @@ class Channel(Routing):
         return delivered
 
     def readers(self) -> list[Reader]:
-        """The blocking reads to wait on, started now where there is room and none is in
-        flight: one per group of queues the transport reads in one command (all of them
-        on one server)."""
+        """The blocking reads to wait on: each started now if there is room and it has
+        none in flight (the room shared between them), one per group of queues the
+        transport reads in one command (all of them on one server)."""
         if not self._mine():
             return []
-        queues = self.stream_queues
-        groups = [tuple(group) for group in self.connection.read_groups(self, queues)
-                  if group] if queues else []
+        groups = self._groups()
         for stale in set(self._readers) - set(groups):  # queues no longer consumed
             self._readers.pop(stale).drop()  # (what it took meanwhile goes back at close)
-        room = self.capacity()
         for group in groups:
             reader = self._readers.get(group)
             if reader is None:
-                reader = self._readers[group] = Reader(self.connection.open_reader(self))
-            if not reader.busy and not self._more and room:
-                count = max(1, room // len(groups))
-                reader.start(*self.streams.read_command(
-                    group, self.consumer, count, int(float(self.block_seconds) * 1000)),
-                    count)
+                reader = self._readers[group] = Reader(self.connection.open_reader(self, group))
+            if not reader.busy and not set(group) & set(self._more):
+                room = self.capacity()
+                if room:
+                    count = max(1, room // len(groups))
+                    reader.start(*self.streams.read_command(
+                        group, self.consumer, count, int(float(self.block_seconds) * 1000)),
+                        count)
         return [reader for reader in self._readers.values() if reader.busy]
-
-    def _reading(self) -> bool:
-        return any(reader.busy for reader in self._readers.values())
 
     def on_readable(self, reader: Reader) -> bool:
         """The blocking read answered: deliver; True if anything was delivered."""
         try:
             entries = reader.finish()
         except redis.ResponseError as exc:
-            # a queue was deleted (or its group destroyed) under the read: declare the
-            # queues again and read on
-            log.warning("Read on %s failed (%s); declaring them again", self.stream_queues, exc)
-            for queue in self.stream_queues:
-                self._declare(queue)
+            self._read_failed(reader, exc)
             return False
         counts: dict[str, int] = {}
         for entry in entries:
@@ -259,6 +266,13 @@ class Channel(Routing):
             if count >= reader.count and queue not in self._more:
                 self._more.append(queue)  # a full batch: more may be waiting
         return self._deliver(entries)
+
+    def _read_failed(self, reader: Reader, error: redis.ResponseError) -> None:
+        """A queue was deleted (or its group destroyed) under the read: declare the
+        queues again and read on."""
+        log.warning("Read on %s failed (%s); declaring them again", self.stream_queues, error)
+        for queue in self.stream_queues:
+            self._declare(queue)
 
     def _deliver(self, entries: Sequence[Entry]) -> bool:
         """Hand decoded entries to kombu; give back those of queues no longer consumed."""
@@ -283,7 +297,7 @@ class Channel(Routing):
             fields = dict(zip(entry.fields[::2], entry.fields[1::2]))
             if b"w" in fields:  # messages were given back: look for them now
                 self._queue_ack(Held(entry.queue, entry.stream, entry.id))
-                self._next_sweep = 0.0
+                self._sweep_due[entry.queue] = 0.0
                 continue
             raw = fields.get(b"m")
             try:
@@ -397,8 +411,10 @@ class Channel(Routing):
         due = min(self._next_renew, self._next_upkeep)
         if self._acks:
             due = min(due, self._acks_since + float(self.ack_interval))
-        if self.stream_queues and not self._reading() and self.capacity():
-            due = min(due, time.monotonic() if self._more else self._next_sweep)
+        idle = self._idle_queues()
+        if idle and self.capacity():
+            due = min(due, time.monotonic() if self._more else min(
+                self._sweep_due.get(queue, 0.0) for queue in idle))
         return due
 
     # -- fanout -------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ class Routing(virtual.Channel):
         self.keys = BrokerKeys(self.key_prefix)
         self.streams = StreamQueues(self.client, self.keys)
         self.leftovers = KombuLeftovers(self.client, self.keys) if self.kombu_upgrade else None
-        self.db = connection.database  # names the fanout channels (PUB/SUB spans databases)
+        self.db = connection.database()
         self._options: dict[str, tuple[int | None, int | None] | None] = {}
         self._types: dict[str, str] = {}
         self._fanout: dict[str, str] = {}  # fanout-bound queue -> exchange
@@ -151,7 +151,9 @@ class Routing(virtual.Channel):
         """Broadcast ``message`` to the listeners subscribed to ``exchange`` now."""
         batch: PublishBatch | None = kwargs.pop("_publish_batch", None)
         target = batch.pipeline if batch is not None else self.client
-        target.publish(self.keys.fanout(self.db, exchange), envelope.encode(message))
+        # (a command, not .publish(): a Redis Cluster's pipelines refuse that method)
+        target.execute_command("PUBLISH", self.keys.fanout(self.db, exchange),
+                               envelope.encode(message))
         if batch is not None:
             batch.added(None)
 

@@ -114,8 +114,10 @@ class StreamQueues:
         for binding in bindings:
             exchange, _, member = text(binding).partition("\x06\x16")
             pipe.srem(self.keys.bindings(exchange), member)
-        pipe.delete(self.keys.meta(queue), bound_key, self.keys.wake(queue),
-                    *self.keys.streams(queue))
+        # (a command, not .delete(): a Redis Cluster's pipelines refuse several keys there,
+        # though these share the queue's slot)
+        pipe.execute_command("DEL", self.keys.meta(queue), bound_key, self.keys.wake(queue),
+                             *self.keys.streams(queue))
         pipe.execute()
 
     def size(self, queue: str, lease_ms: int) -> int:

@@ -1,8 +1,9 @@
 """The transport contract: what every broker transport does, written once, run on each.
 
 Every test runs against every transport in :data:`subjects.SUBJECTS` (memory, SQLite,
-Redis, RabbitMQ), through kombu's public API, on the real servers. What a transport cannot
-do is declared with its reason in its subject (``cannot``) and reported as such.
+Redis, Redis Cluster, RabbitMQ), through kombu's public API, on the real servers. What a
+transport cannot do is declared with its reason in its subject (``cannot``) and reported as
+such.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
         require_server("Redis", 6379)
     if request.param == "amqp":
         require_server("RabbitMQ", 5672)
-    instance = SUBJECTS[request.param](tmp_path)
+    made = SUBJECTS[request.param]
+    instance = made(tmp_path, *(request.getfixturevalue(name) for name in made.fixtures))
     yield instance
     instance.close()
 
