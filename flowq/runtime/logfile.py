@@ -88,15 +88,21 @@ class ProcessFileHandler(logging.Handler):
         super().close()
 
 
-def log_to_file(pattern: str, nodename: str, level: str) -> ProcessFileHandler:
+def log_to_file(pattern: str, nodename: str, level: str) -> None:
     """Send every log record of this process (and its pool processes) to ``pattern``'s files
-    instead of stderr; returns the handler."""
-    handler = ProcessFileHandler(pattern, nodename)
-    handler.setFormatter(logging.Formatter(FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
-    handler._current()  # open the main process's file now: a bad path fails at start-up
-    return handler
+    instead of stderr (unless a ``setup_logging`` receiver configures logging itself)."""
+    from flowq.runtime import signalling
+
+    number = getattr(logging, level.upper(), logging.INFO)
+
+    def configure() -> None:
+        handler = ProcessFileHandler(pattern, nodename)
+        handler.setFormatter(logging.Formatter(FORMAT))
+        root = logging.getLogger()
+        for old in list(root.handlers):
+            root.removeHandler(old)
+        root.addHandler(handler)
+        root.setLevel(number)
+        handler._current()  # open the main process's file now: a bad path fails at start-up
+
+    signalling.set_up_logging(number, pattern, FORMAT, configure)

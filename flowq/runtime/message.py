@@ -17,6 +17,8 @@ Body: ``[args, kwargs]`` in the task serializer (JSON by default). Headers (plai
 ``item``              ``[index, width]`` for one item of an expanded fanout
 ``shadow``            the name to show for the task in logs and events
 ``ignore_result``     ``true`` when the call asked not to store a lone task's result
+``stamped_headers``   the names of the task's stamps (``sig.stamp(...)``)
+``stamps``            ``{name: value}`` of those stamps
 ====================  =========================================================
 
 Headers a caller adds with ``apply_async(headers={...})`` travel beside these (a name
@@ -49,7 +51,7 @@ _REQUIRED = ("id", "task", "root_id")
 RESERVED_HEADERS = frozenset({
     "flowq", "id", "task", "root_id", "parent_id", "group", "group_index", "retries", "eta",
     "expires", "timelimit", "wf", "wf_ref", "node", "item", "shadow", "ignore_result",
-    "redelivered", "x-flowq-signature"})
+    "stamped_headers", "stamps", "redelivered", "x-flowq-signature"})
 
 
 @attrs.frozen(slots=True)
@@ -110,6 +112,17 @@ class Request:
     body: bytes
     content_type: str
     content_encoding: str
+    #: the task's stamps (``stamped_headers`` and ``stamps`` headers), by name
+    stamps: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The task's name (Celery's request has it as ``name``)."""
+        return self.task
+
+    @property
+    def stamped_headers(self) -> list[str]:
+        return list(self.stamps)
 
     @property
     def workflow_header(self) -> Any:
@@ -223,7 +236,21 @@ def parse(headers: Mapping[str, Any] | None, body: bytes, content_type: str | No
         group=_text(headers, "group", required=False),
         group_index=_count(headers, "group_index", None),
         headers=headers, body=body if isinstance(body, bytes) else body.encode(),
-        content_type=content_type, content_encoding=content_encoding or "utf-8")
+        content_type=content_type, content_encoding=content_encoding or "utf-8",
+        stamps=_stamps(headers))
+
+
+def _stamps(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """``{name: value}`` for each name ``stamped_headers`` lists, from ``stamps``."""
+    names = headers.get("stamped_headers")
+    if names is None:
+        return {}
+    values = headers.get("stamps")
+    if (not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)
+            or not isinstance(values, dict)):
+        raise MalformedMessage("headers 'stamped_headers' and 'stamps' must be a list of "
+                               "names and an object of their values")
+    return {name: values.get(name) for name in names}
 
 
 def check_size(headers: Mapping[str, Any] | None, body: bytes | str, header_limit: int,

@@ -11,7 +11,7 @@ from kombu.serialization import dumps
 from flowq.canvas import ids
 from flowq.canvas.frozen import thaw
 from flowq.exceptions import InvalidWorkflow
-from flowq.runtime import signing
+from flowq.runtime import signalling, signing
 from flowq.runtime.message import (
     PROTOCOL,
     RESERVED_HEADERS,
@@ -33,9 +33,11 @@ TASK_CALL_DEFAULTS = ("queue", "priority", "serializer", "expires")
 class MessageBuilder:
     """Turns (workflow, node, arguments) into an :class:`Outgoing` message."""
 
-    def __init__(self, conf: Settings, tasks: Callable[[str], Any]):
+    def __init__(self, conf: Settings, tasks: Callable[[str], Any], announce: bool = True):
         self.conf = conf
         self.tasks = tasks
+        #: send ``before_task_publish`` (not for eager runs, which publish nothing)
+        self.announce = announce
         self._router: Router | None = None
 
     @property
@@ -100,6 +102,13 @@ class MessageBuilder:
             headers["eta"] = iso(eta)
         if expires is not None:
             headers["expires"] = iso(expires)
+        self._option_headers(task, options, headers)
+        headers.update(carried.headers)
+        return self._finish(task, headers, thaw(args), thaw(kwargs), options, eta, now)
+
+    def _option_headers(self, task: str, options: Mapping[str, Any],
+                        headers: dict[str, Any]) -> None:
+        """Headers that call options ask for: time limits, shadow name, stamps, ..."""
         soft, hard = options.get("soft_time_limit"), options.get("time_limit")
         if soft is not None or hard is not None:
             self._check_limits(task, soft, hard)
@@ -110,24 +119,35 @@ class MessageBuilder:
             headers["ignore_result"] = True
         if options.get("headers"):
             headers.update(_custom_headers(task, options["headers"]))
-        headers.update(carried.headers)
+        stamped = options.get("stamped_headers")
+        if stamped:
+            headers["stamped_headers"] = list(stamped)
+            headers["stamps"] = {name: thaw(options.get(name)) for name in stamped}
+
+    def _finish(self, task: str, headers: dict[str, Any], args: list[Any],
+                kwargs: dict[str, Any], options: Mapping[str, Any], eta: float | None,
+                now: float) -> Outgoing:
+        """Route, announce (``before_task_publish``), serialize and sign the message."""
+        exchange, routing_key = options.get("exchange") or "", options.get("routing_key")
+        if routing_key and not exchange and not options.get("queue"):
+            queue = routing_key  # the default exchange routes by queue name
+        else:
+            queue = self.router.queue_for(task, tuple(args), kwargs, options)
+        routing_key = (routing_key or queue) if exchange else queue
+        priority = options.get("priority", self.conf.task_default_priority)
+        policy = _publish_policy(options)
+        if self.announce:
+            priority = signalling.before_publish(headers, args, kwargs, exchange, routing_key,
+                                                 priority, policy)
         serializer = options.get("serializer") or self.conf.task_serializer
-        plain_args, plain_kwargs = thaw(args), thaw(kwargs)
-        content_type, encoding, data = dumps([plain_args, plain_kwargs], serializer=serializer)
+        content_type, encoding, data = dumps([args, kwargs], serializer=serializer)
         body = data if isinstance(data, bytes) else data.encode(encoding or "utf-8")
         encoding = encoding or "binary"
         if self.conf.security_key:
             signing.sign(headers, body, content_type, encoding, self.conf.security_key,
                          self.conf.security_key_id, now)
-        priority = options.get("priority", self.conf.task_default_priority)
-        exchange, routing_key = options.get("exchange") or "", options.get("routing_key")
-        if routing_key and not exchange and not options.get("queue"):
-            queue = routing_key  # the default exchange routes by queue name
-        else:
-            queue = self.router.queue_for(task, tuple(plain_args), plain_kwargs, options)
         return Outgoing(queue, headers, body, content_type, encoding, priority, eta,
-                        exchange=exchange, routing_key=(routing_key or queue) if exchange
-                        else queue, policy=_publish_policy(options))
+                        exchange=exchange, routing_key=routing_key, policy=policy)
 
 
 def _custom_headers(task: str, given: Mapping[str, Any]) -> dict[str, Any]:

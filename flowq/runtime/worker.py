@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from kombu import Consumer
 
 from flowq.exceptions import FlowqError
-from flowq.runtime import broker, events, remote
+from flowq.runtime import broker, events, remote, signalling
 from flowq.runtime.consumer import Intake
 from flowq.runtime.message import Request
 from flowq.runtime.pool import Pool, make_pool
@@ -98,6 +98,7 @@ class Worker:
 
     def run(self) -> int:
         """Run until shut down; return the process exit code."""
+        signalling.worker_starting(self)
         self._install_signals()
         self.pool.start()
         self._refresh_revoked()
@@ -110,6 +111,7 @@ class Worker:
                     if not announced:  # once it consumes and answers remote control
                         log.info("%s", self.banner())
                         self._warn_about_a_local_backend()
+                        signalling.worker_ready(self.intake)
                         announced = True
                     self._loop()
                     break
@@ -295,6 +297,7 @@ class Worker:
         else:
             self.pool.stop()
         self.intake.collect()
+        signalling.worker_stopping(self)
         self.events.stop()
         self._close_connection()
         self.app.close()
@@ -337,7 +340,9 @@ class Worker:
 
 
 def setup_logging(level: str) -> None:
-    """One line per record on stderr."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-        format="[%(asctime)s %(levelname)s/%(processName)s] %(name)s: %(message)s")
+    """One line per record on stderr (unless a ``setup_logging`` receiver does it)."""
+    from flowq.runtime.logfile import FORMAT
+
+    number = getattr(logging, level.upper(), logging.INFO)
+    signalling.set_up_logging(number, None, FORMAT, lambda: logging.basicConfig(
+        level=number, stream=sys.stderr, format=FORMAT))
