@@ -60,7 +60,7 @@ def _takes_keywords(receiver: Callable[..., Any]) -> bool:
 class _Connection:
     """One connected receiver: its key, the sender it listens to, and a (weak) ref."""
 
-    __slots__ = ("key", "sender", "ref", "weak")
+    __slots__ = ("key", "ref", "sender", "weak")
 
     def __init__(self, key: Hashable, sender: Hashable, receiver: Callable[..., Any],
                  weak: bool):
@@ -174,8 +174,8 @@ class Signal:
         for receiver in self._matching(sender):
             try:
                 reply = receiver(signal=self, sender=sender, **named)
-            except Exception as exc:  # noqa: BLE001 - a receiver must not break the sender
-                log.exception("Signal receiver %r of %s raised: %r", receiver, self.name, exc)
+            except Exception as exc:  # a receiver must not break the sender
+                log.exception("Signal receiver %r of %s raised", receiver, self.name)
                 reply = exc
             replies.append((receiver, reply))
         return replies

@@ -26,8 +26,8 @@ Stamping a name a signature already has replaces its value, or with
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from flowq.canvas.group import Group
     from flowq.canvas.signature import Canvas, Signature
 
+P = TypeVar("P", bound="Canvas")
 #: Deepest nesting stamping walks (compiling refuses deeper canvases anyway).
 MAX_DEPTH = 200
 
@@ -100,8 +101,8 @@ def stamp(canvas: Canvas, visitor: StampingVisitor | None, append: bool,
           headers: Mapping[str, Any]) -> Canvas:
     """``canvas`` with ``headers`` and ``visitor``'s stamps on every signature inside."""
     if visitor is not None and not isinstance(visitor, StampingVisitor):
-        raise InvalidWorkflow([("stamp", f"visitor must be a StampingVisitor, got "
-                                         f"{type(visitor).__name__}")])
+        raise InvalidWorkflow([("stamp", (f"visitor must be a StampingVisitor, got "
+                                          f"{type(visitor).__name__}"))])
     return _Stamper(visitor, append).visit(canvas, _merge(_Flow({}, {}), headers, append), 0)
 
 
@@ -110,8 +111,8 @@ def _merge(flow: _Flow, reply: Mapping[str, Any] | None, append: bool) -> _Flow:
     if not reply:
         return flow
     if not isinstance(reply, Mapping):
-        raise InvalidWorkflow([("stamp", f"a stamping visitor must return a dict, got "
-                                         f"{type(reply).__name__}")])
+        raise InvalidWorkflow([("stamp", (f"a stamping visitor must return a dict, got "
+                                          f"{type(reply).__name__}"))])
     listed = reply.get("stamped_headers")
     names = [k for k in reply if k != "stamped_headers"] if listed is None else list(listed)
     new = {name: reply[name] for name in names if name in reply}
@@ -138,7 +139,11 @@ def _listed(value: Any) -> list[Any]:
 
 
 class _Stamper:
-    """One walk over a canvas (recursive: canvases nest at most :data:`MAX_DEPTH` deep)."""
+    """One walk over a canvas (recursive: canvases nest at most :data:`MAX_DEPTH` deep).
+
+    Visitor methods are called in Celery's order: a part's start method, its links and
+    errbacks, its children, its end method.
+    """
 
     def __init__(self, visitor: StampingVisitor | None, append: bool):
         self.visitor = visitor
@@ -156,13 +161,14 @@ class _Stamper:
         if isinstance(canvas, Signature):
             return self._signature(canvas, flow, depth)
         if isinstance(canvas, Fanout):
-            return self._links(attrs.evolve(canvas, task=self._signature(canvas.task, flow,
-                                                                         depth)), flow, depth)
+            fan = self._links(canvas, flow, depth)
+            return attrs.evolve(fan, task=self._signature(fan.task, flow, depth))
         if isinstance(canvas, Chain):
             inner = self._ask("on_chain_start", canvas, flow)
-            steps = tuple(self.visit(step, inner, depth + 1) for step in canvas.tasks)
+            linked = self._links(canvas, inner, depth)
+            steps = tuple(self.visit(step, inner, depth + 1) for step in linked.tasks)
             self._tell("on_chain_end", canvas, inner)
-            return self._links(attrs.evolve(canvas, tasks=steps), inner, depth)
+            return attrs.evolve(linked, tasks=steps)
         if isinstance(canvas, Group):
             inner = self._ask("on_group_start", canvas, flow)
             stamped = self._members(canvas, inner, depth)
@@ -173,17 +179,19 @@ class _Stamper:
         raise InvalidWorkflow([("stamp", f"not a workflow shape: {canvas!r}")])
 
     def _members(self, group: Group, flow: _Flow, depth: int) -> Group:
-        members = tuple(self.visit(member, flow, depth + 1) for member in group.tasks)
-        return self._links(attrs.evolve(group, tasks=members), flow, depth)
+        group = self._links(group, flow, depth)
+        return attrs.evolve(group, tasks=tuple(self.visit(member, flow, depth + 1)
+                                               for member in group.tasks))
 
     def _chord(self, chord: Chord, flow: _Flow, depth: int) -> Chord:
         header_flow = self._ask("on_chord_header_start", chord, flow)
+        chord = self._links(chord, header_flow, depth)
         header = self._members(chord.header, header_flow, depth + 1)
         self._tell("on_chord_header_end", chord, header_flow)
         body = chord.body
         if body is not None:
             body = self.visit(body, self._ask("on_chord_body", chord, header_flow), depth + 1)
-        return self._links(attrs.evolve(chord, header=header, body=body), header_flow, depth)
+        return attrs.evolve(chord, header=header, body=body)
 
     def _signature(self, sig: Signature, flow: _Flow, depth: int) -> Signature:
         # links get the stamps from above (not this signature's own), as in Celery
@@ -194,7 +202,7 @@ class _Stamper:
         stamps = _combined(existing, own.stamps, self.append)
         return sig._merged({**own.options, **stamps, "stamped_headers": tuple(stamps)})
 
-    def _links(self, canvas: Any, flow: _Flow, depth: int) -> Any:
+    def _links(self, canvas: P, flow: _Flow, depth: int) -> P:
         """``canvas`` with its success callbacks and errbacks stamped."""
         changes = {}
         for name, hook in (("link", "on_callback"), ("link_error", "on_errback")):

@@ -163,6 +163,8 @@ def _replace(app: Flowq, runtime: Any, request: Request, at: At, replacement: An
     where = builtins.place(at, request.task)
     workflow = (replacement | app.tasks[builtins.RESUME].s(where=where)).on_error(
         app.tasks[builtins.RESUME_FAILURE].s(where=where))
+    if request.stamps:  # the replacement keeps the task's stamps, as in Celery
+        workflow = workflow.stamp(**request.stamps)
     carried = runtime.workflows.carry(app.compile(workflow))
     runtime.advancer.start(carried, request.root_id, request.id)
 

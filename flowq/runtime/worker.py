@@ -30,6 +30,7 @@ from flowq.runtime.consumer import Intake
 from flowq.runtime.message import Request
 from flowq.runtime.pool import Pool, make_pool
 from flowq.runtime.publisher import decode_delayed
+from flowq.runtime.revoked_stamps import RevokedStamps
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
@@ -84,6 +85,7 @@ class Worker:
         self.intake = Intake(app, self.pool, self.hostname, self._revoked_reason)
         self.events = events.WorkerEvents(self)  # does nothing unless events are on
         self.revoked_ids: set[str] = set()
+        self.revoked_stamps = RevokedStamps()
         self.warm = False
         self.cold = False
         self.connection: Any = None
@@ -224,14 +226,19 @@ class Worker:
             log.warning("Could not refresh revoked ids: %s", exc)
             return
         self.revoked_ids = set(revocations.ids)
+        self.revoked_stamps = revocations.stamps
         by_signal: dict[int, set[str]] = {}
         for task_id, signum in revocations.terminate.items():
             by_signal.setdefault(signum, set()).add(task_id)
         for signum, task_ids in by_signal.items():
             self.intake.terminate(task_ids, signum)
+        for signum, stamps in revocations.terminate_stamps.items():
+            self.intake.terminate_matching(stamps.revokes, signum)
 
     def _revoked_reason(self, request: Request) -> str | None:
         if request.id in self.revoked_ids or request.root_id in self.revoked_ids:
+            return "revoked"
+        if self.revoked_stamps and request.stamps and self.revoked_stamps.revokes(request):
             return "revoked"
         if request.expires is not None and request.expires < time.time():
             return "expired"

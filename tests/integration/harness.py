@@ -121,15 +121,23 @@ class WorkerProcess:
 
 
 class Cluster:
-    """One broker/backend configuration with a private queue, keys and ledger."""
+    """One broker/backend configuration with a private queue, keys and ledger.
 
-    def __init__(self, name: str, tmp: Path):
+    ``db`` puts the Redis broker, backend and ledger in that Redis database instead of
+    the configuration's own (each group of tests has its own database).
+    """
+
+    def __init__(self, name: str, tmp: Path, db: int | None = None):
         self.name = name
         self.tmp = tmp
         token = uuid.uuid4().hex[:10]
         self.queue = f"flowq-test-{token}"
         self.prefix = f"flowq-test-{token}:"
         broker, backend = CONFIGS[name]
+        if db is not None:
+            broker = f"{REDIS_URL}/{db}" if broker and broker.startswith("redis") else broker
+            backend = f"{REDIS_URL}/{db}?key_prefix={{prefix}}" if backend else None
+        ledger_db = LEDGER_DB if db is None else db
         self.broker_url = broker
         self.backend_url = backend.format(prefix=self.prefix) if backend else None
         self.data_dir = str(tmp / "data")
@@ -139,14 +147,14 @@ class Cluster:
         self.control = f"flowq-test-{token}"  # broadcasts reach this cluster's workers only
         self.env.update({"FLOWQ_TEST_QUEUE": self.queue, "FLOWQ_TEST_DATA": self.data_dir,
                          "FLOWQ_TEST_CONTROL": self.control,
-                         "FLOWQ_TEST_LEDGER": f"{REDIS_URL}/{LEDGER_DB}#{self.ledger_prefix}",
+                         "FLOWQ_TEST_LEDGER": f"{REDIS_URL}/{ledger_db}#{self.ledger_prefix}",
                          "PYTHONPATH": str(ROOT)})
         if broker:
             self.env["FLOWQ_BROKER_URL"] = broker
         if self.backend_url:
             self.env["FLOWQ_RESULT_BACKEND"] = self.backend_url
         self.workers: list[WorkerProcess] = []
-        self.ledger = redis.Redis.from_url(f"{REDIS_URL}/{LEDGER_DB}")
+        self.ledger = redis.Redis.from_url(f"{REDIS_URL}/{ledger_db}")
 
     def configure(self, app: Any) -> None:
         """Point the test process's app at this cluster."""
@@ -160,6 +168,7 @@ class Cluster:
         app.conf.control_exchange = self.control
         app._reset_runtime()
         app_module.LEDGER_PREFIX = self.ledger_prefix
+        app_module._ledger_url = self.env["FLOWQ_TEST_LEDGER"].partition("#")[0]
         app_module._ledger = None
 
     def start_worker(self, *args: str, wait: bool = True, **kwargs: Any) -> WorkerProcess:

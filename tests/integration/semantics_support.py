@@ -24,8 +24,8 @@ T = 60  # seconds any single result may take
 class NamedCluster(Cluster):
     """A cluster whose workers share one unique node name, with control helpers."""
 
-    def __init__(self, name: str, tmp: Any):
-        super().__init__(name, tmp)
+    def __init__(self, name: str, tmp: Any, db: int | None = None):
+        super().__init__(name, tmp, db)
         self.hostname = f"sem-{uuid.uuid4().hex[:8]}@{name}"
         self.dead: dict[str, dict[str, Any]] = {}
         self.extra_queues: set[str] = set()
