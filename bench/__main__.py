@@ -26,7 +26,7 @@ SUITE = ("latency", "throughput", "chain", "chord", "bytes", "embedded", "redis_
 #: Bench name -> module, where they differ (``bytes`` would shadow a builtin's name).
 MODULES = {"bytes": "wire_bytes"}
 #: Modules of this package that are not benches.
-SUPPORT = {"__init__", "__main__", "harness", "app"}
+SUPPORT = {"__init__", "__main__", "harness", "app", "celery_app", "ledger", "systems", "workloads"}
 
 
 def module_name(bench: str) -> str:

@@ -150,13 +150,14 @@ class CpuMeter:
 # -- workers --------------------------------------------------------------------------------
 
 class Worker:
-    """``flowq worker`` in a subprocess with its own process group."""
+    """``flowq worker`` (or ``command``) in a subprocess with its own process group."""
 
-    def __init__(self, stack: Stack, concurrency: int, loglevel: str,
-                 env: dict[str, str] | None = None, profile: str | None = None):
+    def __init__(self, stack: Any, concurrency: int, loglevel: str,
+                 env: dict[str, str] | None = None, profile: str | None = None,
+                 command: list[str] | None = None):
         self.log_path = stack.tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
-        command = [sys.executable, "-m", "flowq", "-A", APP_PATH, "worker",
-                   "-c", str(concurrency), "-l", loglevel, "-Q", stack.queue]
+        command = command or [sys.executable, "-m", "flowq", "-A", APP_PATH, "worker",
+                              "-c", str(concurrency), "-l", loglevel, "-Q", stack.queue]
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(command, cwd=ROOT, env={**stack.env, **(env or {})},
                                      stdout=self._log, stderr=subprocess.STDOUT,
@@ -175,6 +176,18 @@ class Worker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the worker's main process and its pool children together."""
+        total = 0
+        for pid in (self.pid, *self.children()):
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                pass
+        return total
 
     def children(self) -> list[int]:
         """Pids of the pool children (Linux: from /proc)."""
@@ -254,12 +267,9 @@ class Stack:
             self.broker_url = self.backend_url = None
         else:
             raise ValueError(f"unknown stack kind {kind!r}; use 'redis' or 'embedded'")
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("FLOWQ_BROKER_URL", "FLOWQ_RESULT_BACKEND")}
+        self.env = self.base_env()
         self.env.update({"FLOWQ_BENCH_QUEUE": self.queue, "FLOWQ_BENCH_DATA": self.data_dir,
-                         "FLOWQ_BENCH_SETTINGS": json.dumps(settings),
-                         "PYTHONPATH": os.pathsep.join(
-                             [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])})
+                         "FLOWQ_BENCH_SETTINGS": json.dumps(settings)})
         if self.broker_url:
             self.env["FLOWQ_BROKER_URL"] = self.broker_url
         if self.backend_url:
@@ -268,6 +278,16 @@ class Stack:
 
         self.app = app
         self._configure()
+
+    @staticmethod
+    def base_env() -> dict[str, str]:
+        """This process's environment without flowq's server URLs, with the repository
+        on ``PYTHONPATH`` (so workers import ``bench.*``)."""
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("FLOWQ_BROKER_URL", "FLOWQ_RESULT_BACKEND")}
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+        return env
 
     def _configure(self) -> None:
         """Point this process's app at the stack."""

@@ -18,6 +18,7 @@ _EXPORTS = {
     "Task": "flowq.task",
     "AsyncResult": "flowq.result",
     "GroupResult": "flowq.result",
+    "LiveWorkflow": "flowq.workflow",
     "Signature": "flowq.canvas",
     "Chain": "flowq.canvas",
     "Group": "flowq.canvas",
@@ -29,20 +30,29 @@ _EXPORTS = {
     "fanout": "flowq.canvas",
     "signature": "flowq.canvas",
     "states": "flowq.states",
+    "shared_task": "flowq.shared",
 }
 
 __all__ = sorted(_EXPORTS)
 
-if TYPE_CHECKING:
-    from flowq import states
-    from flowq.app import Flowq
-    from flowq.canvas.chain import Chain, chain
-    from flowq.canvas.chord import Chord, chord
-    from flowq.canvas.fanout import Fanout, fanout
-    from flowq.canvas.group import Group, group
-    from flowq.canvas.signature import Signature, signature
-    from flowq.result import AsyncResult, GroupResult
-    from flowq.task import Task
+if TYPE_CHECKING:  # "X as X": re-exported for type checkers, even with --strict
+    from flowq import states as states
+    from flowq.app import Flowq as Flowq
+    from flowq.canvas.chain import Chain as Chain
+    from flowq.canvas.chain import chain as chain
+    from flowq.canvas.chord import Chord as Chord
+    from flowq.canvas.chord import chord as chord
+    from flowq.canvas.fanout import Fanout as Fanout
+    from flowq.canvas.fanout import fanout as fanout
+    from flowq.canvas.group import Group as Group
+    from flowq.canvas.group import group as group
+    from flowq.canvas.signature import Signature as Signature
+    from flowq.canvas.signature import signature as signature
+    from flowq.result import AsyncResult as AsyncResult
+    from flowq.result import GroupResult as GroupResult
+    from flowq.shared import shared_task as shared_task
+    from flowq.task import Task as Task
+    from flowq.workflow import LiveWorkflow as LiveWorkflow
 
 
 def __getattr__(name: str) -> Any:

@@ -12,29 +12,53 @@
 
 With no broker or backend configured (and no ``FLOWQ_BROKER_URL`` /
 ``FLOWQ_RESULT_BACKEND``), an embedded default keeps both in SQLite files under
-``./.flowq/``: no server needed, and it works across processes on one machine.
+``.flowq/`` beside the file that defines the app (``data_dir``, ``FLOWQ_DATA_DIR``):
+no server needed, and every process using the app finds the same files, whatever its
+working directory.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, overload
 
 from flowq import _state
 from flowq.canvas.dag import Workflow, compile_workflow
 from flowq.canvas.signature import Canvas, Signature
 from flowq.canvas.validate import unknown_task_message, validate
+from flowq.discovery import Packages, import_task_modules
 from flowq.exceptions import InvalidWorkflow
 from flowq.result import AsyncResult, GroupResult
 from flowq.runtime.codec import ResultCodec, accepted_types
 from flowq.settings import Settings
+from flowq.shared import register_shared_tasks
 from flowq.task import Task, current_request
+from flowq.typevars import P, R
 
-F = TypeVar("F", bound=Callable[..., Any])
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def defining_directory() -> str:
+    """The directory of the file whose code is creating an app: the first caller outside
+    flowq's own files, so an app made by a helper of ours belongs to the caller's file.
+    The working directory when there is no such file (``python -c``, a REPL, a notebook)."""
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            _PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+    path = frame.f_globals.get("__file__") if frame is not None else None
+    if not path:
+        return os.getcwd()
+    return os.path.dirname(os.path.realpath(path))
+
+if TYPE_CHECKING:
+    from flowq.workflow import LiveWorkflow
 
 
 class _GroupResults:
@@ -57,6 +81,7 @@ class Flowq:
                  backend: str | None = None, **settings: Any):
         self.main = main
         self.conf = Settings(**settings)
+        self.conf.base_dir = defining_directory()
         if broker is not None:
             self.conf.broker_url = broker
         if backend is not None:
@@ -66,21 +91,27 @@ class Flowq:
         self._runtime: Any = None
         self._runtime_pid: int | None = None
         self._lock = threading.Lock()
+        self._discoveries: list[tuple[Packages, str | None]] = []
         _state.set_current_app(self)
         from flowq.runtime import builtins
 
         builtins.register(self)
+        register_shared_tasks(self)
 
     # -- configuration ------------------------------------------------------------------
 
     def config_from_object(self, obj: Any, namespace: str | None = None) -> None:
-        """Load settings from a module, an object, a dict or a dotted import path.
+        """Load settings from a module, an object, a dict, or an import path to one of them
+        (``"proj.settings"``, ``"django.conf:settings"``).
 
         Lower-case attributes are settings (Celery's names); with ``namespace="FLOWQ"``,
-        upper-case ``FLOWQ_BROKER_URL``-style names are read instead.
+        upper-case ``FLOWQ_BROKER_URL``-style names are read instead (Django's way).
         """
         if isinstance(obj, str):
-            obj = importlib.import_module(obj)
+            module, _, attribute = obj.partition(":")
+            obj = importlib.import_module(module)
+            for part in filter(None, attribute.split(".")):
+                obj = getattr(obj, part)
         items = obj.items() if isinstance(obj, Mapping) else (
             (name, getattr(obj, name)) for name in dir(obj) if not name.startswith("_"))
         for name, value in items:
@@ -104,11 +135,19 @@ class Flowq:
     # -- tasks --------------------------------------------------------------------------
 
     @overload
-    def task(self, fn: F) -> Task[Any, Any]: ...
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
-    def task(self, *, name: str | None = None, bind: bool = False,
-             **options: Any) -> Callable[[F], Task[Any, Any]]: ...
+    def task(self, *, bind: Literal[True], name: str | None = None,
+             **options: Any) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
+
+    @overload
+    def task(self, *, bind: Literal[False] = False, name: str | None = None,
+             **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    @overload
+    def task(self, *, bind: bool, name: str | None = None,
+             **options: Any) -> Callable[[Callable[..., R]], Task[..., R]]: ...
 
     def task(self, fn: Any = None, *, name: str | None = None, bind: bool = False,
              **options: Any) -> Any:
@@ -117,6 +156,8 @@ class Flowq:
         The default name is ``module.function``, as in Celery; for a script run as
         ``__main__`` the app's main name stands in for the module, so the script and a
         worker importing it agree on names. Unknown options fail here, naming the option.
+        The task is a ``Task[P, R]`` for a type checker: the function's parameters (less
+        ``self`` with ``bind=True``) and return type.
         """
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             module = func.__module__
@@ -129,6 +170,28 @@ class Flowq:
             return task
 
         return register(fn) if fn is not None else register
+
+    def autodiscover_tasks(self, packages: Packages = None, related_name: str | None = "tasks",
+                           force: bool = False) -> None:
+        """Import ``<package>.tasks`` of each package so their tasks register (Celery's).
+
+        ``packages`` is a list of package names, a callable returning one (evaluated
+        late), or None for the installed apps of the Django project. The imports happen
+        when the app is finalized (:meth:`finalize`: a worker and the ``flowq`` commands
+        do it when they start), so a Django project's app module can call this before
+        Django is set up; ``force=True`` imports now.
+        """
+        if force:
+            import_task_modules(packages, related_name)
+        else:
+            self._discoveries.append((packages, related_name))
+
+    def finalize(self) -> None:
+        """Import the task modules :meth:`autodiscover_tasks` deferred, once; after this
+        ``app.tasks`` holds every task. Workers and the CLI call it when they start."""
+        while self._discoveries:
+            packages, related_name = self._discoveries.pop(0)
+            import_task_modules(packages, related_name)
 
     def unknown_task_message(self, name: str) -> str:
         return unknown_task_message(name, self.tasks) + (
@@ -205,7 +268,7 @@ class Flowq:
 
             live.remember(runtime.backend, carried, root_id, self.conf.result_expires)
         runtime.advancer.start(carried, root_id, caller.id if caller else None)
-        return self.result_for(workflow)
+        return self.result_for(workflow, root_id=root_id)
 
     def apply(self, canvas: Canvas, args: Iterable[Any] | None = None,
               kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
@@ -224,21 +287,36 @@ class Flowq:
                   kwargs: Mapping[str, Any] | None = None, **options: Any) -> Signature:
         return Signature(name, tuple(args), kwargs or {}, options, bound_app=self)
 
-    def result_for(self, workflow: Workflow, backend: Any = None) -> Any:
-        """The handle of ``workflow``'s result, with ``.parent`` links back to its start."""
+    def result_for(self, workflow: Workflow, backend: Any = None,
+                   root_id: str | None = None) -> Any:
+        """The handle of ``workflow``'s result, with ``.parent`` links back to its start;
+        every handle's ``root_id`` is ``root_id`` (default: the workflow's first node)."""
+        root_id = root_id or workflow.seed
         handles: list[Any] = []
         for position, node in enumerate(workflow.nodes):
             task_id = workflow.node_id(position)
             if node.members:  # a group's parent is what its members follow (Celery's too)
                 members = [handles[m] for m in node.members]
                 handles.append(GroupResult(task_id, members, self, parent=members[0].parent,
-                                           backend=backend, joined=True))
+                                           backend=backend, joined=True, root_id=root_id))
             elif node.kind == "join":
-                handles.append(GroupResult(task_id, [], self, backend=backend, joined=True))
+                handles.append(GroupResult(task_id, [], self, backend=backend, joined=True,
+                                           root_id=root_id))
             else:
                 parent = handles[node.input] if node.input is not None else None
-                handles.append(AsyncResult(task_id, self, parent, backend))
+                handles.append(AsyncResult(task_id, self, parent, backend, root_id=root_id))
         return handles[workflow.output]
+
+    def workflow(self, task_id: str) -> LiveWorkflow:
+        """The sent workflow that the task ``task_id`` belongs to (any node's id works):
+        its live graph, progress and state.
+
+        Raises :class:`~flowq.exceptions.WorkflowNotFound` when no workflow is stored for
+        the id (a lone task, one sent from inside a task, an unknown or expired id).
+        """
+        from flowq.workflow import LiveWorkflow
+
+        return LiveWorkflow.find(self, task_id)
 
     def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802
         return AsyncResult(task_id, app=self, **kwargs)

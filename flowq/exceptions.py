@@ -4,6 +4,8 @@
 
     FlowqError
     ├── ConfigurationError            bad setting, unknown task option, bad app path
+    │   └── MissingExtra              an optional dependency is not installed (ImportError too)
+    ├── InvalidState                  update_state() given a terminal or empty state
     ├── NotRegistered                 task name unknown to this app (KeyError too)
     ├── TimeoutError                  result.get() waited too long (builtin TimeoutError too)
     ├── BrokerError
@@ -20,7 +22,9 @@
     │   ├── InvalidSignature          message signing check failed
     │   └── MalformedCanvas           workflow header that does not decode
     ├── WorkflowError
-    │   └── InvalidWorkflow           a canvas that cannot run; names the node's path
+    │   ├── InvalidWorkflow           a canvas that cannot run; names the node's path
+    │   ├── WorkflowNotFound          no sent workflow is known for an id (LookupError too)
+    │   └── ResumeRefused             resume() of a workflow running, successful or revoked
     ├── TaskOutcome                   raised inside tasks to steer the worker
     │   ├── Retry, Reject, Ignore, Replace
     │   ├── SoftTimeLimitExceeded, TimeLimitExceeded
@@ -46,6 +50,15 @@ class FlowqError(Exception):
 
 class ConfigurationError(FlowqError):
     """A setting, task option or application path is wrong."""
+
+
+class MissingExtra(ConfigurationError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names
+    the extra to install (``pip install 'flowq[png]'``)."""
+
+
+class InvalidState(FlowqError, ValueError):
+    """``update_state`` was asked to record a state it must not (terminal, or none)."""
 
 
 class NotRegistered(FlowqError, KeyError):
@@ -134,6 +147,16 @@ class InvalidWorkflow(WorkflowError, ValueError):
         lines = [f"{path}: {what}" for path, what in self.problems]
         head = "invalid workflow" if len(lines) == 1 else f"invalid workflow ({len(lines)} problems)"
         super().__init__(head + ": " + "; ".join(lines))
+
+
+class WorkflowNotFound(WorkflowError, LookupError):
+    """No sent workflow is stored for an id: a lone task, a workflow sent from inside a
+    task, an unknown id, or one expired after ``result_expires``."""
+
+
+class ResumeRefused(WorkflowError):
+    """``resume()`` cannot run: the workflow is still running, fully successful, or
+    revoked."""
 
 
 # -- outcomes raised inside tasks -------------------------------------------------------------

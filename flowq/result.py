@@ -7,17 +7,20 @@ polling where the backend can notify. A chain's handle is its last step's, with
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Literal, overload
 
 from flowq import states
 from flowq.exceptions import TaskRevokedError
 from flowq.runtime.codec import exception_from_dict
+from flowq.typevars import R
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
     from flowq.runtime.backends.base import Record, ResultBackend
+    from flowq.workflow import LiveWorkflow
 
 
 def _group_key(group_id: str) -> str:
@@ -25,14 +28,59 @@ def _group_key(group_id: str) -> str:
 
 
 class _Handle:
-    """What single and group results share: the app, the backend and the parent."""
+    """What single and group results share: the app, the backend, the parent and the
+    workflow the task belongs to."""
 
     id: str
     app: Flowq
     parent: Any
+    _root_id: str | None
+    _bound_backend: ResultBackend | None
 
     def _backend(self) -> ResultBackend:
-        return self._bound_backend or self.app.backend  # type: ignore[attr-defined]
+        return self._bound_backend or self.app.backend
+
+    @property
+    def root_id(self) -> str:
+        """The id of the workflow this task belongs to (Celery's ``root_id``): known at
+        once for a handle returned by a send, else read once from the backend's index of
+        sent workflows; a lone task (or a node the index does not know, such as one of a
+        workflow sent from inside a task) is its own root."""
+        if self._root_id is None:
+            from flowq.runtime import live
+
+            self._root_id = live.root_of(self._backend(), self.id) or self.id
+        return self._root_id
+
+    def workflow(self) -> LiveWorkflow:
+        """The whole workflow this task belongs to, live (``app.workflow(self.root_id)``).
+
+        Raises :class:`~flowq.exceptions.WorkflowNotFound` for a lone task.
+        """
+        return self.app.workflow(self.root_id)
+
+    def _progress_shown(self, enabled: bool, interval: float | None) -> Any:
+        """A context drawing a progress bar while ``get()`` waits (see flowq.progress):
+        of the whole workflow when one is stored, else of this handle's own tasks."""
+        if not enabled:
+            return contextlib.nullcontext()
+        from flowq import progress
+        from flowq.exceptions import WorkflowNotFound
+        from flowq.runtime.live import Progress
+
+        read: Callable[[], Progress]
+        try:
+            if self._bound_backend is not None:  # an eager run's: nothing is stored
+                raise WorkflowNotFound(self.id)
+            read = self.workflow().progress
+        except WorkflowNotFound:
+            own = self._leaves() if isinstance(self, GroupResult) else [self]
+            backend, ids = self._backend(), [task.id for task in own]
+
+            def read() -> Progress:
+                return Progress.of([r.state if r else None for r in backend.get_many(ids)])
+
+        return progress.shown(read, interval=interval or progress.INTERVAL)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, type(self)) and other.id == self.id
@@ -43,7 +91,7 @@ class _Handle:
     def revoke(self, terminate: bool = False, signal: str = "SIGTERM",
                workflow: bool = False) -> None:
         """Revoke this task (or, with ``workflow=True``, every node of its workflow)."""
-        target = self._root().id if workflow else self.id
+        target = self.root_id if workflow else self.id
         self.app.control.revoke(target, terminate=terminate, signal=signal)
 
     def revoke_by_stamped_headers(self, headers: dict[str, Any], terminate: bool = False,
@@ -55,29 +103,23 @@ class _Handle:
                                                    signal=signal or "SIGTERM", reply=wait,
                                                    timeout=timeout or 1.0)
 
-    def _root(self) -> Any:
-        """The handle of the workflow's first node (its id is the workflow's root id)."""
-        handle: Any = self
-        while True:
-            if handle.parent is not None:
-                handle = handle.parent
-            elif isinstance(handle, GroupResult) and handle.results:
-                handle = handle.results[0]
-            else:
-                return handle
+class AsyncResult(_Handle, Generic[R]):
+    """The result of one task (or the last step of a chain).
 
-
-class AsyncResult(_Handle):
-    """The result of one task (or the last step of a chain)."""
+    ``add.delay(2, 2)`` of a task returning ``int`` is an ``AsyncResult[int]``, so a type
+    checker knows ``get()`` returns an ``int`` (``get(propagate=False)`` may also return the
+    task's exception). ``AsyncResult(task_id)`` is an ``AsyncResult[Any]``.
+    """
 
     def __init__(self, id: str, app: Flowq | None = None, parent: Any = None,
-                 backend: ResultBackend | None = None):
+                 backend: ResultBackend | None = None, root_id: str | None = None):
         from flowq._state import current_app
 
         self.id = id
         self.app = app or current_app()
         self.parent = parent
         self._bound_backend = backend
+        self._root_id = root_id
         self._record: Record | None = None
 
     task_id = property(lambda self: self.id)
@@ -122,17 +164,30 @@ class AsyncResult(_Handle):
         return self._document().get("traceback")
 
     @property
-    def children(self) -> list[AsyncResult]:
+    def children(self) -> list[AsyncResult[Any]]:
         return [AsyncResult(c, self.app, backend=self._bound_backend)
                 for c in self._document().get("children", [])]
 
-    def get(self, timeout: float | None = None, propagate: bool = True,
-            interval: float | None = None) -> Any:
-        """Wait for the result and return it; re-raise the task's exception if it failed.
+    @overload
+    def get(self, timeout: float | None = None, propagate: Literal[True] = True,
+            interval: float | None = None, progress: bool = False) -> R: ...
 
-        Raises :class:`flowq.exceptions.TimeoutError` after ``timeout`` seconds.
+    @overload
+    def get(self, timeout: float | None = None, propagate: bool = True,
+            interval: float | None = None, progress: bool = False) -> R | BaseException: ...
+
+    def get(self, timeout: float | None = None, propagate: bool = True,
+            interval: float | None = None, progress: bool = False) -> Any:
+        """Wait for the result and return it; re-raise the task's exception if it failed
+        (return it instead with ``propagate=False``).
+
+        With ``progress=True`` and standard error a terminal, a bar shows how many tasks
+        of the workflow are done (and failed) while it waits, redrawn every ``interval``
+        seconds (default 0.5). Raises :class:`flowq.exceptions.TimeoutError` after
+        ``timeout`` seconds.
         """
-        (record,) = self._backend().wait([self.id], timeout)
+        with self._progress_shown(progress, interval):
+            (record,) = self._backend().wait([self.id], timeout)
         self._record = record
         return _value(self.app, record, propagate, self.id)
 
@@ -152,7 +207,7 @@ class GroupResult(_Handle):
 
     def __init__(self, id: str, results: Sequence[Any], app: Flowq | None = None,
                  parent: Any = None, backend: ResultBackend | None = None,
-                 joined: bool = False):
+                 joined: bool = False, root_id: str | None = None):
         from flowq._state import current_app
 
         self.id = id
@@ -160,6 +215,7 @@ class GroupResult(_Handle):
         self.app = app or current_app()
         self.parent = parent
         self._bound_backend = backend
+        self._root_id = root_id
         self._joined = joined  # the group's own record is written when all members finish
 
     def __len__(self) -> int:
@@ -213,20 +269,23 @@ class GroupResult(_Handle):
         return states.SUCCESS if self.ready() else states.PENDING
 
     def get(self, timeout: float | None = None, propagate: bool = True,
-            interval: float | None = None) -> list[Any]:
+            interval: float | None = None, progress: bool = False) -> list[Any]:
         """Wait for every member; return their results in order (nested for nested groups).
 
-        With ``propagate``, the first failed member's exception is raised.
+        With ``propagate``, the first failed member's exception is raised. ``progress``
+        and ``interval`` draw a progress bar as :meth:`AsyncResult.get` does.
         """
         backend = self._backend()
-        if self._joined and propagate:
-            # one key to wait on: the group's own record, written when the last part arrives
-            (record,) = backend.wait([self.id], timeout)
-            if record.state == states.SUCCESS:
-                joined: list[Any] = self.app.result_codec.load(record.payload)["result"]
-                return joined
-        leaves = self._leaves()
-        records = backend.wait([r.id for r in leaves], timeout)
+        with self._progress_shown(progress, interval):
+            if self._joined and propagate:
+                # one key to wait on: the group's own record, written when the last part
+                # arrives
+                (record,) = backend.wait([self.id], timeout)
+                if record.state == states.SUCCESS:
+                    joined: list[Any] = self.app.result_codec.load(record.payload)["result"]
+                    return joined
+            leaves = self._leaves()
+            records = backend.wait([r.id for r in leaves], timeout)
         values = {leaf.id: _value(self.app, rec, propagate, leaf.id)
                   for leaf, rec in zip(leaves, records)}
         return _shape(self.results, values)
@@ -235,7 +294,7 @@ class GroupResult(_Handle):
 
     def revoke(self, terminate: bool = False, signal: str = "SIGTERM",
                workflow: bool = False) -> None:
-        ids = [self._root().id] if workflow else [r.id for r in self._leaves()]
+        ids = [self.root_id] if workflow else [r.id for r in self._leaves()]
         self.app.control.revoke(ids, terminate=terminate, signal=signal)
 
     def forget(self) -> None:

@@ -17,6 +17,7 @@ class Setting(NamedTuple):
     type: type | tuple[type, ...]
     default: Any
     doc: str
+    choices: tuple[Any, ...] | None = None  # the only values allowed, when there is a list
 
 
 _NUM = (int, float)
@@ -27,11 +28,15 @@ _OPT_STR = (str, type(None))
 DEFAULTS: dict[str, Setting] = {
     "broker_url": Setting(_OPT_STR, None, "Broker URL; None means the embedded default."),
     "result_backend": Setting(_OPT_STR, None, "Result backend URL; None means the embedded default."),
-    "data_dir": Setting(str, ".flowq", "Where the embedded default keeps its SQLite file."),
+    "data_dir": Setting(str, ".flowq", "Where the embedded default keeps its SQLite files; "
+                                       "relative to the file that defines the app."),
     "broker_transport_options": Setting(dict, {}, "Extra options passed to the kombu transport."),
     "broker_connection_retry": Setting(bool, True, "Retry publishing on a dropped connection."),
     "broker_connection_max_retries": Setting(int, 5, "Publish retries before BrokerUnavailable."),
     "broker_publish_confirm": Setting(bool, True, "Wait for RabbitMQ publisher confirms."),
+    "broker_queue_type": Setting(str, "classic", "RabbitMQ task queues: classic, or quorum "
+                                 "(replicated; delivery limit task_max_deliveries).",
+                                 ("classic", "quorum")),
     "task_serializer": Setting(str, "json", "Serializer for task message bodies."),
     "result_serializer": Setting(str, "json", "Serializer for stored results."),
     "accept_content": Setting((list, tuple, set), ("json",), "Content types a worker accepts."),
@@ -64,6 +69,8 @@ DEFAULTS: dict[str, Setting] = {
     "control_exchange": Setting(str, "flowq", "Remote-control namespace; separates deployments "
                                               "sharing a broker."),
     "worker_hijack_root_logger": Setting(bool, True, "Let the worker configure logging."),
+    "worker_log_format": Setting(str, "text", "Worker log lines: text, or json (one object "
+                                              "per line, with the task's name, id, root id)."),
     "timezone": Setting(str, "UTC", "Time zone for crontab schedules."),
     "beat_schedule": Setting(dict, {}, "Periodic tasks: name -> entry."),
     "beat_max_loop_interval": Setting(_NUM, 5.0, "Longest sleep of the beat loop in seconds."),
@@ -74,7 +81,8 @@ DEFAULTS: dict[str, Setting] = {
     "security_keys": Setting(dict, {}, "Older signing keys still accepted, by key id."),
 }
 
-ENVIRONMENT = {"broker_url": "FLOWQ_BROKER_URL", "result_backend": "FLOWQ_RESULT_BACKEND"}
+ENVIRONMENT = {"broker_url": "FLOWQ_BROKER_URL", "result_backend": "FLOWQ_RESULT_BACKEND",
+               "data_dir": "FLOWQ_DATA_DIR"}
 
 #: Celery's upper-case or old names users may still have in config modules.
 ALIASES = {
@@ -97,26 +105,30 @@ def mask_url(url: str | None) -> str | None:
     if not url:
         return url
     parts = urlsplit(url)
-    if parts.password is None:
+    # The netloc is split by hand: a cluster URL lists several host:port pairs, which
+    # urllib cannot read as one host and port.
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:**@{host}", parts.path, parts.query, parts.fragment))
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:**@{hosts}"))
 
 
 class Settings:
     """The configuration of one app; attribute access, Celery names, typed values.
 
     Reading ``conf.broker_url`` gives the value set by the user, else the environment
-    variable, else the default from :data:`DEFAULTS`.
+    variable, else the default from :data:`DEFAULTS`. ``conf.data_dir`` is always an
+    absolute path: a relative one is taken from ``base_dir`` (the directory of the file
+    that defines the app), so processes started in different directories share one
+    embedded broker instead of each making its own.
     """
 
-    __slots__ = ("_values",)
+    __slots__ = ("_values", "base_dir")
 
     def __init__(self, **values: Any):
         object.__setattr__(self, "_values", {})
+        object.__setattr__(self, "base_dir", os.getcwd())
         self.update(values)
 
     def update(self, values: dict[str, Any] | None = None, **more: Any) -> None:
@@ -139,10 +151,19 @@ class Settings:
             raise ConfigurationError(
                 f"setting {name!r} must be {_type_name(spec.type)}, got {type(value).__name__} "
                 f"({value!r})")
+        if spec.choices is not None and value not in spec.choices:
+            raise ConfigurationError(f"setting {name!r} must be one of "
+                                     f"{', '.join(map(repr, spec.choices))}, got {value!r}")
         self._values[name] = value
 
     def __getitem__(self, key: str) -> Any:
         name = ALIASES.get(key, key)
+        value = self._raw(name)
+        if name == "data_dir":
+            return os.path.normpath(os.path.join(self.base_dir, os.path.expanduser(value)))
+        return value
+
+    def _raw(self, name: str) -> Any:
         if name in self._values:
             return self._values[name]
         env = ENVIRONMENT.get(name)
@@ -151,7 +172,7 @@ class Settings:
         try:
             return DEFAULTS[name].default
         except KeyError:
-            raise ConfigurationError(f"unknown setting {key!r}") from None
+            raise ConfigurationError(f"unknown setting {name!r}") from None
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -159,7 +180,10 @@ class Settings:
         return self[name]
 
     def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
+        if name == "base_dir":
+            object.__setattr__(self, name, os.path.abspath(value))
+        else:
+            self[name] = value
 
     def is_set(self, name: str) -> bool:
         return ALIASES.get(name, name) in self._values

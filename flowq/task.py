@@ -13,20 +13,26 @@ import inspect
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Unpack
 
 import attrs
 
+from flowq import states
+from flowq.canvas.options import CallOptions
 from flowq.canvas.signature import Signature
-from flowq.exceptions import ConfigurationError, MaxRetriesExceededError, Replace, Retry
+from flowq.exceptions import (
+    ConfigurationError,
+    InvalidState,
+    MaxRetriesExceededError,
+    Replace,
+    Retry,
+)
+from flowq.typevars import P, R
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
     from flowq.result import AsyncResult
     from flowq.runtime.message import Request
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 @attrs.define(slots=True)
 class Context:
@@ -104,6 +110,13 @@ class Task(Generic[P, R]):
     The class attributes below are the task options (Celery's names) with their
     defaults; ``@app.task(max_retries=5, ...)`` overrides them for one task. ``None``
     for a flag means "use the app's setting".
+
+    For a type checker a task is ``Task[P, R]``: ``P`` its function's parameters (without
+    ``self`` for ``bind=True``), ``R`` its return type. Calling it, ``delay(...)`` and
+    ``si(...)`` are checked against ``P``, and ``delay(...).get()`` is an ``R``. ``s(...)``
+    is not checked: a signature's arguments may be partial (the parent's result and a
+    workflow's arguments come first), which Python's type system cannot express; nor are
+    ``apply_async``'s ``args``/``kwargs`` (a tuple and a dict), though its call options are.
     """
 
     max_retries: int | None = 3
@@ -162,8 +175,8 @@ class Task(Generic[P, R]):
             return self.fn(self, *args, **kwargs)
         return self.fn(*args, **kwargs)
 
-    def run(self, *args: Any, **kwargs: Any) -> R:
-        return self(*args, **kwargs)  # type: ignore[arg-type]
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self(*args, **kwargs)
 
     @functools.cached_property
     def call_signature(self) -> inspect.Signature:
@@ -185,16 +198,18 @@ class Task(Generic[P, R]):
 
     # -- signatures ---------------------------------------------------------------------
 
-    def s(self, *args: Any, **kwargs: Any) -> Signature:
-        """A signature of this task with partial arguments."""
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A signature of this task with partial arguments (not type-checked: the parent's
+        result, and arguments given to the workflow, are added in front)."""
         return Signature(self.name, args, kwargs, bound_app=self.app)
 
-    def si(self, *args: Any, **kwargs: Any) -> Signature:
-        """An immutable signature: it ignores its parent's result."""
+    def si(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]:
+        """An immutable signature: it ignores its parent's result, so its arguments are
+        the whole call (and type-checked as such)."""
         return Signature(self.name, args, kwargs, immutable=True, bound_app=self.app)
 
     def signature(self, args: Iterable[Any] | None = None,
-                  kwargs: Mapping[str, Any] | None = None, **options: Any) -> Signature:
+                  kwargs: Mapping[str, Any] | None = None, **options: Any) -> Signature[R]:
         immutable = bool(options.pop("immutable", False))
         return Signature(self.name, tuple(args or ()), kwargs or {}, options, immutable,
                          self.app)
@@ -203,21 +218,29 @@ class Task(Generic[P, R]):
 
     # -- sending ------------------------------------------------------------------------
 
-    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Send this task to a worker: ``add.delay(2, 2).get()``."""
         return self.apply_async(args, kwargs)
 
     def apply_async(self, args: Iterable[Any] | None = None,
-                    kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
-        """Send with call options (countdown, eta, expires, task_id, queue, priority, ...)."""
-        return self.app.send(self.s(*(args or ()), **(kwargs or {})), None, None, **options)
+                    kwargs: Mapping[str, Any] | None = None,
+                    **options: Unpack[CallOptions]) -> AsyncResult[R]:
+        """Send with call options (countdown, eta, expires, task_id, queue, priority, ...).
+
+        For arguments checked against the function, write ``add.si(2, 2).apply_async(...)``.
+        """
+        result: AsyncResult[R] = self.app.send(self.s(*(args or ()), **(kwargs or {})),
+                                               None, None, **options)
+        return result
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
-              **options: Any) -> AsyncResult:
+              **options: Unpack[CallOptions]) -> AsyncResult[R]:
         """Run here, now, as a worker would; returns a result handle."""
-        return self.app.apply(self.s(*(args or ()), **(kwargs or {})), None, None, **options)
+        result: AsyncResult[R] = self.app.apply(self.s(*(args or ()), **(kwargs or {})),
+                                                None, None, **options)
+        return result
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
+    def AsyncResult(self, task_id: str) -> AsyncResult[R]:  # noqa: N802 - Celery's name
         return self.app.AsyncResult(task_id)
 
     # -- inside a running task ------------------------------------------------------------
@@ -245,6 +268,35 @@ class Task(Generic[P, R]):
         if throw:
             raise error
         return error
+
+    def update_state(self, task_id: str | None = None, state: str | None = None,
+                     meta: Any = None, **kwargs: Any) -> None:
+        """Record a state of the running task (or of ``task_id``) with ``meta``, as in
+        Celery: ``self.update_state(state="PROGRESS", meta={"current": 3, "total": 10})``.
+
+        ``AsyncResult.state`` then reads the state and ``.info`` the meta. Only unfinished
+        states can be recorded (custom ones such as PROGRESS, or STARTED, RETRY...): the
+        task's outcome is recorded once, when it returns or raises, and a state written
+        after a task finished is ignored. One backend write. ``kwargs`` are accepted for
+        Celery's signature and ignored.
+
+        Raises :class:`~flowq.exceptions.InvalidState` for a terminal or empty state, or
+        with no ``task_id`` outside a running task.
+        """
+        if not state:
+            raise InvalidState("update_state needs a state name, e.g. state='PROGRESS'")
+        if state in states.READY_STATES:
+            raise InvalidState(f"update_state cannot record {state}: a task's outcome is "
+                               f"recorded when it returns or raises, once; report progress "
+                               f"with an unfinished state such as 'PROGRESS'")
+        task_id = task_id or self.request.id
+        if task_id is None:
+            raise InvalidState(f"update_state outside a running task needs task_id= "
+                               f"(task {self.name!r})")
+        running = current_request()  # an eager run records into its own backend
+        runtime = (running.runtime if running is not None else None) or self.app.runtime
+        runtime.backend.store(task_id, state, self.app.result_codec.success(meta),
+                              expires=self.app.conf.result_expires)
 
     def replace(self, sig: Any) -> None:
         """Replace the running task with the workflow ``sig`` (Celery's ``Task.replace``).

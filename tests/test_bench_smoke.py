@@ -43,3 +43,28 @@ def test_a_tiny_latency_bench_prints_json_lines():
     require_server("Redis", 6379)
     (line,) = run_bench("latency", "--quick", "--calls", "3", "--warmup", "1")
     assert line["bench"] == "latency"
+
+
+def test_a_tiny_comparison_prints_a_line_per_run_and_a_summary():
+    require_server("Redis", 6379)
+    lines = run_bench("compare", "--systems", "flowq", "--rounds", "1", "--scale", "0.002",
+                      "--no-scaling")
+    runs = [line for line in lines if line["case"] != "summary"]
+    assert {line["row"] for line in runs} == {
+        "producer", "latency", "chain", "group", "chord", "chord_large", "drain", "rss"}
+    assert all(line["ok"] and line["system"] == "flowq" for line in runs), runs
+    (summary,) = [line for line in lines if line["case"] == "summary"]
+    assert set(summary["table"]) == {line["row"] for line in runs}
+
+
+def test_comparing_with_celery_absent_names_the_extra_to_install():
+    try:
+        import celery  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("Celery is installed here (the bench extra)")
+    done = subprocess.run([sys.executable, "-m", "bench", "compare", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "pip install -e '.[bench]'" in done.stderr

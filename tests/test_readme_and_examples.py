@@ -29,10 +29,14 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
 
 
-def clean_env(tmp: Path) -> dict[str, str]:
+def clean_env(tmp: Path, data_dir: bool = False) -> dict[str, str]:
+    """The environment with no flowq URLs; with ``data_dir``, the embedded default's files
+    go to ``tmp`` (an example's own default is beside it, inside the repository)."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("FLOWQ_BROKER_URL", "FLOWQ_RESULT_BACKEND")}
+           if k not in ("FLOWQ_BROKER_URL", "FLOWQ_RESULT_BACKEND", "FLOWQ_DATA_DIR")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(tmp)])
+    if data_dir:
+        env["FLOWQ_DATA_DIR"] = str(tmp / ".flowq")
     return env
 
 
@@ -68,16 +72,16 @@ def test_readme_snippets_run_against_a_real_worker(tmp_path):
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_runs(name, tmp_path):
     result = subprocess.run([sys.executable, "-m", f"examples.workflows.{name}"],
-                            cwd=tmp_path, env=clean_env(tmp_path), capture_output=True,
-                            text=True, timeout=110)
+                            cwd=tmp_path, env=clean_env(tmp_path, data_dir=True),
+                            capture_output=True, text=True, timeout=110)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip()
 
 
 def test_quickstart_prints_results_and_graph(tmp_path):
     result = subprocess.run([sys.executable, "-m", "examples.workflows.quickstart"],
-                            cwd=tmp_path, env=clean_env(tmp_path), capture_output=True,
-                            text=True, timeout=110)
+                            cwd=tmp_path, env=clean_env(tmp_path, data_dir=True),
+                            capture_output=True, text=True, timeout=110)
     assert "chain: the result is 4" in result.stdout
     assert "chord: 90" in result.stdout
     assert "join[10]" in result.stdout

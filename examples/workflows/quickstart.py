@@ -1,7 +1,8 @@
 """Quickstart: a worker on the embedded default, a chain and a chord, their graph.
 
 Run it with ``python -m examples.workflows.quickstart``. No server is needed: with no
-broker or backend configured, flowq keeps both in SQLite files under ``./.flowq/``.
+broker or backend configured, flowq keeps both in SQLite files in ``.flowq/`` beside
+this file (``FLOWQ_DATA_DIR`` moves them).
 The script starts ``flowq worker`` in a subprocess, sends two workflows, prints their
 results and the chord's graph, and stops the worker with a warm shutdown.
 """

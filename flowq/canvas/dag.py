@@ -157,6 +157,20 @@ class Workflow:
                     queue.append(nxt)
         return sorted(seen)
 
+    def on_failure_only(self) -> frozenset[int]:
+        """Nodes that run only if an errback scope fires: the deferred entries and
+        everything downstream of them (an errback chain's later steps are not deferred
+        themselves). The other nodes are the workflow's main part."""
+        found = {index for index, node in enumerate(self.nodes) if node.deferred}
+        queue = deque(found)
+        while queue:  # one pass over all of them: linear in the workflow's size
+            current = queue.popleft()
+            for nxt in (*self.consumers(current), *(m.join for m in self.memberships(current))):
+                if nxt not in found:
+                    found.add(nxt)
+                    queue.append(nxt)
+        return frozenset(found)
+
     def scopes_of(self, index: int) -> list[Scope]:
         """The errback scopes covering ``index``, innermost first."""
         found = [s for s in self.scopes if s.lo <= index < s.hi]

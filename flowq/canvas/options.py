@@ -19,9 +19,12 @@ from __future__ import annotations
 import datetime
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from numbers import Real
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypedDict
+
+if TYPE_CHECKING:
+    from flowq.canvas.signature import Canvas
 
 ENTRY = frozenset({"countdown", "eta", "expires"})
 SCOPE = frozenset({"link", "link_error"})
@@ -179,6 +182,31 @@ def stamp_names(*layers: Mapping[str, Any]) -> tuple[str, ...]:
     for layer in layers:
         names.update(dict.fromkeys(layer.get("stamped_headers") or ()))
     return tuple(names)
+
+
+class CallOptions(TypedDict, total=False):
+    """The call options of :data:`OPTIONS` for a type checker: ``apply_async(countdwon=5)``
+    is reported (with "did you mean"), and so is a value of the wrong type."""
+
+    task_id: str
+    queue: str
+    priority: int
+    countdown: float
+    eta: datetime.datetime | str
+    expires: float | datetime.datetime | str
+    time_limit: float | None
+    soft_time_limit: float | None
+    serializer: str
+    shadow: str
+    routing_key: str
+    exchange: str
+    headers: Mapping[str, Any]
+    ignore_result: bool
+    retry: bool
+    retry_policy: Mapping[str, Any]
+    link: Canvas | Iterable[Canvas]
+    link_error: Canvas | Iterable[Canvas]
+    stamped_headers: Sequence[str]
 
 
 def check_option(name: str, value: Any) -> str | None:

@@ -2,11 +2,13 @@
 
 An operator needs to *see* a workflow: before sending it, while it runs (with each
 node's state) and after it failed. :func:`render` turns the ``networkx.DiGraph`` from
-``sig.graph()`` into one of three text formats; nothing here draws pictures or does I/O,
-so the output can be printed, logged, or piped into ``dot -Tsvg`` or a Mermaid viewer.
+``sig.graph()`` into one of three text formats, which can be printed, logged, or piped
+into ``dot -Tsvg`` or a Mermaid viewer, or into an SVG picture drawn without Graphviz
+(:mod:`flowq.canvas.render_svg`). Nothing here does I/O.
 
-The three renderers share one description of a node (:class:`_View`: label, state,
-short id, result) and of an edge (:data:`_EDGE_NOTES`), and differ only in syntax.
+The three text renderers and the pictures share one description of a node
+(:class:`NodeView`: label, state, short id, result) and of an edge
+(:data:`_EDGE_NOTES`), and differ only in syntax.
 Every renderer is one loop over the nodes in topological order, with no recursion, so a
 chain of 100,000 steps renders in linear time without touching the recursion limit.
 
@@ -23,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -64,7 +67,7 @@ _EDGE_NOTES: Mapping[str, str] = {"after": "after", "errback": "on failure"}
 
 
 @attrs.frozen(slots=True)
-class _View:
+class NodeView:
     """What every format shows about one node, already truncated."""
 
     key: Any
@@ -139,10 +142,10 @@ def _label(graph: nx.DiGraph, key: Hashable, max_args: int) -> str:
     return f"{head} {call}".rstrip()
 
 
-def _view(graph: nx.DiGraph, key: Hashable, max_args: int) -> _View:
+def node_view(graph: nx.DiGraph, key: Hashable, max_args: int) -> NodeView:
     data = graph.nodes[key]
     result = data.get("result")
-    return _View(
+    return NodeView(
         key=key,
         kind=data.get("kind", "task"),
         label=_label(graph, key, max_args),
@@ -154,8 +157,8 @@ def _view(graph: nx.DiGraph, key: Hashable, max_args: int) -> _View:
     )
 
 
-def _views(graph: nx.DiGraph, keys: Iterable[Hashable], max_args: int) -> Iterator[_View]:
-    return (_view(graph, key, max_args) for key in keys)
+def _views(graph: nx.DiGraph, keys: Iterable[Hashable], max_args: int) -> Iterator[NodeView]:
+    return (node_view(graph, key, max_args) for key in keys)
 
 
 def _order(graph: nx.DiGraph) -> list[Hashable]:
@@ -164,7 +167,7 @@ def _order(graph: nx.DiGraph) -> list[Hashable]:
     return sorted(graph.nodes)
 
 
-def _headline(graph: nx.DiGraph) -> str:
+def headline(graph: nx.DiGraph) -> str:
     """``workflow <root> (n nodes, output: #k)``: the first line of every format."""
     facts = [_nodes(len(graph))]
     if graph.graph.get("output") is not None:
@@ -202,7 +205,7 @@ def to_text(graph: nx.DiGraph, *, max_args: int = 40, max_nodes: int = 200) -> s
     if max_nodes < 1:
         raise ValueError(f"max_nodes must be at least 1, got {max_nodes}")
     order = _order(graph)
-    lines = [_headline(graph)]
+    lines = [headline(graph)]
     if len(order) <= max_nodes:
         lines += _text_lines(graph, order, max_args)
         return "\n".join(lines)
@@ -217,7 +220,7 @@ def _text_lines(graph: nx.DiGraph, keys: list[Hashable], max_args: int) -> list[
     return [_text_line(graph, view) for view in _views(graph, keys, max_args)]
 
 
-def _text_line(graph: nx.DiGraph, view: _View) -> str:
+def _text_line(graph: nx.DiGraph, view: NodeView) -> str:
     line = f"#{view.key} {view.label}"
     parents = _parents(graph, view.key)
     if parents:
@@ -268,7 +271,7 @@ def to_dot(graph: nx.DiGraph, *, max_args: int = 40) -> str:
     ones. Nodes with a state are filled with its colour; the output has a double border.
     """
     order = _order(graph)
-    lines = ["digraph workflow {", f"  // {_headline(graph)}", "  rankdir=LR;"]
+    lines = ["digraph workflow {", f"  // {headline(graph)}", "  rankdir=LR;"]
     lines += [_dot_node(view) for view in _views(graph, order, max_args)]
     lines += [_dot_edge(source, target, flow) for source, target, flow in _edges(graph, order)]
     lines.append("}")
@@ -281,7 +284,7 @@ def _dot_quote(lines: list[str]) -> str:
     return '"' + "\\n".join(escaped).replace("\n", "\\n") + '"'
 
 
-def _dot_node(view: _View) -> str:
+def _dot_node(view: NodeView) -> str:
     attributes = [f"label={_dot_quote(view.lines)}", f"shape={_DOT_SHAPES.get(view.kind, 'box')}"]
     styles = ["dashed"] if view.deferred else []
     colour = STATE_COLOURS.get(view.state or "")
@@ -334,7 +337,7 @@ def to_mermaid(graph: nx.DiGraph, *, max_args: int = 40) -> str:
     the ``errback`` and ``output`` classes mark those nodes.
     """
     order = _order(graph)
-    lines = ["flowchart LR", f"  %% {_headline(graph)}"]
+    lines = ["flowchart LR", f"  %% {headline(graph)}"]
     members: dict[str, list[str]] = {}
     for view in _views(graph, order, max_args):
         lines.append(_mermaid_node(view))
@@ -351,13 +354,13 @@ def to_mermaid(graph: nx.DiGraph, *, max_args: int = 40) -> str:
     return "\n".join(lines)
 
 
-def _mermaid_node(view: _View) -> str:
+def _mermaid_node(view: NodeView) -> str:
     opening, closing = _MERMAID_SHAPES.get(view.kind, _MERMAID_SHAPES["task"])
     label = "<br>".join(line.translate(_MERMAID_ESCAPES) for line in view.lines)
     return f"  n{view.key}{opening}{label}{closing}"
 
 
-def _mermaid_classes(view: _View) -> list[str]:
+def _mermaid_classes(view: NodeView) -> list[str]:
     state = view.state or ""
     return ([state.lower()] if state in STATE_COLOURS else []) + view.marks
 
@@ -369,10 +372,15 @@ _RENDERERS: Mapping[str, Callable[..., str]] = {
     "dot": to_dot,
     "mermaid": to_mermaid,
 }
+#: Formats drawn by modules that build on this one, imported when first asked for.
+_PICTURES: Mapping[str, tuple[str, str]] = {"svg": ("flowq.canvas.render_svg", "to_svg")}
+FORMATS = (*_RENDERERS, *_PICTURES)
 
 
 def render(graph: nx.DiGraph, format: str = "text", *, max_args: int = 40) -> str:
-    """Render a workflow graph from ``sig.graph()`` as ``text``, ``dot`` or ``mermaid``.
+    """Render a workflow graph from ``sig.graph()`` as ``text``, ``dot``, ``mermaid`` or
+    ``svg`` (a picture, see :mod:`flowq.canvas.render_svg`; PNG is
+    :func:`flowq.canvas.render_png.to_png`, which returns bytes).
 
     ``max_args`` bounds each node's argument list (and result) in characters; longer
     ones end with ``…``. Use :func:`to_text` directly to change how many nodes the text
@@ -381,7 +389,11 @@ def render(graph: nx.DiGraph, format: str = "text", *, max_args: int = 40) -> st
     Raises ValueError for an unknown format, naming the supported ones.
     """
     renderer = _RENDERERS.get(format)
+    if renderer is None and format in _PICTURES:
+        module, name = _PICTURES[format]
+        renderer = getattr(importlib.import_module(module), name)
     if renderer is None:
-        supported = ", ".join(_RENDERERS)
-        raise ValueError(f"unknown graph format {format!r}; supported formats: {supported}")
+        supported = ", ".join(FORMATS)
+        raise ValueError(f"unknown graph format {format!r}; supported formats: {supported} "
+                         f"(PNG, which is bytes: flowq.canvas.render_png.to_png)")
     return renderer(graph, max_args=max_args)

@@ -8,19 +8,21 @@ nothing is ever changed in place (unlike Celery, where ``sig.link(cb)`` mutates 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Unpack
 
 import attrs
 
 from flowq.canvas.frozen import EMPTY, FrozenDict, freeze
-from flowq.canvas.options import SCOPE, wrong_type
+from flowq.canvas.options import SCOPE, CallOptions, wrong_type
 from flowq.exceptions import InvalidWorkflow
+from flowq.typevars import R
 
 if TYPE_CHECKING:
     import networkx as nx
 
     from flowq.app import Flowq
     from flowq.canvas.stamping import StampingVisitor
+    from flowq.result import AsyncResult
 
 C = TypeVar("C", bound="Canvas")
 
@@ -163,7 +165,8 @@ class Canvas:
     # -- running ----------------------------------------------------------------------------
 
     def apply_async(self, args: Iterable[Any] | None = None,
-                    kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
+                    kwargs: Mapping[str, Any] | None = None,
+                    **options: Unpack[CallOptions]) -> Any:
         """Send the workflow to the workers and return its result handle."""
         return self.app.send(self, args, kwargs, **options)
 
@@ -172,7 +175,7 @@ class Canvas:
         return self.apply_async(args, kwargs)
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
-              **options: Any) -> Any:
+              **options: Unpack[CallOptions]) -> Any:
         """Run the whole workflow in this process now and return its (eager) result."""
         return self.app.apply(self, args, kwargs, **options)
 
@@ -218,11 +221,12 @@ class Canvas:
 
 
 @attrs.frozen(slots=True, repr=False)
-class Signature(Canvas):
+class Signature(Canvas, Generic[R]):
     """One task call: its name, partial arguments and options.
 
     ``immutable`` signatures (``task.si(...)``) do not receive their parent's result
-    in a chain and ignore partial arguments.
+    in a chain and ignore partial arguments. For a type checker, ``task.s()`` of a
+    ``Task[P, R]`` is a ``Signature[R]`` and its ``delay().get()`` an ``R``.
     """
 
     task: str
@@ -241,19 +245,31 @@ class Signature(Canvas):
         """The task object this signature calls (looked up in its app)."""
         return self.app.tasks[self.task]
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> R:
         """Call the task's function here and now, as Celery does."""
         sig = self.clone(args, kwargs)
-        return self.type(*sig.args, **sig.kwargs)
+        result: R = self.type(*sig.args, **sig.kwargs)
+        return result
 
-    def partial(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Signature:
+    if TYPE_CHECKING:  # the handles of one task's signature carry its result type
+        def apply_async(self, args: Iterable[Any] | None = None,
+                        kwargs: Mapping[str, Any] | None = None,
+                        **options: Unpack[CallOptions]) -> AsyncResult[R]: ...
+
+        def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[R]: ...
+
+        def apply(self, args: Iterable[Any] | None = None,
+                  kwargs: Mapping[str, Any] | None = None,
+                  **options: Unpack[CallOptions]) -> AsyncResult[R]: ...
+
+    def partial(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Signature[R]:
         if self.immutable or not (args or kwargs):
             return self
         return attrs.evolve(self, args=tuple(args) + self.args,
                             kwargs=self.kwargs.merged(freeze(kwargs)))
 
     def replace(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
-                options: Mapping[str, Any] | None = None) -> Signature:
+                options: Mapping[str, Any] | None = None) -> Signature[R]:
         """A copy with arguments or options replaced (not merged)."""
         changes: dict[str, Any] = {}
         if args is not None:
@@ -264,11 +280,11 @@ class Signature(Canvas):
             changes["options"] = options
         return attrs.evolve(self, **changes)
 
-    def si(self) -> Signature:
+    def si(self) -> Signature[R]:
         """An immutable copy: it will not receive its parent's result."""
         return self.set_immutable(True)
 
-    def set_immutable(self, immutable: bool) -> Signature:
+    def set_immutable(self, immutable: bool) -> Signature[R]:
         return attrs.evolve(self, immutable=bool(immutable))
 
     def __repr__(self) -> str:

@@ -163,7 +163,16 @@ def main(ctx: click.Context, app_path: str | None, traceback: bool) -> None:
 
 
 def app_from(ctx: click.Context) -> Any:
-    return load_app(ctx.obj.get("app_path"))
+    """The ``-A`` app, finalized: the task modules it autodiscovers are imported."""
+    app = load_app(ctx.obj.get("app_path"))
+    try:
+        app.finalize()
+    except Exception as exc:
+        if wants_traceback(ctx):
+            raise
+        raise CliError(f"importing the app's task modules failed: {type(exc).__name__}: "
+                       f"{exc}; run 'flowq --traceback ...' to see where") from None
+    return app
 
 
 def split_list(value: str | None) -> list[str] | None:

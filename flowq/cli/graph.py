@@ -2,44 +2,134 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from typing import Any
 
 import click
 
 from flowq.cli import EXIT_FAILURE, EXIT_USAGE, CliError, app_from, load_object, main, run_guarded
 
+#: Moves the cursor home and clears the terminal: --watch redraws in place.
+CLEAR_SCREEN = "\x1b[H\x1b[2J"
+
 
 @main.command()
 @click.argument("target")
-@click.option("--format", "fmt", type=click.Choice(["text", "dot", "mermaid"]),
-              default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "dot", "mermaid", "svg", "png"]),
+              default="text", show_default=True,
+              help="svg and png are pictures drawn without Graphviz (png needs "
+                   "flowq[png]).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the drawing to this file instead of standard output (with --watch:"
+                   " rewritten as it changes).")
 @click.option("-t", "--timeout", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="With a root id: seconds to wait for workers to say what they run "
+              help="With a task id: seconds to wait for workers to say what they run "
                    "(0: do not ask).")
+@click.option("--watch", is_flag=True,
+              help="With a task id: redraw every --interval seconds until the workflow ends.")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Seconds between two drawings with --watch.")
+@click.option("--max-wait", type=click.FloatRange(min=0), default=3600.0, show_default=True,
+              help="With --watch: give up (exit 1) if the workflow still runs after this many "
+                   "seconds.")
 @click.pass_context
-def graph(ctx: click.Context, target: str, fmt: str, timeout: float) -> None:
+def graph(ctx: click.Context, target: str, fmt: str, output: str | None, timeout: float,
+          watch: bool, interval: float, max_wait: float) -> None:
     """Draw a workflow. TARGET is module:expr (a canvas built at module level, such as
-    add.s(2, 2) | mul.s(10), or a function returning one), or the root id of a sent
-    workflow (needs -A) to draw it with each node's live state.
+    add.s(2, 2) | mul.s(10), or a function returning one), or the id of any task of a
+    sent workflow (its root id or any node's; needs -A) to draw the whole workflow with
+    each node's live state.
 
     \b
     Examples:
       flowq graph examples.workflows.quickstart:workflow_chord
       flowq graph examples.workflows.quickstart:workflow_chord --format dot | dot -Tsvg > wf.svg
       flowq -A tasks:app graph 5f0c2d9e-1b7a-4c1e-9a57-0d6c2f0e8b11
+      flowq -A tasks:app graph 5f0c2d9e-1b7a-4c1e-9a57-0d6c2f0e8b11 --watch
+      flowq -A tasks:app graph 5f0c2d9e-1b7a-4c1e-9a57-0d6c2f0e8b11 --format svg -o wf.svg
     """
+    if ":" in target:
+        if watch:
+            raise CliError("--watch follows a sent workflow: give the id of one of its tasks, "
+                           "not module:expr", EXIT_USAGE)
+        canvas_graph = _canvas_graph(target)
+        _emit(run_guarded(ctx, lambda: _draw(canvas_graph, fmt)), output)
+        return
+    if not ctx.obj.get("app_path"):
+        raise CliError(f"{target!r} is not module:expr; to draw a sent workflow by its "
+                       f"root id, give the app: flowq -A tasks:app graph {target}",
+                       EXIT_USAGE)
+    app = app_from(ctx)
+    flow = run_guarded(ctx, lambda: _find(app, target))
+    if watch:
+        run_guarded(ctx, lambda: _watch(flow, fmt, output, timeout, interval, max_wait))
+    else:
+        _emit(run_guarded(ctx, lambda: _draw(flow.graph(timeout), fmt)), output)
+
+
+def _draw(graph_of: Any, fmt: str) -> str | bytes:
+    if fmt == "png":
+        from flowq.canvas.render_png import to_png
+
+        return to_png(graph_of)
     from flowq.canvas.render import render
 
-    if ":" in target:
-        graph_of = _canvas_graph(target)
-    else:
-        if not ctx.obj.get("app_path"):
-            raise CliError(f"{target!r} is not module:expr; to draw a sent workflow by its "
-                           f"root id, give the app: flowq -A tasks:app graph {target}",
-                           EXIT_USAGE)
-        app = app_from(ctx)
-        graph_of = run_guarded(ctx, lambda: _live_graph(app, target, timeout))
-    click.echo(run_guarded(ctx, lambda: render(graph_of, fmt)))
+    return render(graph_of, fmt)
+
+
+def _emit(drawing: str | bytes, output: str | None) -> None:
+    """Print ``drawing``, or write it to ``output`` (whole, then renamed into place, so a
+    reader of the file never sees half a drawing)."""
+    if output is None:
+        if isinstance(drawing, bytes):
+            if sys.stdout.isatty():
+                raise CliError("a PNG is binary: write it with -o FILE.png, or redirect "
+                               "standard output to a file", EXIT_USAGE)
+            sys.stdout.buffer.write(drawing)
+            sys.stdout.buffer.flush()
+        else:
+            click.echo(drawing.rstrip("\n"))
+        return
+    data = drawing if isinstance(drawing, bytes) else (drawing.rstrip("\n") + "\n").encode()
+    partial = f"{output}.partial"
+    with open(partial, "wb") as file:
+        file.write(data)
+    os.replace(partial, output)
+
+
+def _watch(flow: Any, fmt: str, output: str | None, timeout: float, interval: float,
+           max_wait: float) -> None:
+    """Draw ``flow`` again every ``interval`` seconds, each time it changed, until it ends.
+
+    On a terminal each drawing replaces the last one; elsewhere (a pipe, a file) drawings
+    follow each other, separated by a blank line.
+    """
+    from flowq.runtime import live
+
+    deadline = time.monotonic() + max_wait
+    in_place = output is None and sys.stdout.isatty()
+    shown: str | bytes | None = None
+    while True:
+        drawn = flow.graph(timeout)
+        drawing = _draw(drawn, fmt)
+        if drawing != shown:
+            if output is not None:
+                _emit(drawing, output)
+            elif isinstance(drawing, bytes):
+                raise CliError("--watch --format png needs -o FILE.png", EXIT_USAGE)
+            elif in_place:
+                click.echo(CLEAR_SCREEN + drawing.rstrip("\n"))
+            else:
+                click.echo(("" if shown is None else "\n") + drawing.rstrip("\n"))
+            shown = drawing
+        if not live.unfinished(flow.dag, drawn):
+            return
+        if time.monotonic() + interval > deadline:
+            raise CliError(f"workflow {flow.root_id} is still running after {max_wait:g}s "
+                           f"(--max-wait)", EXIT_FAILURE)
+        time.sleep(interval)
 
 
 def _canvas_graph(target: str) -> Any:
@@ -58,18 +148,11 @@ def _canvas_graph(target: str) -> Any:
     return canvas.graph()
 
 
-def _live_graph(app: Any, root_id: str, timeout: float) -> Any:
-    from flowq.runtime import live
+def _find(app: Any, task_id: str) -> Any:
+    """The sent workflow ``task_id`` belongs to, or a one-line error saying why none is."""
+    from flowq.exceptions import WorkflowNotFound
 
-    workflow = live.find(app, root_id)
-    if workflow is None:
-        record = app.backend.get(root_id)
-        detail = (f"task {root_id} is {record.state}, but no workflow is stored for it (a "
-                  f"single task, one sent from inside a task, or expired after result_expires)"
-                  if record else f"nothing is known about {root_id} (wrong id, another app "
-                                 f"or backend, or expired after result_expires)")
-        raise CliError(detail, EXIT_FAILURE)
-    drawn = live.live_graph(app, workflow)
-    if timeout > 0 and live.unfinished(workflow, drawn):
-        drawn = live.live_graph(app, workflow, live.running_ids(app, root_id, timeout))
-    return drawn
+    try:
+        return app.workflow(task_id)
+    except WorkflowNotFound as exc:
+        raise CliError(str(exc), EXIT_FAILURE) from None

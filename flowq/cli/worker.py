@@ -35,12 +35,15 @@ log = logging.getLogger("flowq.worker")
 @click.option("-f", "--logfile", help="Log to this file instead of stderr; %n (node name), "
                                       "%h (host) and %i (0: main process, 1..N: pool "
                                       "processes) are expanded, e.g. /var/log/flowq/%n-%i.log.")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Log lines as text, or as one JSON object per line with the task's name, "
+                   "id and root id (default: the worker_log_format setting, text).")
 @click.pass_context
 def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
            queues: str | None, loglevel: str, pool: str | None,
            prefetch_multiplier: int | None, max_tasks_per_child: int | None,
            embed_beat: bool, send_events: bool, purge_first: bool,
-           logfile: str | None) -> None:
+           logfile: str | None, log_format: str | None) -> None:
     """Start a worker.
 
     \b
@@ -49,6 +52,7 @@ def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
       flowq -A tasks:app worker -c 4 -n w1@%h -Q default,reports -l debug
       flowq -A tasks:app worker -B
       flowq -A tasks:app worker -E -n w2@%h --logfile /var/log/flowq/%n-%i.log
+      flowq -A tasks:app worker --log-format json
     """
     from flowq.runtime.beat import Beat, beat_thread
     from flowq.runtime.worker import Worker, expand_hostname, setup_logging
@@ -57,12 +61,13 @@ def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
     if send_events:
         app.conf.worker_send_task_events = True
     node = expand_hostname(hostname)
+    log_format = log_format or app.conf.worker_log_format
     if logfile:
         from flowq.runtime.logfile import log_to_file
 
-        run_guarded(ctx, lambda: log_to_file(logfile, node, loglevel))
+        run_guarded(ctx, lambda: log_to_file(logfile, node, loglevel, log_format))
     else:
-        setup_logging(loglevel)
+        run_guarded(ctx, lambda: setup_logging(loglevel, log_format))
     _check_name(app, node)
     if purge_first:
         _purge(ctx, app, split_list(queues) or [app.conf.task_default_queue])

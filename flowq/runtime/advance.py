@@ -27,6 +27,7 @@ from flowq import states
 from flowq.canvas import ids
 from flowq.canvas.dag import FANOUT, JOIN, TASK, Workflow
 from flowq.exceptions import ChordError, ChordStateLost
+from flowq.runtime import live
 from flowq.runtime.backends.base import ChordPart, Record, ResultBackend, StoreOutcome
 from flowq.runtime.codec import ResultCodec, exception_from_dict, format_traceback
 from flowq.runtime.message import Outgoing
@@ -221,6 +222,9 @@ class Advancer:
             return
         width = len(items)
         self.backend.chord_init([(at.task_id, width)], expires=self.expires)
+        if at.root_id == at.workflow.seed:  # sent from outside a task: findable by any id
+            live.index_items(self.backend, [ids.fanout_item_id(at.task_id, i)
+                                            for i in range(width)], at.root_id, self.expires)
         for index, item in enumerate(items):
             args = tuple(node.args) if node.immutable else (item, *node.args)
             messages.append(self.builder.for_node(

@@ -8,13 +8,18 @@ ours). ``None`` means the embedded default under the app's ``data_dir``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from kombu import Connection, Exchange, Queue
 
+from flowq.exceptions import ConfigurationError
 from flowq.settings import Settings, mask_url
 
 DEAD_LETTER_SUFFIX = ".dead"
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+#: AMQP's reply code for a declaration that contradicts the existing entity.
+PRECONDITION_FAILED = 406
 
 
 def embedded_broker_url(data_dir: str) -> str:
@@ -59,14 +64,77 @@ def describe(conf: Settings) -> str:
     return mask_url(broker_url(conf)) or "?"
 
 
-def task_queue(name: str, max_priority: int | None = 9) -> Queue:
-    """The durable queue ``name`` behind a direct exchange of the same name."""
-    arguments = {"x-max-priority": max_priority} if max_priority else None
+def task_queue(name: str, max_priority: int | None = 9, *,
+               quorum_delivery_limit: int | None = None) -> Queue:
+    """The durable queue ``name`` behind a direct exchange of the same name.
+
+    With ``quorum_delivery_limit`` it is a RabbitMQ quorum queue: replicated, without
+    priorities (quorum queues refuse ``x-max-priority``), and one that dead-letters a
+    message to ``<name>.dead`` once it has been returned more than that many times.
+    """
+    arguments: dict[str, Any] | None
+    if quorum_delivery_limit is None:
+        arguments = {"x-max-priority": max_priority} if max_priority else None
+    else:
+        dead = name + DEAD_LETTER_SUFFIX
+        arguments = {"x-queue-type": "quorum", "x-delivery-limit": quorum_delivery_limit,
+                     "x-dead-letter-exchange": dead, "x-dead-letter-routing-key": dead}
     return Queue(name, Exchange(name, "direct", durable=True), routing_key=name,
                  durable=True, queue_arguments=arguments)
 
 
-def dead_letter_queue(name: str) -> Queue:
+def dead_letter_queue(name: str, *, quorum: bool = False) -> Queue:
     """Where messages from ``name`` that must not run are kept, with their reason."""
     dead = name + DEAD_LETTER_SUFFIX
-    return Queue(dead, Exchange(dead, "direct", durable=True), routing_key=dead, durable=True)
+    return Queue(dead, Exchange(dead, "direct", durable=True), routing_key=dead, durable=True,
+                 queue_arguments={"x-queue-type": "quorum"} if quorum else None)
+
+
+def quorum_queues(conf: Settings) -> bool:
+    """Whether the app's task queues are quorum queues (``broker_queue_type``; RabbitMQ
+    only: other brokers have no queue types and ignore the setting)."""
+    return conf.broker_queue_type == "quorum" and broker_url(conf).startswith(AMQP_SCHEMES)
+
+
+def task_queue_for(conf: Settings, name: str) -> Queue:
+    """:func:`task_queue` as the app's settings declare it: its priority levels, or a
+    quorum queue whose delivery limit is ``task_max_deliveries``.
+
+    The worker fails a late-acked message itself on its ``task_max_deliveries + 1``-th
+    delivery (:func:`quorum_deliveries`), the last one RabbitMQ makes, so the broker's
+    own dead-lettering is only a backstop for a worker dying in that very delivery.
+    """
+    if quorum_queues(conf):
+        return task_queue(name, quorum_delivery_limit=conf.task_max_deliveries)
+    return task_queue(name, conf.task_queue_max_priority)
+
+
+def dead_letter_queue_for(conf: Settings, name: str) -> Queue:
+    """:func:`dead_letter_queue` of the app's queue type."""
+    return dead_letter_queue(name, quorum=quorum_queues(conf))
+
+
+def declaration_mismatch(error: BaseException) -> ConfigurationError | None:
+    """The error to raise instead of RabbitMQ's refusal to declare a queue that exists with
+    other arguments (PRECONDITION_FAILED, "inequivalent arg"); None for any other error."""
+    text = str(error)
+    if getattr(error, "reply_code", None) != PRECONDITION_FAILED or "inequivalent arg" not in text:
+        return None
+    return ConfigurationError(
+        f"{text.partition(' - ')[2] or text}. The queue exists with other arguments than "
+        f"this process declares: broker_queue_type, and task_max_deliveries (quorum) or "
+        f"task_queue_max_priority (classic), must be the same in every process that uses "
+        f"it; to change them, drain and delete the queue (and its .dead queue), or use "
+        f"another queue name")
+
+
+def quorum_deliveries(headers: Mapping[str, Any] | None) -> int | None:
+    """How many times a quorum queue has delivered a message, this delivery included.
+
+    RabbitMQ's ``x-delivery-count`` counts the earlier deliveries that came back (rejected,
+    or held by a consumer that went away); older versions leave it out of the first one.
+    """
+    count = (headers or {}).get("x-delivery-count", 0)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        return None
+    return count + 1

@@ -38,7 +38,7 @@ from flowq.exceptions import (
     TimeLimitExceeded,
     WorkerLostError,
 )
-from flowq.runtime import broker, signalling, signing
+from flowq.runtime import broker, logs, signalling, signing
 from flowq.runtime.advance import At
 from flowq.runtime.events import DISABLED, TaskEvents
 from flowq.runtime.execute import FAILURE, MALFORMED, REJECT, SUCCESS, Outcome, short
@@ -94,6 +94,7 @@ class Intake:
         self.channel: Any = None
         self.counts = {"received": 0, "succeeded": 0, "failed": 0, "dead": 0}
         self.events: TaskEvents = DISABLED  # set by the worker when events are on
+        self.quorum = broker.quorum_queues(conf)  # the broker counts deliveries
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -119,7 +120,8 @@ class Intake:
             self.reject_unknown(message, queue_name, request)
             return
         job = Job(message, request, queue_name, self.app.acks_late(task), self.generation)
-        log.info("Task %s[%s] received", display_name(request), request.id)
+        log.info("Task %s[%s] received", display_name(request), request.id,
+                 extra=logs.about(request))
         self.events.task_received(job)
         reason = self.revoked(request)
         if reason:
@@ -198,15 +200,22 @@ class Intake:
 
     def _delivered_too_often(self, job: Job) -> bool:
         """Count deliveries of a late-acked message durably (before it runs); past
-        ``task_max_deliveries`` it fails and is dead-lettered instead of looping."""
+        ``task_max_deliveries`` it fails and is dead-lettered instead of looping.
+
+        A quorum queue counts them itself (``x-delivery-count``), including deliveries to
+        workers that died before starting the task; elsewhere the result backend counts
+        the starts."""
         request = job.request
         limit = self.app.conf.task_max_deliveries
-        key = f"deliveries:{request.id}:{request.retries}"
-        try:
-            count = self.app.runtime.backend.incr(key, expires=self.app.conf.result_expires)
-        except BackendError as exc:  # run it: without a backend it cannot finish anyway,
-            log.warning("Could not count deliveries of %s: %s", request.id, exc)  # and returns
-            return False
+        count = broker.quorum_deliveries(job.message.headers) if self.quorum else None
+        if count is None:
+            key = f"deliveries:{request.id}:{request.retries}"
+            try:
+                count = self.app.runtime.backend.incr(key, expires=self.app.conf.result_expires)
+            except BackendError as exc:  # run it: without a backend it cannot finish anyway,
+                log.warning("Could not count deliveries of %s: %s", request.id, exc,
+                            extra=logs.about(request))  # and returns
+                return False
         if count <= limit:
             return False
         error = WorkerLostError(f"{request.task}[{request.id}] was delivered {count} times "
@@ -283,7 +292,7 @@ class Intake:
         detail = f": {outcome.summary}" if outcome.summary else ""
         level = logging.ERROR if outcome.status == FAILURE else logging.INFO
         log.log(level, "Task %s[%s] %s in %.4fs%s", display_name(request), request.id,
-                outcome.status, outcome.runtime, detail)
+                outcome.status, outcome.runtime, detail, extra=logs.about(request))
 
     def _settle_error(self, job: Job, error: BaseException | None) -> None:
         """The pool lost the job: the child died, hit its hard time limit, or broke."""
@@ -296,7 +305,7 @@ class Intake:
             failure: BaseException = TimeLimitExceeded(
                 f"hard time limit ({limit}s) exceeded for {request.task}[{request.id}]")
             log.error("Hard time limit (%ss) exceeded for %s[%s]", limit, request.task,
-                      request.id)
+                      request.id, extra=logs.about(request))
         elif isinstance(error, (pool_errors.WorkerLostError, pool_errors.Terminated,
                                 SystemExit)):
             reason = self.revoked(request)
@@ -305,18 +314,19 @@ class Intake:
                 return
             if job.late_ack and reject_on_lost:
                 log.warning("Process running %s[%s] died; message requeued",
-                            request.task, request.id)
+                            request.task, request.id, extra=logs.about(request))
                 self._requeue(job)
                 return
             failure = WorkerLostError(f"worker process died while running {request.task}"
                                       f"[{request.id}]: {error}")
-            log.error("Process running %s[%s] died: %s", request.task, request.id, error)
+            log.error("Process running %s[%s] died: %s", request.task, request.id, error,
+                      extra=logs.about(request))
         else:
             # The child could not record the outcome or publish the next steps (backend
             # or broker down): with acks_late the message goes back so the task runs
             # again; an early-acked one is advanced from its stored result later.
             log.error("Task %s[%s] could not be recorded: %s: %s", request.task, request.id,
-                      type(error).__name__, error)
+                      type(error).__name__, error, extra=logs.about(request))
             if job.late_ack:
                 self._requeue(job)
             else:
@@ -342,15 +352,19 @@ class Intake:
                     carried = runtime.workflows.load(request.headers, request.task, request.id)
                     runtime.advancer.replay(
                         At(carried, request.node, request.root_id, request.item), record)
-                    log.info("Task %s[%s] advanced after the outage", request.task, request.id)
+                    log.info("Task %s[%s] advanced after the outage", request.task, request.id,
+                             extra=logs.about(request))
                 else:
                     log.error("Task %s[%s] finished but its result was not stored: lost "
-                              "(acks_late would run it again)", request.task, request.id)
+                              "(acks_late would run it again)", request.task, request.id,
+                              extra=logs.about(request))
             except (BackendError, BrokerError) as exc:
-                log.warning("Could not advance %s[%s] yet: %s", request.task, request.id, exc)
+                log.warning("Could not advance %s[%s] yet: %s", request.task, request.id, exc,
+                            extra=logs.about(request))
                 return
             except ProtocolError as exc:  # e.g. its stored workflow is gone: cannot be done
-                log.error("Cannot advance %s[%s]: %s", request.task, request.id, exc)
+                log.error("Cannot advance %s[%s]: %s", request.task, request.id, exc,
+                          extra=logs.about(request))
             self.unadvanced.popleft()
 
     def _fail(self, job: Job, error: BaseException, state: str = states.FAILURE) -> None:
@@ -376,7 +390,7 @@ class Intake:
         """Record REVOKED (``reason``: revoked or expired) and fail what waits on it."""
         request = job.request
         what = f"{reason} and terminated" if terminated else f"{reason} (not run)"
-        log.info("Task %s[%s] %s", request.task, request.id, what)
+        log.info("Task %s[%s] %s", request.task, request.id, what, extra=logs.about(request))
         self.events.task_revoked(job, reason, terminated)
         self._fail(job, TaskRevokedError(f"task {request.task}[{request.id}] {what}"),
                    states.REVOKED)
@@ -402,7 +416,7 @@ class Intake:
                   broker.DEAD_LETTER_SUFFIX, reason, short(message.headers, _REPR_LIMIT))
         headers = dict(message.headers or {})
         headers[REASON_HEADER] = reason
-        dead = broker.dead_letter_queue(queue_name)
+        dead = broker.dead_letter_queue_for(self.app.conf, queue_name)
         try:
             Producer(self.channel).publish(
                 message.body, exchange=dead.exchange, routing_key=dead.routing_key,

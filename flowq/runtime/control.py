@@ -196,7 +196,7 @@ class Control:
         with self.connection() as connection:
             channel = connection.channel()
             for name in names:
-                queue = broker.task_queue(name, self.app.conf.task_queue_max_priority)
+                queue = broker.task_queue_for(self.app.conf, name)
                 try:
                     removed[name] = queue(channel).purge() or 0
                 except connection.channel_errors:  # RabbitMQ: no such queue

@@ -66,7 +66,7 @@ def run_eagerly(app: Flowq, workflow: Workflow) -> Any:
         request = parse(message.headers, message.body, message.content_type,
                         message.content_encoding, accept)
         execute(app, request, eager=True, runtime=runtime)
-    handle = app.result_for(workflow, backend=runtime.backend)
+    handle = app.result_for(workflow, backend=runtime.backend, root_id=root_id)
     if app.conf.task_eager_propagates:
         handle.get()
     return handle

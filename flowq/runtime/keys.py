@@ -2,6 +2,12 @@
 
 The prefix (default ``flowq:``) lets several apps or test runs share a Redis database;
 ``redis-cli --scan --pattern 'flowq:*'`` lists everything flowq wrote.
+
+On a Redis Cluster (:class:`ClusterKeys`) the keys that one script or transaction touches
+together carry the same hash tag, the part of a key between ``{`` and ``}`` that alone
+picks its slot: a task's result with its chord-part intent (tagged by task id), the delay
+index with its payloads (one tag per prefix: one slot for the deployment). Every other key
+is used alone and hashes whole, so keys spread over the masters.
 """
 
 from __future__ import annotations
@@ -59,3 +65,29 @@ class Keys:
     def delay_payloads(self) -> str:
         # hash: delayed message key -> the message to publish when due
         return f"{self.prefix}delay:msg"
+
+
+@attrs.frozen(slots=True)
+class ClusterKeys(Keys):
+    """The key names of one prefix on a Redis Cluster (see the module docstring).
+
+    Differs from :class:`Keys` only where keys must share a slot, so a key used alone has
+    the same name on a single server and on a cluster.
+    """
+
+    def result(self, task_id: str) -> str:
+        return f"{self.prefix}r:{{{task_id}}}"
+
+    def part_intent(self, task_id: str) -> str:
+        # string: the chord part ("v<value>" or "x") of the first terminal record of
+        # task_id, kept next to the record so the part, recorded in the chord's own slot
+        # by a second script, always agrees with the record, whoever records it
+        return f"{self.prefix}rp:{{{task_id}}}"
+
+    @property
+    def delay_due(self) -> str:
+        return f"{self.prefix}delay:{{{self.prefix}delay}}:due"
+
+    @property
+    def delay_payloads(self) -> str:
+        return f"{self.prefix}delay:{{{self.prefix}delay}}:msg"

@@ -18,7 +18,7 @@ import os
 import socket
 from pathlib import Path
 
-FORMAT = "[%(asctime)s %(levelname)s/%(processName)s] %(name)s: %(message)s"
+from flowq.runtime import logs, signalling
 
 
 def process_index() -> int:
@@ -88,21 +88,16 @@ class ProcessFileHandler(logging.Handler):
         super().close()
 
 
-def log_to_file(pattern: str, nodename: str, level: str) -> None:
+def log_to_file(pattern: str, nodename: str, level: str,
+                 log_format: str = "text") -> ProcessFileHandler:
     """Send every log record of this process (and its pool processes) to ``pattern``'s files
-    instead of stderr (unless a ``setup_logging`` receiver configures logging itself)."""
-    from flowq.runtime import signalling
-
-    number = getattr(logging, level.upper(), logging.INFO)
+    instead of stderr, as ``log_format`` lines (unless a ``setup_logging`` receiver
+    configures logging itself); returns the handler."""
+    handler = ProcessFileHandler(pattern, nodename)
 
     def configure() -> None:
-        handler = ProcessFileHandler(pattern, nodename)
-        handler.setFormatter(logging.Formatter(FORMAT))
-        root = logging.getLogger()
-        for old in list(root.handlers):
-            root.removeHandler(old)
-        root.addHandler(handler)
-        root.setLevel(number)
+        logs.install(handler, level, log_format)
         handler._current()  # open the main process's file now: a bad path fails at start-up
 
-    signalling.set_up_logging(number, pattern, FORMAT, configure)
+    signalling.set_up_logging(level, pattern, log_format, configure)
+    return handler

@@ -24,6 +24,7 @@ from flowq.exceptions import BrokerUnavailable, PublishRejected
 from flowq.runtime import broker
 from flowq.runtime.backends.base import ResultBackend
 from flowq.runtime.message import Outgoing, PublishPolicy, check_size
+from flowq.runtime.transports.sqlite import warn_if_never_consumed
 from flowq.settings import Settings
 
 #: A message due within this many seconds is published right away.
@@ -49,6 +50,7 @@ class Publisher:
         self._redis = url.startswith(("redis://", "rediss://"))
         # On RabbitMQ messages are mandatory: one no queue takes comes back, not vanishes.
         self._amqp = url.startswith(("amqp://", "amqps://", "pyamqp://"))
+        self._embedded = url.startswith("sqlite:")
 
     @property
     def connection(self) -> Connection:
@@ -84,6 +86,10 @@ class Publisher:
                 raise BrokerUnavailable(
                     f"could not publish to {broker.describe(self.conf)}: {exc}") from None
             except Exception as exc:
+                mismatch = broker.declaration_mismatch(exc)
+                if mismatch is not None:
+                    self._reset()
+                    raise mismatch from None
                 if type(exc).__name__ in ("MessageNacked", "ChannelError"):
                     self._reset()
                     raise PublishRejected(f"broker refused a message: {exc}") from None
@@ -138,6 +144,8 @@ class Publisher:
                          correlation_id=message.id, delivery_mode=2,
                          declare=self._declare(message.queue) if default else [],
                          mandatory=self._amqp)
+        if self._embedded and default:
+            warn_if_never_consumed(producer.channel, message.queue)
 
     def _redeclare_and_publish(self, producer: Producer, message: Outgoing) -> None:
         """A message came back unroutable: its queue was deleted since this process
@@ -148,8 +156,7 @@ class Publisher:
             raise PublishRejected(f"RabbitMQ returned the message for exchange "
                                   f"{message.exchange!r} (routing key {message.routing_key!r}) "
                                   f"as unroutable: no queue is bound to take it")
-        broker.task_queue(message.queue, self.conf.task_queue_max_priority)(
-            producer.channel).declare()
+        broker.task_queue_for(self.conf, message.queue)(producer.channel).declare()
         try:
             self._publish(producer, message)
         except ChannelError as exc:
@@ -172,7 +179,7 @@ class Publisher:
         if queue in self._declared:
             return []
         self._declared.add(queue)
-        return [broker.task_queue(queue, self.conf.task_queue_max_priority)]
+        return [broker.task_queue_for(self.conf, queue)]
 
     def _reset(self) -> None:
         self._declared.clear()

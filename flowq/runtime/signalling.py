@@ -198,11 +198,19 @@ def beat_starting(beat: Any, embedded: bool) -> None:
         signals.beat_embedded_init.send(beat)
 
 
-def set_up_logging(loglevel: int, logfile: str | None, format: str,
+def set_up_logging(level: str, logfile: str | None, log_format: str,
                    configure: Callable[[], None]) -> None:
     """Run ``configure`` (flowq's logging set-up) unless a ``setup_logging`` receiver is
-    connected, which then configures logging itself; then ``after_setup_logger``."""
-    options = {"loglevel": loglevel, "logfile": logfile, "format": format, "colorize": False}
+    connected, which then configures logging itself; then ``after_setup_logger``.
+
+    Receivers get Celery's arguments: ``loglevel`` as a number, ``logfile`` (a pattern, or
+    None for stderr), ``format`` (the text format string, or ``"json"``), ``colorize``.
+    """
+    from flowq.runtime.logs import TEXT_FORMAT
+
+    options = {"loglevel": getattr(logging, level.upper(), logging.INFO), "logfile": logfile,
+               "format": TEXT_FORMAT if log_format == "text" else log_format,
+               "colorize": False}
     if signals.setup_logging.send(None, **options):
         return
     configure()

@@ -4,7 +4,7 @@ Turned on by setting ``security_key`` (and ``security_key_id``); workers then re
 a valid signature on every task message. The signature covers the body, the content
 type and encoding, and every header except those whose names start with ``x-`` (and
 kombu's ``redelivered``), which brokers add or change in transit (``x-death``,
-``x-delivery-count``) and flowq never acts on. So changing one byte of the body, the
+``x-delivery-count``) and flowq acts on only to count a quorum queue's deliveries. So changing one byte of the body, the
 task name, the eta, the retries or the workflow (its callbacks) invalidates the message,
 while broker bookkeeping does not.
 

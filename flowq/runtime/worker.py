@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from kombu import Consumer
 
 from flowq.exceptions import FlowqError
-from flowq.runtime import broker, events, remote, signalling
+from flowq.runtime import broker, events, logs, remote, signalling
 from flowq.runtime.consumer import Intake
 from flowq.runtime.message import Request
 from flowq.runtime.pool import Pool, make_pool
@@ -69,6 +69,7 @@ class Worker:
                  queues: Sequence[str] | None = None, hostname: str | None = None,
                  pool: str | None = None, prefetch_multiplier: int | None = None,
                  max_tasks_per_child: int | None = None, app_path: str | None = None):
+        app.finalize()  # every task registered before the pool forks
         conf = app.conf
         self.app = app
         self.app_path = app_path or app.main or "?"
@@ -93,6 +94,7 @@ class Worker:
         self.control: Any = None
         self.started_at = time.monotonic()
         self._prefetch_applied = self.prefetch
+        self._quorum = broker.quorum_queues(conf)
         self._next_sweep = 0.0
         self._next_revoked = 0.0
 
@@ -130,26 +132,36 @@ class Worker:
     def _connect(self) -> None:
         self.connection = broker.connect(self.app.conf)
         self.connection.ensure_connection(max_retries=3)
+        try:
+            self._consume()
+        except self.connection.channel_errors as exc:
+            mismatch = broker.declaration_mismatch(exc)
+            if mismatch is not None:  # a setting to fix, not a connection to retry
+                raise mismatch from None
+            raise
+
+    def _consume(self) -> None:
         channel = self.connection.channel()
         for name in self.queues:
-            broker.dead_letter_queue(name).bind(channel).declare()
+            broker.dead_letter_queue_for(self.app.conf, name).bind(channel).declare()
         self.intake.channel = channel
         self.consumer = Consumer(channel, [self._queue(q) for q in self.queues],
                                  on_message=self.intake.on_message, no_ack=False)
         # Channel-wide ("global") QoS: one window for all queues, and on RabbitMQ the
-        # only kind whose later changes apply to consumers that already exist.
-        self.consumer.qos(prefetch_count=self.prefetch, apply_global=True)
+        # only kind whose later changes apply to consumers that already exist. Quorum
+        # queues refuse it: theirs is per consumer, and keeps the window it started with.
+        self.consumer.qos(prefetch_count=self.prefetch, apply_global=not self._quorum)
         self._prefetch_applied = self.prefetch
         self.consumer.consume()
         self.control = remote.listen(self, self.connection)
 
     def _queue(self, name: str) -> Any:
-        return broker.task_queue(name, self.app.conf.task_queue_max_priority)
+        return broker.task_queue_for(self.app.conf, name)
 
     def add_queue(self, name: str) -> None:
         """Start consuming from ``name`` too (remote control ``add_consumer``)."""
         self.queues.append(name)
-        broker.dead_letter_queue(name).bind(self.intake.channel).declare()
+        broker.dead_letter_queue_for(self.app.conf, name).bind(self.intake.channel).declare()
         self.consumer.add_queue(self._queue(name))
         self.consumer.consume()
 
@@ -166,9 +178,10 @@ class Worker:
     def _apply_prefetch(self) -> None:
         """Widen the prefetch window by the messages a rate limit holds back, so they do
         not starve other tasks of deliveries; at most by ``MAX_HELD``, so a large
-        rate-limited backlog stays in the broker rather than in worker memory."""
+        rate-limited backlog stays in the broker rather than in worker memory. (Not on
+        quorum queues: a per-consumer window cannot change under a running consumer.)"""
         wanted = self.prefetch + min(len(self.intake.held), MAX_HELD)
-        if wanted != self._prefetch_applied and self.consumer is not None:
+        if wanted != self._prefetch_applied and self.consumer is not None and not self._quorum:
             self.consumer.qos(prefetch_count=wanted, apply_global=True)
             self._prefetch_applied = wanted
 
@@ -334,22 +347,23 @@ class Worker:
     def banner(self) -> str:
         tasks = sorted(name for name in self.app.tasks if not name.startswith("flowq."))
         shown = ", ".join(tasks[:8]) + (f" (+{len(tasks) - 8} more)" if len(tasks) > 8 else "")
+        conf = self.app.conf
         backend = self.app.runtime.backend.url
+        embedded = conf.broker_url is None or conf.result_backend is None
         return "\n".join([
             f"flowq worker {self.hostname} (pid {os.getpid()})",
             f"  app:         {self.app_path}",
-            f"  broker:      {broker.describe(self.app.conf)}",
+            f"  broker:      {broker.describe(conf)}",
             f"  backend:     {backend}",
+            *([f"  data dir:    {conf.data_dir} (embedded default)"] if embedded else []),
             f"  queues:      {', '.join(self.queues)}",
             f"  concurrency: {self.concurrency} ({self.pool_kind}), prefetch {self.prefetch}",
             f"  tasks:       {shown or '(none registered)'}",
         ])
 
 
-def setup_logging(level: str) -> None:
-    """One line per record on stderr (unless a ``setup_logging`` receiver does it)."""
-    from flowq.runtime.logfile import FORMAT
-
-    number = getattr(logging, level.upper(), logging.INFO)
-    signalling.set_up_logging(number, None, FORMAT, lambda: logging.basicConfig(
-        level=number, stream=sys.stderr, format=FORMAT))
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """One line per record on stderr: text, or JSON objects (see :mod:`flowq.runtime.logs`);
+    unless a ``setup_logging`` receiver configures logging itself."""
+    signalling.set_up_logging(level, None, log_format, lambda: logs.install(
+        logging.StreamHandler(sys.stderr), level, log_format))

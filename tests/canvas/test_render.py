@@ -225,8 +225,8 @@ def test_every_format_uses_the_same_truncated_label(fmt: str) -> None:
 
 
 def test_unknown_format_names_the_supported_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown graph format 'svg'; .*text, dot, mermaid"):
-        render(chain_graph(), "svg")
+    with pytest.raises(ValueError, match=r"unknown graph format 'png'; .*text, dot, mermaid, svg"):
+        render(chain_graph(), "png")
 
 
 # -- DOT ------------------------------------------------------------------------------

@@ -157,3 +157,8 @@ def shout(message):
     """Log ``message`` from the process running the task (per-process log files)."""
     logging.getLogger("tests.shout").warning("shout: %s", message)
     return message
+
+
+# -- observability tests ----------------------------------------------------------------------
+
+from tests.integration import observe_tasks  # noqa: E402,F401

@@ -40,3 +40,24 @@ def fresh_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     yield instance
     instance.cleanup()
     app.close()
+
+
+@pytest.fixture(scope="module")
+def db14_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[Cluster]:
+    """Redis broker, backend and ledger on database 14, with one worker (2 prefork
+    children) per test module, started with the module's ``WORKER_ARGS`` if it has any."""
+    _require("redis")
+    instance = Cluster("redis-db14", tmp_path_factory.mktemp("db14"))
+    instance.configure(app)
+    instance.start_worker(*getattr(request.module, "WORKER_ARGS", ()))
+    yield instance
+    instance.cleanup()
+    app.close()
+
+
+@pytest.fixture
+def db14(db14_cluster: Cluster) -> Cluster:
+    """The module's database-14 cluster, with this process's app pointed at it again."""
+    db14_cluster.configure(app)
+    return db14_cluster

@@ -31,7 +31,13 @@ CONFIGS: dict[str, tuple[str | None, str | None]] = {
     "redis": (f"{REDIS_URL}/4", f"{REDIS_URL}/4?key_prefix={{prefix}}"),
     "amqp": (AMQP_URL, f"{REDIS_URL}/5?key_prefix={{prefix}}"),
     "embedded": (None, None),
+    # Redis broker + backend on database 14, ledger there too (the observability tests)
+    "redis-db14": (f"{REDIS_URL}/14", f"{REDIS_URL}/14?key_prefix={{prefix}}"),
+    # the same on database 10 (the signal and stamping tests)
+    "redis-db10": (f"{REDIS_URL}/10", f"{REDIS_URL}/10?key_prefix={{prefix}}"),
 }
+#: configurations whose ledger is not in LEDGER_DB
+LEDGER_DBS = {"redis-db14": 14, "redis-db10": 10}
 
 
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -121,27 +127,20 @@ class WorkerProcess:
 
 
 class Cluster:
-    """One broker/backend configuration with a private queue, keys and ledger.
+    """One broker/backend configuration with a private queue, keys and ledger."""
 
-    ``db`` puts the Redis broker, backend and ledger in that Redis database instead of
-    the configuration's own (each group of tests has its own database).
-    """
-
-    def __init__(self, name: str, tmp: Path, db: int | None = None):
+    def __init__(self, name: str, tmp: Path):
         self.name = name
         self.tmp = tmp
         token = uuid.uuid4().hex[:10]
         self.queue = f"flowq-test-{token}"
         self.prefix = f"flowq-test-{token}:"
         broker, backend = CONFIGS[name]
-        if db is not None:
-            broker = f"{REDIS_URL}/{db}" if broker and broker.startswith("redis") else broker
-            backend = f"{REDIS_URL}/{db}?key_prefix={{prefix}}" if backend else None
-        ledger_db = LEDGER_DB if db is None else db
         self.broker_url = broker
         self.backend_url = backend.format(prefix=self.prefix) if backend else None
         self.data_dir = str(tmp / "data")
         self.ledger_prefix = f"flowq-ledger-{token}:"
+        self.ledger_db = ledger_db = LEDGER_DBS.get(name, LEDGER_DB)
         self.env = {k: v for k, v in os.environ.items()
                     if k not in ("FLOWQ_BROKER_URL", "FLOWQ_RESULT_BACKEND")}
         self.control = f"flowq-test-{token}"  # broadcasts reach this cluster's workers only
@@ -168,7 +167,7 @@ class Cluster:
         app.conf.control_exchange = self.control
         app._reset_runtime()
         app_module.LEDGER_PREFIX = self.ledger_prefix
-        app_module._ledger_url = self.env["FLOWQ_TEST_LEDGER"].partition("#")[0]
+        app_module._ledger_url = f"{REDIS_URL}/{self.ledger_db}"
         app_module._ledger = None
 
     def start_worker(self, *args: str, wait: bool = True, **kwargs: Any) -> WorkerProcess:

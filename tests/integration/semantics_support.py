@@ -24,8 +24,8 @@ T = 60  # seconds any single result may take
 class NamedCluster(Cluster):
     """A cluster whose workers share one unique node name, with control helpers."""
 
-    def __init__(self, name: str, tmp: Any, db: int | None = None):
-        super().__init__(name, tmp, db)
+    def __init__(self, name: str, tmp: Any):
+        super().__init__(name, tmp)
         self.hostname = f"sem-{uuid.uuid4().hex[:8]}@{name}"
         self.dead: dict[str, dict[str, Any]] = {}
         self.extra_queues: set[str] = set()
@@ -65,7 +65,8 @@ class NamedCluster(Cluster):
         """Headers of the message for ``task_id`` in ``<queue>.dead`` (waits for it)."""
         def drained() -> bool:
             with broker.connect(app.conf) as connection:
-                dead = broker.dead_letter_queue(self.queue)(connection.default_channel)
+                dead = broker.dead_letter_queue_for(app.conf, self.queue)(
+                    connection.default_channel)
                 dead.declare()
                 while (message := dead.get(no_ack=True)) is not None:
                     self.dead[message.headers.get("id")] = dict(message.headers)

@@ -29,6 +29,7 @@ _ENV_SETTINGS = {
     "FLOWQ_TEST_TIME_LIMIT": ("task_time_limit", float),
     "FLOWQ_TEST_SOFT_TIME_LIMIT": ("task_soft_time_limit", float),
     "FLOWQ_TEST_MAX_DELIVERIES": ("task_max_deliveries", int),
+    "FLOWQ_TEST_QUEUE_TYPE": ("broker_queue_type", str),
 }
 for _variable, (_setting, _type) in _ENV_SETTINGS.items():
     if os.environ.get(_variable):

@@ -21,7 +21,7 @@ import pytest
 from kombu import Connection, Producer
 
 from flowq import signals, states
-from flowq.runtime.logfile import FORMAT
+from flowq.runtime.logs import TEXT_FORMAT as FORMAT
 from tests.integration import signal_receivers as receivers
 from tests.integration.app import add, app, fail
 from tests.integration.semantics_support import (
@@ -37,14 +37,14 @@ from tests.integration.semantics_support import (
 from tests.integration.semantics_tasks import die_once_unprotected, flaky, long_sleep, stamp
 
 pytestmark = pytest.mark.timeout(120)
-DB = 10  # this module's Redis database (broker, backend and ledger)
+CONFIG = "redis-db10"  # this module's Redis database (broker, backend and ledger)
 WORKER_ENV = {"FLOWQ_TEST_SIGNALS": "1", "FLOWQ_TEST_OWN_LOGGING": "1"}
 
 
 def start(tmp_path_factory: pytest.TempPathFactory, *args: str,
           env: dict[str, str]) -> NamedCluster:
     require("redis")
-    instance = NamedCluster("redis", tmp_path_factory.mktemp("signals"), db=DB)
+    instance = NamedCluster(CONFIG, tmp_path_factory.mktemp("signals"))
     instance.configure(app)
     try:
         instance.start_named(*args, concurrency=2, env=env)

@@ -31,13 +31,13 @@ from tests.integration.semantics_support import (
 from tests.integration.signal_receivers import stamp_probe, stamp_replacer
 
 pytestmark = pytest.mark.timeout(120)
-DB = 10  # this module's Redis database (broker, backend and ledger)
+CONFIG = "redis-db10"  # this module's Redis database (broker, backend and ledger)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamedCluster]:
     require("redis")
-    instance = NamedCluster("redis", tmp_path_factory.mktemp("stamping"), db=DB)
+    instance = NamedCluster(CONFIG, tmp_path_factory.mktemp("stamping"))
     instance.configure(app)
     try:
         instance.start_named(concurrency=1, env={"FLOWQ_TEST_PREFETCH": "1"})

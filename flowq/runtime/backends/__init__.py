@@ -10,12 +10,13 @@ import threading
 from typing import Any
 
 from flowq.exceptions import ConfigurationError
+from flowq.runtime import cluster_url
 from flowq.runtime.backends.base import ResultBackend
 from flowq.runtime.backends.memory import MemoryBackend
 from flowq.runtime.backends.sqlite import SqliteBackend
 from flowq.settings import mask_url
 
-SCHEMES = ("redis://", "rediss://", "memory://", "sqlite:///")
+SCHEMES = ("redis://", "rediss://", *cluster_url.SCHEMES, "memory://", "sqlite:///")
 
 _memory_backends: dict[str, MemoryBackend] = {}
 _memory_lock = threading.Lock()
@@ -26,6 +27,8 @@ def backend_from_url(url: str | None, *, data_dir: str = ".flowq",
     """The result backend for ``url``, with ``options`` passed to its constructor.
 
     - ``redis://[:password@]host:port/db``, ``rediss://...``: :class:`RedisBackend`;
+    - ``redis-cluster://[:password@]host:port[,host:port...]``, ``rediss-cluster://...``:
+      :class:`RedisClusterBackend`, on a Redis Cluster;
     - ``memory://[name]``: one :class:`MemoryBackend` per URL in this process, so every
       use of the same URL sees the same store;
     - ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``: :class:`SqliteBackend`;
@@ -38,6 +41,9 @@ def backend_from_url(url: str | None, *, data_dir: str = ".flowq",
     if url.startswith(("redis://", "rediss://")):
         from flowq.runtime.backends.redis import RedisBackend  # imports redis-py on demand
         return RedisBackend(url, **options)
+    if cluster_url.is_cluster_url(url):
+        from flowq.runtime.backends.redis_cluster import RedisClusterBackend
+        return RedisClusterBackend(url, **options)
     if url.startswith("memory://"):
         with _memory_lock:
             if url not in _memory_backends:

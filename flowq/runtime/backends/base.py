@@ -181,6 +181,12 @@ class ResultBackend(abc.ABC):
     def put_blob(self, key: str, data: bytes, expires: float | None = None) -> None:
         """Store ``data`` under ``key`` (overwrites)."""
 
+    def put_blobs(self, items: Sequence[tuple[str, bytes]], expires: float | None = None) -> None:
+        """Store many blobs at once (overwrites), e.g. one small index entry per node of a
+        workflow; implementations batch the writes."""
+        for key, data in items:
+            self.put_blob(key, data, expires=expires)
+
     @abc.abstractmethod
     def get_blob(self, key: str) -> bytes | None:
         """Return the blob under ``key``, or None."""

@@ -11,6 +11,9 @@ even when the server ran it and only the reply was lost: results, chord parts an
 first-write-wins, and a call that writes once-only things carries a random token, so its
 retry recognises its own write and gets the same answer (``new``, ``first_failure``, a set
 flag); a chord's completion is handed again to the claimant that retries.
+
+:class:`~flowq.runtime.backends.redis_cluster.RedisClusterBackend` is this backend on a
+Redis Cluster; the scripts it alone runs live in ``lua/`` too.
 """
 
 from __future__ import annotations
@@ -53,8 +56,15 @@ _BATCH = 1000
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 _TERMINAL = " ".join(sorted(states.READY_STATES))
 _LUA = resources.files(__package__).joinpath("lua")
-_SCRIPTS = ("store", "flag_set", "delay_due", "lease_acquire", "lease_release")
-_SOURCES = {name: _LUA.joinpath(f"{name}.lua").read_text() for name in _SCRIPTS}
+#: script -> the library files (``lua/lib_*.lua``) it runs after; cluster-only scripts too.
+_SCRIPTS: dict[str, tuple[str, ...]] = {
+    "store": ("lib_record", "lib_part"), "flag_set": (), "delay_due": (),
+    "lease_acquire": (), "lease_release": (),
+    "store_record": ("lib_record",), "store_part": ("lib_part",), "store_absent": (),
+    "chord_init": ()}
+SOURCES = {name: "\n".join(_LUA.joinpath(f"{part}.lua").read_text()
+                            for part in (*libraries, name))
+           for name, libraries in _SCRIPTS.items()}
 
 
 def _retried(method: Callable[Concatenate[RedisBackend, P], T]
@@ -76,20 +86,30 @@ class RedisBackend(ResultBackend):
     arguments go to :meth:`redis.Redis.from_url` (``socket_timeout``...).
     """
 
+    #: Errors that an operation is retried for (then BackendUnavailable).
+    transient: tuple[type[Exception], ...] = _TRANSIENT
+
     def __init__(self, url: str, key_prefix: str | None = None, *, retries: int = 5,
                  retry_delay: float = 0.1, **redis_options: Any):
         self.url = mask_url(url) or url
         server_url, url_prefix = _split_key_prefix(url)
-        self.keys = Keys(key_prefix or url_prefix or DEFAULT_PREFIX)
+        self.keys = self._keys(key_prefix or url_prefix or DEFAULT_PREFIX)
         self._retries = retries
         self._retry_delay = retry_delay
+        self._open(server_url, redis_options)
+        self._channel_offset = len(self.keys.channel("").encode())
+        self._reset_pubsubs()
+
+    def _keys(self, prefix: str) -> Keys:
+        return Keys(prefix)
+
+    def _open(self, server_url: str, redis_options: dict[str, Any]) -> None:
+        """Create the client and its scripts (redis-py connects on first use)."""
         # redis-py's own retries are off: ours cover whole operations, including wait().
         self._client = redis.Redis.from_url(server_url, retry=Retry(NoBackoff(), 0),
                                             **redis_options)
         self._scripts = {name: self._client.register_script(source)
-                         for name, source in _SOURCES.items()}
-        self._channel_offset = len(self.keys.channel("").encode())
-        self._reset_pubsubs()
+                         for name, source in SOURCES.items()}
 
     # -- results ----------------------------------------------------------------------------
 
@@ -126,10 +146,12 @@ class RedisBackend(ResultBackend):
     def _get_many(self, task_ids: Sequence[str]) -> list[Record | None]:
         records: list[Record | None] = []
         for batch in chunked(task_ids, _BATCH):
-            raw = cast("list[bytes | None]",
-                       self._client.mget([self.keys.result(task_id) for task_id in batch]))
+            raw = self._mget([self.keys.result(task_id) for task_id in batch])
             records += [None if item is None else _decode_record(item) for item in raw]
         return records
+
+    def _mget(self, keys: list[str]) -> list[bytes | None]:
+        return cast("list[bytes | None]", self._client.mget(keys))
 
     def wait(self, task_ids: Sequence[str], timeout: float | None) -> list[Record]:
         waiting = PendingWait(task_ids, timeout)
@@ -193,7 +215,7 @@ class RedisBackend(ResultBackend):
             raise
         try:
             pubsub.unsubscribe()
-        except _TRANSIENT:
+        except self.transient:
             pubsub.close()
             return
         with self._pubsub_lock:
@@ -232,8 +254,7 @@ class RedisBackend(ResultBackend):
 
     def set_flag(self, key: str, expires: float | None = None) -> bool:
         args = [_token(), _ms(expires) or ""]  # the same for every retry of this call
-        return bool(self._retry(functools.partial(
-            self._scripts["flag_set"], [self.keys.flag(key)], args)))
+        return bool(self._retry(lambda: self._scripts["flag_set"]([self.keys.flag(key)], args)))
 
     @_retried
     def has_flag(self, key: str) -> bool:
@@ -250,6 +271,14 @@ class RedisBackend(ResultBackend):
     @_retried
     def put_blob(self, key: str, data: bytes, expires: float | None = None) -> None:
         self._client.set(self.keys.blob(key), data, px=_ms(expires))
+
+    @_retried
+    def put_blobs(self, items: Sequence[tuple[str, bytes]], expires: float | None = None) -> None:
+        for batch in chunked(items, _BATCH):
+            pipe = self._client.pipeline(transaction=False)
+            for key, data in batch:
+                pipe.set(self.keys.blob(key), data, px=_ms(expires))
+            pipe.execute()
 
     @_retried
     def get_blob(self, key: str) -> bytes | None:
@@ -367,7 +396,7 @@ class RedisBackend(ResultBackend):
         while True:
             try:
                 return operation()
-            except _TRANSIENT as error:
+            except self.transient as error:
                 if attempt == self._retries:
                     raise BackendUnavailable(
                         f"result backend {self.url} unreachable after {attempt + 1} attempts: "

@@ -246,6 +246,12 @@ class SqliteBackend(ResultBackend):
             db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)",
                        (key, data, _until(time.time(), expires)))
 
+    def put_blobs(self, items: Sequence[tuple[str, bytes]], expires: float | None = None) -> None:
+        until = _until(time.time(), expires)
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)",
+                           [(key, data, until) for key, data in items])
+
     def touch_blob(self, key: str, expires: float | None) -> None:
         until = _until(time.time(), expires)
         with self._transaction() as db:

@@ -28,6 +28,9 @@ routes to it; direct, topic and fanout exchanges work across processes (fanout c
 message into every bound queue in one transaction). Priorities follow kombu's Redis and
 AMQP meaning: 0-9, larger first, FIFO within a priority.
 
+A consumer records the queues it consumes in the file, so a producer can tell (with
+:func:`warn_if_never_consumed`) that no worker has ever taken messages from a queue.
+
 Transport options (``Connection(..., transport_options={...})``):
 
 =====================  =========  ================================================
@@ -42,6 +45,7 @@ Transport options (``Connection(..., transport_options={...})``):
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -57,10 +61,16 @@ from kombu.utils.uuid import uuid
 
 from flowq.runtime.transports.sqlite_store import Claimed, Store
 
-__all__ = ["Channel", "QoS", "Transport", "database_path"]
+__all__ = ["Channel", "QoS", "Transport", "database_path", "warn_if_never_consumed"]
 
 #: Where the broker lives when the URL names no file (``sqlite://``).
 DEFAULT_PATH = ".flowq/broker.db"
+
+log = logging.getLogger(__name__)
+
+#: (broker file, queue) pairs this process has checked for a consumer: a producer looks
+#: once per queue, and says so at most once.
+_checked_queues: set[tuple[Path, str]] = set()
 
 
 def database_path(virtual_host: str | None) -> Path:
@@ -209,6 +219,7 @@ class Channel(virtual.Channel):
         """Consume from ``queue``; with ``no_ack`` its messages are deleted as they are read."""
         if no_ack:
             self._no_ack_queues.add(queue)
+        self.store.mark_consumed(queue)
         return super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
 
     def basic_cancel(self, consumer_tag: str) -> Any:
@@ -352,6 +363,22 @@ class Channel(virtual.Channel):
         """Release this channel's unacked messages (kombu's restore), then close the file."""
         super().close()
         self.store.close()
+
+
+def warn_if_never_consumed(channel: Channel, queue: str) -> None:
+    """Log one warning, once per process and queue, when no consumer has ever consumed
+    ``queue`` from ``channel``'s file: a worker that resolved another data directory would
+    leave the message (and the sender's ``get()``) waiting for ever."""
+    key = (channel.store.path, queue)
+    if key in _checked_queues:
+        return
+    _checked_queues.add(key)
+    if not channel.store.ever_consumed(queue):
+        log.warning(
+            "No worker has consumed queue %r of the embedded broker %s yet: the message "
+            "waits there until one does. Start a worker for this app (flowq -A module:app "
+            "worker, from any directory), or give producer and worker the same data_dir / "
+            "FLOWQ_DATA_DIR.", queue, channel.store.path)
 
 
 def _delivered_message(claimed: Claimed, tag: str | None) -> dict[str, Any]:

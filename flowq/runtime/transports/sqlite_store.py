@@ -10,6 +10,7 @@ Every process that opens the file sees the same broker state::
     queues(name)                                 declared queues (passive declares)
     exchanges(name, type)                        declared exchanges, to route by type
     bindings(exchange, routing_key, pattern, queue)
+    consumed(queue, since)                       queues some consumer has ever consumed
 
 Two partial indexes keep the hot paths logarithmic: ``messages_ready`` (claim, size,
 purge) covers only ready rows, ``messages_reserved`` (ack, release, sweep) only reserved
@@ -23,6 +24,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +54,7 @@ CREATE TABLE IF NOT EXISTS bindings (
     queue TEXT NOT NULL,
     PRIMARY KEY (exchange, routing_key, queue)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS consumed (queue TEXT PRIMARY KEY, since REAL NOT NULL) WITHOUT ROWID;
 COMMIT;
 """
 
@@ -264,6 +267,15 @@ class Store:
             conn.execute("DELETE FROM messages WHERE queue = ?", (queue,))
             conn.execute("DELETE FROM bindings WHERE queue = ?", (queue,))
             conn.execute("DELETE FROM queues WHERE name = ?", (queue,))
+
+    def mark_consumed(self, queue: str) -> None:
+        """Record that a consumer (a worker) has started consuming ``queue``."""
+        self._change("INSERT OR IGNORE INTO consumed (queue, since) VALUES (?, ?)",
+                     (queue, time.time()))
+
+    def ever_consumed(self, queue: str) -> bool:
+        """Whether any process has ever consumed ``queue`` from this file."""
+        return bool(self._rows("SELECT 1 FROM consumed WHERE queue = ?", (queue,)))
 
     def declare_exchange(self, exchange: str, type_: str) -> None:
         """Record the exchange's type; the first declaration wins, as in AMQP."""

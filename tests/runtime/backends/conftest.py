@@ -1,8 +1,9 @@
-"""Backends under test: memory, SQLite in a temporary directory, and the real Redis.
+"""Backends under test: memory, SQLite in a temporary directory, the real Redis, and a
+Redis Cluster of the test run's own (``redis_cluster`` in tests/conftest.py).
 
 The Redis tests use db 1 of the server at 127.0.0.1:6379, a fresh key prefix per test,
-and delete their keys afterwards. Without a reachable Redis they fail when ``CI`` is set
-(so CI cannot pass with nothing running) and are skipped otherwise.
+and delete their keys afterwards (on the cluster too). Without a reachable Redis they fail
+when ``CI`` is set (so CI cannot pass with nothing running) and are skipped otherwise.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import redis
 from flowq.runtime.backends.base import ResultBackend
 from flowq.runtime.backends.memory import MemoryBackend
 from flowq.runtime.backends.redis import RedisBackend
+from flowq.runtime.backends.redis_cluster import RedisClusterBackend
 from flowq.runtime.backends.sqlite import SqliteBackend
+from tests.redis_cluster import RedisClusterServers
 
 REDIS_URL = "redis://127.0.0.1:6379/1"
 
@@ -54,16 +57,26 @@ def redis_backend(redis_url: str, key_prefix: str) -> Iterator[RedisBackend]:
     backend.close()
 
 
+@pytest.fixture
+def cluster_backend(redis_cluster: RedisClusterServers) -> Iterator[RedisClusterBackend]:
+    prefix = f"flowq-test-{uuid.uuid4().hex}:"
+    backend = RedisClusterBackend(redis_cluster.url, key_prefix=prefix)
+    yield backend
+    backend.close()
+    redis_cluster.delete_prefix(prefix)
+
+
 def _make(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> ResultBackend:
-    if kind == "redis":
-        backend: ResultBackend = request.getfixturevalue("redis_backend")
+    if kind in ("redis", "redis-cluster"):
+        backend: ResultBackend = request.getfixturevalue(
+            "redis_backend" if kind == "redis" else "cluster_backend")
         return backend
     if kind == "sqlite":
         return SqliteBackend(tmp_path / "backend" / "results.db")
     return MemoryBackend()
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ResultBackend]:
     """Each implementation in turn: the contract suite runs once per backend."""
     made = _make(request.param, request, tmp_path)
@@ -71,7 +84,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ResultBa
     made.close()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
 def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ResultBackend]:
     """The backends that several processes can share."""
     made = _make(request.param, request, tmp_path)

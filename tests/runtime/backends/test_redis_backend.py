@@ -1,4 +1,5 @@
-"""What only the Redis backend does: URLs, secrets, round trips, errors and fork safety."""
+"""What only the Redis backend does: URLs, secrets, round trips, errors and fork safety
+(some on the Redis Cluster backend too)."""
 
 from __future__ import annotations
 
@@ -50,10 +51,17 @@ def test_a_dropped_connection_is_retried(redis_backend: RedisBackend,
     assert redis_backend.get("t") == Record(SUCCESS, b"kept")
 
 
+@pytest.mark.parametrize(("kind", "scripts"), [
+    ("redis", ("store", "flag_set")),
+    ("redis-cluster", ("store_record", "store_part", "flag_set")),  # store's two steps
+])
 def test_a_retry_after_a_lost_reply_gets_the_same_answer(
-        redis_backend: RedisBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+        kind: str, scripts: tuple[str, ...], request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    redis_backend: RedisBackend = request.getfixturevalue(
+        "redis_backend" if kind == "redis" else "cluster_backend")
     # Given scripts whose first reply is lost after the server ran them
-    for name in ("store", "flag_set"):
+    for name in scripts:
         script = redis_backend._scripts[name]
         replies_lost = [redis.ConnectionError("reply lost")]
 
