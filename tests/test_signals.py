@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
+import threading
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flowq import Flowq, signals
-from flowq.exceptions import ConfigurationError
+from flowq.exceptions import ConfigurationError, TaskRevokedError
+from flowq.runtime.worker import Worker
 from flowq.signals import Signal
+from tests.integration.harness import wait_for
 
 
 @pytest.fixture
@@ -228,3 +234,74 @@ def test_postrun_states_of_retry_ignore_and_reject(eager, record):
     [retry] = [kwargs for name, kwargs in record if name == "task_retry"]
     assert retry["request"].id and retry["request"].retries == 0
     assert isinstance(retry["reason"].exc, ValueError) and retry["einfo"].type.__name__ == "Retry"
+
+
+# -- the guide's examples (docs/signals.md), run against a worker in this process -----------------
+
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "signals.md"
+
+
+def guide_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.S)
+
+
+@pytest.mark.timeout(60)
+def test_the_signals_guide_examples_run(tmp_path, monkeypatch, caplog):
+    # Given the guide's code, run in order in one namespace, up to the blocks that send
+    # work; its app pointed at the in-memory broker and a worker (solo pool) in a thread
+    monkeypatch.chdir(tmp_path)
+    *defining, sending, revoking = guide_blocks()
+    namespace: dict[str, Any] = {"__name__": "proj"}
+    for block in defining:
+        exec(block, namespace)  # noqa: S102 - the guide's own code
+    app = namespace["app"]
+    token = uuid.uuid4().hex[:8]
+    app.conf.update(broker_url="memory://", result_backend=f"memory://guide-{token}",
+                    task_default_queue=f"guide-{token}", control_exchange=f"guide-{token}")
+    app._reset_runtime()
+    worker = Worker(app, pool="solo", queues=[app.conf.task_default_queue])
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="proj.errors"):
+            check_the_guide(namespace, sending, revoking, worker)
+    finally:
+        worker.stop()
+        thread.join(timeout=20)
+        for signal in vars(signals).values():  # the guide's receivers, connected above
+            if isinstance(signal, Signal):
+                for value in namespace.values():
+                    if callable(value):
+                        signal.disconnect(value)
+    assert "proj.fail[" in caplog.text and "failed with ValueError('bad input 1')" in caplog.text
+
+
+def check_the_guide(namespace: dict[str, Any], sending: str, revoking: str,
+                    worker: Worker) -> None:
+    app, add, fail, traced = (namespace[name] for name in ("app", "add", "fail", "traced"))
+    # receivers: the one for every task and the one for add only
+    assert add.delay(2, 3).get(timeout=20) == 5
+    failed = fail.delay(1)
+    with pytest.raises(ValueError):
+        failed.get(timeout=20)
+    assert namespace["started"] == {failed.id: "proj.fail"}
+    # the trace id travels with the message, and on to the next step
+    chained = (traced.s(1) | traced.s()).delay()
+    first, last = chained.parent.get(timeout=20), chained.get(timeout=20)
+    assert first["trace_id"] and last["trace_id"] == first["trace_id"]
+    # the worker's process opened its own connection when it started
+    assert namespace["count_orders"].delay().get(timeout=20) == 0
+
+    exec(sending, namespace)  # noqa: S102 - prints the stamped chord's result
+    outcome = namespace["result"].get(timeout=20)
+    assert outcome["total"] == 6 and outcome["stamps"]["release"] == "2026.12"
+    assert len(outcome["stamps"]["monitoring_id"]) == 32
+
+    exec(revoking, namespace)  # noqa: S102
+    wait_for(lambda: worker.revoked_stamps.match({"release": "2026.12"}), 20,
+             "the worker hearing of the revocation")
+    late = add.s(1, 1).stamp(release="2026.12").delay()
+    with pytest.raises(TaskRevokedError):
+        late.get(timeout=20)
+    assert add.s(1, 1).stamp(release="2027.01").delay().get(timeout=20) == 2
