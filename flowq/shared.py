@@ -72,6 +72,11 @@ class SharedTask:
         self._declaration.register(app)  # an app that predates this module's registry
         return self._declaration.tasks[app]
 
+    def _get_current_object(self) -> Task[Any, Any]:
+        """The current app's task itself (Celery's proxies' name; signals connected with
+        ``sender=`` a shared task listen to this)."""
+        return self._task
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._task, name)
 

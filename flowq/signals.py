@@ -41,9 +41,13 @@ RETRY_MAX_INTERVAL = 30.0
 
 def _identity(target: Any) -> Hashable:
     """What tells senders and receivers apart: a string by its value (task names are
-    senders), a bound method by its object and function, anything else by identity."""
+    senders), a bound method by its object and function, anything else by identity (a
+    proxy, such as a ``shared_task``, by the object it stands for now, as in Celery)."""
     if target is None or isinstance(target, (str, bytes)):
         return target
+    current = getattr(target, "_get_current_object", None)
+    if callable(current):
+        target = current()
     if hasattr(target, "__func__") and hasattr(target, "__self__"):
         return (id(target.__self__), id(target.__func__))
     return id(target)

@@ -305,3 +305,21 @@ def check_the_guide(namespace: dict[str, Any], sending: str, revoking: str,
     with pytest.raises(TaskRevokedError):
         late.get(timeout=20)
     assert add.s(1, 1).stamp(release="2027.01").delay().get(timeout=20) == 2
+
+
+def test_a_shared_task_as_sender_stands_for_the_current_apps_task(eager, record):
+    from flowq import shared_task
+
+    @shared_task
+    def shared_double(x):
+        return 2 * x
+
+    got: list[Any] = []
+    receiver = signals.task_success.connect(
+        lambda sender=None, result=None, **kwargs: got.append((sender.name, result)),
+        sender=shared_double, weak=False)
+    try:
+        assert shared_double.delay(21).get() == 42
+    finally:
+        signals.task_success.disconnect(receiver, sender=shared_double)
+    assert got == [(shared_double.name, 42)]
