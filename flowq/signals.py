@@ -45,9 +45,9 @@ def _identity(target: Any) -> Hashable:
     proxy, such as a ``shared_task``, by the object it stands for now, as in Celery)."""
     if target is None or isinstance(target, (str, bytes)):
         return target
-    current = getattr(target, "_get_current_object", None)
-    if callable(current):
-        target = current()
+    current = getattr(type(target), "_get_current_object", None)
+    if current is not None:
+        target = current(target)
     if hasattr(target, "__func__") and hasattr(target, "__self__"):
         return (id(target.__self__), id(target.__func__))
     return id(target)
