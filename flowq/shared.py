@@ -68,9 +68,7 @@ class SharedTask:
     def _task(self) -> Task[Any, Any]:
         from flowq._state import current_app
 
-        app = current_app()
-        self._declaration.register(app)  # an app that predates this module's registry
-        return self._declaration.tasks[app]
+        return self._declaration.tasks[current_app()]  # every app registers on creation
 
     def _get_current_object(self) -> Task[Any, Any]:
         """The current app's task itself (Celery's proxies' name; signals connected with

@@ -128,6 +128,19 @@ def sleep(seconds, value=None):
     return value
 
 
+@app.task
+def gate(token, value=None):
+    """Run until the test opens gate ``token`` (``Cluster.open_gate``; at most 60 s), then
+    return ``value``: a task that is surely still running while the test looks at it,
+    however slow the machine, where a fixed sleep would race."""
+    deadline = time.monotonic() + 60
+    while not ledger().exists(f"{LEDGER_PREFIX}gate:{token}"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gate {token} was never opened")
+        time.sleep(0.01)
+    return value
+
+
 # -- beat tests -------------------------------------------------------------------------------
 
 import json  # noqa: E402 - appended section

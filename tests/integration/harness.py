@@ -187,6 +187,10 @@ class Cluster:
                 raise RuntimeError(f"worker not ready after {timeout}s:\n{worker.log()}")
             time.sleep(0.05)
 
+    def open_gate(self, token: str) -> None:
+        """Let the ``gate`` tasks waiting on ``token`` finish."""
+        self.ledger.set(f"{self.ledger_prefix}gate:{token}", 1)
+
     def ledger_list(self, kind: str) -> list[str]:
         return [v.decode() for v in self.ledger.lrange(f"{self.ledger_prefix}{kind}", 0, -1)]
 

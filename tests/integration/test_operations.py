@@ -222,21 +222,24 @@ def test_ping_status_and_inspect_answer_for_the_named_worker(ops: Cluster) -> No
 @pytest.mark.timeout(120)
 def test_inspect_active_reserved_and_scheduled(ops: Cluster) -> None:
     # Given two tasks keeping both processes busy and a third one waiting behind them
-    running = [tasks.sleep.delay(3, i) for i in range(2)]
+    token = uuid.uuid4().hex
+    running = [tasks.gate.delay(token, i) for i in range(2)]
     waiting = tasks.identity.delay("after")
     delayed = tasks.identity.apply_async(("later",), countdown=60)
     try:
         active = wait_for(lambda: len(ask(ops, "inspect", "active")) == 2
                           and ask(ops, "inspect", "active"))
         assert {t["id"] for t in active} == {r.id for r in running}
-        assert {t["name"] for t in active} == {"tests.integration.app.sleep"}
+        assert {t["name"] for t in active} == {"tests.integration.app.gate"}
         assert [t["id"] for t in ask(ops, "inspect", "reserved")] == [waiting.id]
         scheduled = ask(ops, "inspect", "scheduled")
         assert scheduled["delayed_in_backend"] == 1
         assert [(t["id"], t["name"]) for t in scheduled["next"]] == [
             (delayed.id, "tests.integration.app.identity")]
+        ops.open_gate(token)
         assert waiting.get(timeout=30) == "after"
     finally:
+        ops.open_gate(token)
         app.control.revoke(delayed.id)
     assert ask(ops, "inspect", "active") == []
 
@@ -247,7 +250,7 @@ def test_inspect_active_reserved_and_scheduled(ops: Cluster) -> None:
 @pytest.mark.timeout(120)
 def test_revoke_stops_a_queued_task(ops: Cluster) -> None:
     node = node_of(ops)
-    later = tasks.note.apply_async(("x",), {"kind": "revoked-runs"}, countdown=2)
+    later = tasks.note.apply_async(("x",), {"kind": "revoked-runs"}, countdown=60)
     done = flowq(ops, "control", "revoke", later.id, "-d", node, "-t", "5")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["revoked 1 id(s) (stored in the result backend)",
@@ -554,8 +557,9 @@ def test_monitor_once_prints_workers_and_queue_counts(ops: Cluster) -> None:
 
 @pytest.mark.timeout(120)
 def test_graph_by_root_id_shows_live_states(ops: Cluster) -> None:
-    # Given a chain whose first step takes a while
-    result = (tasks.sleep.s(6, 7) | tasks.add.s(1)).delay()
+    # Given a chain whose first step runs until the test lets it finish
+    token = uuid.uuid4().hex
+    result = (tasks.gate.s(token, 7) | tasks.add.s(1)).delay()
     root = root_of(result)
     wait_for(lambda: any(t["id"] == root for t in ask(ops, "inspect", "active")))
     # When it is drawn while the first step runs
@@ -563,9 +567,10 @@ def test_graph_by_root_id_shows_live_states(ops: Cluster) -> None:
     assert running.returncode == 0, running.stderr
     lines = running.stdout.splitlines()
     assert lines[0].startswith(f"workflow {root[:8]} (2 nodes")
-    assert "[STARTED]" in lines[1] and "tests.integration.app.sleep(6, 7)" in lines[1]
+    assert "[STARTED]" in lines[1] and f"tests.integration.app.gate('{token}', 7)" in lines[1]
     assert "[PENDING]" in lines[2]
     # Then, once finished, every node shows its outcome
+    ops.open_gate(token)
     assert result.get(timeout=30) == 8
     finished = flowq(ops, "graph", root, "-t", "3").stdout.splitlines()
     assert "[SUCCESS]" in finished[1] and "-> 7" in finished[1]
@@ -680,7 +685,8 @@ def test_call_sends_a_task_and_result_waits_for_it(embedded: Cluster) -> None:
 @pytest.mark.timeout(60)
 def test_result_not_ready_in_time_exits_1_with_one_line(embedded: Cluster) -> None:
     # Given a task that will not finish within the --timeout
-    slow = flowq(embedded, "call", "tests.integration.app.sleep", "--args", "[3]")
+    token = uuid.uuid4().hex
+    slow = flowq(embedded, "call", "tests.integration.app.gate", "--args", f'["{token}"]')
     slow_id = slow.stdout.strip()
     # When its result is waited for too briefly
     done = flowq(embedded, "result", slow_id, "--wait", "--timeout", "0.5")
@@ -689,6 +695,7 @@ def test_result_not_ready_in_time_exits_1_with_one_line(embedded: Cluster) -> No
     assert done.stderr.splitlines() == [
         f"Error: TimeoutError: 1 of 1 results still pending after waiting 0.5s (e.g. "
         f"{slow_id}); raise the timeout or check that a worker consumes their queue"]
+    embedded.open_gate(token)
     assert flowq(embedded, "result", slow_id, "--wait", "--timeout", "30").stdout == (
         "SUCCESS None\n")
 

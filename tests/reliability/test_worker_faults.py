@@ -463,7 +463,8 @@ def test_warm_shutdown_finishes_running_and_returns_prefetched_at_once(fault_clu
     first = fault_cluster.start(concurrency=1)
     k = kind()
     ledger = Ledger(fault_cluster, k)
-    running = step.apply_async((0,), {"kind": k, "sleep": 3})
+    token = uuid.uuid4().hex  # the long task runs until the test releases it
+    running = step.apply_async((0,), {"kind": k, "fault": "block", "token": token})
     waiting = [step.apply_async((i,), {"kind": k}) for i in range(1, 4)]
     wait_for(ledger.starts, T, "the long task to start")
     second = fault_cluster.start(concurrency=1)
@@ -471,6 +472,7 @@ def test_warm_shutdown_finishes_running_and_returns_prefetched_at_once(fault_clu
     WorkerKill.apply(first, WorkerKill.Method.SIGTERM)
     assert [r.get(timeout=T) for r in waiting] == [2, 3, 4]
     assert running.ready() is False, "the prefetched tasks waited for the running one"
+    fault_cluster.ledger.set(f"{fault_cluster.ledger_prefix}release:{token}", 1)
     assert running.get(timeout=T) == 1
     assert first.wait(15) == 0
     assert "Returned 3 unstarted message(s)" in first.log()

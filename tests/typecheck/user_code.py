@@ -4,6 +4,7 @@ Each ``# E:`` comment is an error mypy must report on that line, each ``# N:`` a
 (``reveal_type``); every other line must pass. The file is never run.
 """
 
+# ruff: noqa: F821  (reveal_type is known to mypy only; this file is never run)
 from __future__ import annotations
 
 from flowq import AsyncResult, Flowq, Signature, Task, chain, group, shared_task
