@@ -18,7 +18,7 @@ from typing import Any
 
 from flowq import signals
 from flowq.task import current_request
-from tests.integration.app import app
+from tests.integration.app import app, gate as wait_for_gate
 from tests.integration.semantics_tasks import push
 
 OWN_FORMAT = "OWN-LOGGING %(levelname)s %(name)s: %(message)s"
@@ -200,13 +200,16 @@ def breaks_receiver(value):
 
 
 @app.task(bind=True)
-def stamp_probe(self, value=None, kind="stamps", seconds=0.0):
-    """Record this task's stamps (``id|stamps|stamped_headers``); sleep; pass ``value`` on."""
+def stamp_probe(self, value=None, kind="stamps", seconds=0.0, gate=None):
+    """Record this task's stamps (``id|stamps|stamped_headers``); sleep, or wait for the
+    test to open ``gate``; pass ``value`` on."""
     request = self.request
     push(kind, f"{request.id}|{json.dumps(request.stamps, sort_keys=True)}|"
                f"{json.dumps(sorted(request.stamped_headers))}")
     if seconds:
         time.sleep(seconds)
+    if gate is not None:
+        wait_for_gate(gate)
     return value
 
 

@@ -100,7 +100,7 @@ def test_revoke_by_stamped_headers_stops_running_and_queued_tasks(cluster):
     queued = stamp_probe.s("b", kind=queued_kind).stamp(run=run).delay()
     survivor = stamp_probe.s("c", kind=other_kind).stamp(run=other).delay()
 
-    app.control.revoke_by_stamped_headers({"run": run}, terminate=True)
+    running.revoke_by_stamped_headers({"run": run}, terminate=True)  # any handle does
     for result in (running, queued):
         wait_state(result, states.REVOKED)
         with pytest.raises(TaskRevokedError):
@@ -110,13 +110,17 @@ def test_revoke_by_stamped_headers_stops_running_and_queued_tasks(cluster):
 
 
 def test_steps_published_after_the_revoke_are_revoked_too(cluster):
-    first_kind, later_kind = kind(), kind()
+    first_kind, later_kind, gate = kind(), kind(), kind()
     run = f"run-{uuid.uuid4().hex[:8]}"
-    result = (stamp_probe.s("x", kind=first_kind, seconds=1.0)
+    result = (stamp_probe.s("x", kind=first_kind, gate=gate)
               | stamp_probe.s(kind=later_kind)).stamp(run=run).delay()
     settle(cluster, first_kind, 1, wait=0)  # the first step runs; the second is not sent yet
 
-    result.revoke_by_stamped_headers({"run": [run, "another value"]})  # without terminate
+    replies = app.control.revoke_by_stamped_headers(  # without terminate; wait for the reply
+        {"run": [run, "another value"]}, destination=[cluster.hostname], reply=True,
+        timeout=T)
+    assert [cluster.hostname] == [name for reply in replies for name in reply]
+    cluster.open_gate(gate)
     assert result.parent.get(timeout=T) == "x"  # the running step finishes
     wait_state(result, states.REVOKED)  # the step it then published never runs
     assert cluster.ledger_list(later_kind) == []
