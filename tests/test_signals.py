@@ -243,7 +243,7 @@ GUIDE = Path(__file__).resolve().parents[1] / "docs" / "signals.md"
 
 
 def guide_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.S)
+    return re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.DOTALL)
 
 
 @pytest.mark.timeout(60)
@@ -279,7 +279,7 @@ def test_the_signals_guide_examples_run(tmp_path, monkeypatch, caplog):
 
 def check_the_guide(namespace: dict[str, Any], sending: str, revoking: str,
                     worker: Worker) -> None:
-    app, add, fail, traced = (namespace[name] for name in ("app", "add", "fail", "traced"))
+    add, fail, traced = (namespace[name] for name in ("add", "fail", "traced"))
     # receivers: the one for every task and the one for add only
     assert add.delay(2, 3).get(timeout=20) == 5
     failed = fail.delay(1)

@@ -18,7 +18,8 @@ from typing import Any
 
 from flowq import signals
 from flowq.task import current_request
-from tests.integration.app import app, gate as wait_for_gate
+from tests.integration.app import app
+from tests.integration.app import gate as wait_for_gate
 from tests.integration.semantics_tasks import push
 
 OWN_FORMAT = "OWN-LOGGING %(levelname)s %(name)s: %(message)s"
