@@ -7,6 +7,8 @@ is. URLs carry secrets: ``repr`` of the settings and :func:`mask_url` never show
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -65,6 +67,11 @@ DEFAULTS: dict[str, Setting] = {
     "worker_prefetch_multiplier": Setting(int, 4, "Messages reserved per pool process."),
     "worker_pool": Setting(str, "prefork", "prefork, solo or threads."),
     "worker_max_tasks_per_child": Setting((int, type(None)), None, "Replace a child after N tasks."),
+    "worker_max_memory_per_child": Setting((int, type(None)), None,
+                                           "Replace a child after the task that took its "
+                                           "resident memory over this many KiB."),
+    "worker_autoscale_keepalive": Setting(_NUM, 30.0, "Seconds an autoscaled pool waits after "
+                                                      "growing before it may shrink."),
     "worker_send_task_events": Setting(bool, False, "Emit task events."),
     "control_exchange": Setting(str, "flowq", "Remote-control namespace; separates deployments "
                                               "sharing a broker."),
@@ -112,6 +119,27 @@ def mask_url(url: str | None) -> str | None:
         return url
     user = userinfo.partition(":")[0]
     return urlunsplit(parts._replace(netloc=f"{user}:**@{hosts}"))
+
+
+#: Names whose values are secrets wherever they appear (a setting, a transport option, a
+#: key of a dict inside one): masked in ``as_dict``, ``inspect conf`` and ``flowq report``.
+SECRET_NAME = re.compile(r"pass|secret|token|credential|signature|api_?key|(^|_)keys?$",
+                         re.IGNORECASE)
+
+
+def mask_secrets(value: Any, name: str = "") -> Any:
+    """``value`` safe to show: under a secret-looking ``name`` it becomes ``'**'`` (a dict
+    keeps its keys), every URL's password ``**``; dicts, lists and tuples are walked."""
+    if name and SECRET_NAME.search(name) and value not in (None, "", {}, [], ()):
+        return {key: "**" for key in value} if isinstance(value, Mapping) else "**"
+    if isinstance(value, str):
+        return mask_url(value) if "://" in value else value
+    if isinstance(value, Mapping):
+        return {key: mask_secrets(item, str(key)) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        masked = [mask_secrets(item) for item in value]
+        return masked if isinstance(value, list) else tuple(masked)
+    return value
 
 
 class Settings:
@@ -189,19 +217,19 @@ class Settings:
         return ALIASES.get(name, name) in self._values
 
     def as_dict(self, masked: bool = True) -> dict[str, Any]:
-        """Every setting with its effective value; URLs masked unless ``masked=False``."""
-        out = {name: self[name] for name in DEFAULTS}
-        if masked:
-            for name in ("broker_url", "result_backend"):
-                out[name] = mask_url(out[name])
-            if out["security_key"]:
-                out["security_key"] = "**"
-            out["security_keys"] = {key_id: "**" for key_id in out["security_keys"]}
-        return out
+        """Every setting with its effective value; secrets masked (see :func:`mask_secrets`)
+        unless ``masked=False``."""
+        return {name: mask_secrets(self[name], name) if masked else self[name]
+                for name in DEFAULTS}
+
+    def changed(self) -> dict[str, Any]:
+        """The settings given by the app or the environment (not defaults), masked."""
+        return {name: value for name, value in self.as_dict().items()
+                if name in self._values or os.environ.get(ENVIRONMENT.get(name, ""))}
 
     def __repr__(self) -> str:
-        changed = {k: v for k, v in self.as_dict().items() if k in self._values}
-        return f"<Settings {changed!r}>"
+        given = {k: v for k, v in self.as_dict().items() if k in self._values}
+        return f"<Settings {given!r}>"
 
 
 def _type_name(spec: type | tuple[type, ...]) -> str:

@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -45,7 +49,9 @@ COMMANDS = [["worker"], ["beat"], ["call"], ["result"], ["graph"], ["purge"], ["
             ["status"], ["events"], ["monitor"], ["control"], ["control", "revoke"],
             ["control", "terminate"], ["control", "rate_limit"], ["control", "time_limit"],
             ["control", "add_consumer"], ["control", "cancel_consumer"],
-            ["control", "pool_grow"], ["control", "pool_shrink"], ["control", "shutdown"]]
+            ["control", "pool_grow"], ["control", "pool_shrink"], ["control", "shutdown"],
+            ["control", "autoscale"], ["control", "enable_events"],
+            ["control", "disable_events"], ["control", "heartbeat"], ["report"], ["shell"]]
 
 
 def run(*args: str, input: str | None = None) -> Any:
@@ -132,6 +138,68 @@ def test_an_app_module_failing_on_import_is_one_line(tmp_path: Path, source: str
     assert traced.stderr.splitlines()[-1].startswith(error.split(":")[0])
 
 
+def test_the_app_may_follow_the_command_name() -> None:
+    # As Celery users type it: flowq worker -A tasks:app, flowq control -A ... revoke ...
+    assert (run("result", "never-sent", "-A", APP).output) == "PENDING None\n"
+    for args in (["inspect", "ping", "-A", APP], ["control", "-A", APP, "pool_grow"],
+                 ["control", "pool_grow", "--app", APP]):
+        result = run(*args)
+        assert result.exit_code == 69, (args, result.output)  # this app's broker is down
+        assert "redis://:**@127.0.0.1:1/0" in one_line_error(result)
+    # After the name wins over before it.
+    assert run("-A", "tests.no_such_module:app", "result", "x", "-A", APP).exit_code == 0
+
+
+APP_FILE = """
+from flowq import Flowq
+
+app = Flowq("files", broker="memory://", backend="memory://cli-files")
+
+
+@app.task
+def add(x, y):
+    return x + y
+
+
+workflow = add.s(1, 2) | add.s(3)
+"""
+
+
+def test_the_app_may_be_given_as_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = f"proj_{os.getpid()}_{time.monotonic_ns()}"  # a fresh module name per run
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "jobs.py").write_text(APP_FILE)
+    (tmp_path / f"{package}_top.py").write_text(APP_FILE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    # A file inside a package is imported under its dotted name, as -A proj.jobs would be.
+    drawn = run("graph", f"{package}/jobs.py:workflow")
+    assert drawn.exit_code == 0, drawn.output
+    assert f"{package}.jobs.add(1, 2)" in drawn.output
+    assert run("-A", f"{package}/jobs.py", "result", "x").output == "PENDING None\n"
+    assert run("result", "x", "-A", f"{package}_top.py:app").output == "PENDING None\n"
+
+    missing = run("-A", "tasks.py", "result", "x")
+    assert missing.exit_code == 2
+    assert one_line_error(missing) == (
+        f"Error: -A 'tasks.py' names a file, but there is no tasks.py in {tmp_path}; give "
+        f"the file's path or its module, e.g. -A tasks")
+    slashes = run("-A", f"{package}/jobs", "result", "x")
+    assert slashes.exit_code == 2
+    assert one_line_error(slashes) == (
+        f"Error: -A '{package}/jobs' is neither a module nor a .py file; give the module "
+        f"with dots, e.g. -A {package}.jobs")
+
+
+@pytest.mark.parametrize("command", [["worker"], ["beat"]])
+def test_a_bad_log_level_is_refused_with_the_valid_ones(command: list[str]) -> None:
+    result = run("-A", APP, *command, "-l", "bogus")
+    assert result.exit_code == 2
+    assert ("'bogus' is not one of 'debug', 'info', 'warning', 'error', 'critical', "
+            "'fatal'") in result.output
+
+
 def test_missing_app_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FLOWQ_APP", raising=False)
     result = run("status")
@@ -179,6 +247,89 @@ def test_unreachable_broker_is_one_line_with_the_password_masked() -> None:
     assert line.startswith("Error: BrokerUnavailable: could not connect to the broker at "
                            "redis://:**@127.0.0.1:1/0: ")
     assert "secret" not in result.output
+
+
+@pytest.mark.parametrize("args, error", [
+    (["tests.test_cli.ad"], "Error: task 'tests.test_cli.ad' is not registered (did you mean "
+                            "'tests.test_cli.add'?); to send it anyway (a task only the workers "
+                            "import), add --no-check"),
+    (["tests.test_cli.add", "--args", "[1]"], "Error: tests.test_cli.add(x: int, y: int) -> int "
+                                              "cannot be called with 1 argument: missing a "
+                                              "required argument: 'y'"),
+    (["tests.test_cli.add", "--args", "[1, 2]", "--serializer", "pickle"],
+     "Error: --serializer pickle: this app's workers accept only json (accept_content); add "
+     "'pickle' to accept_content, or leave --serializer out"),
+], ids=["typo", "arity", "refused-serializer"])
+def test_call_refuses_what_the_app_cannot_run_before_sending(args: list[str], error: str) -> None:
+    # The app's broker is unreachable: sending would exit 69 after retries.
+    result = run("-A", APP, "call", *args)
+    assert result.exit_code == 2, result.output
+    assert one_line_error(result).startswith(error)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--eta", "tomorrow"], "Invalid value for '--eta': 'tomorrow' is not an ISO 8601 time"),
+    (["--expires", "soon"], "Invalid value for '--expires': 'soon' is not an ISO 8601 time"),
+    (["--serializer", "xml"], "'xml' is not one of 'json', 'msgpack', 'pickle', 'yaml'"),
+])
+def test_call_option_values_are_usage_errors(args: list[str], message: str) -> None:
+    result = run("-A", APP, "call", "tests.test_cli.add", *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_call_sends_eta_expires_and_serializer(memory_app: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowq.runtime.publisher import decode_delayed
+
+    instance, *_ = memory_app
+    instance.conf.accept_content = ["json", "msgpack"]
+    monkeypatch.setattr("tests.test_cli.app", instance)
+    tomorrow = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=1)
+    eta, expires = tomorrow.isoformat(), (tomorrow + timedelta(hours=1)).replace(tzinfo=None)
+    sent = run("-A", APP, "call", "mem.add", "--args", "[1, 2]", "--eta", eta,
+               "--expires", expires.isoformat(), "--serializer", "msgpack")
+    assert sent.exit_code == 0, sent.output
+    [(due, payload)] = instance.backend.delay_peek(1)  # a future eta waits in the backend
+    message = decode_delayed(payload)
+    assert message.id == sent.output.strip()
+    assert due == datetime.fromisoformat(eta).timestamp()
+    assert message.headers["eta"] == eta
+    assert message.headers["expires"] == f"{expires.isoformat()}+00:00"  # no zone: UTC
+    assert message.content_type == "application/x-msgpack"
+    unknown = run("-A", APP, "call", "mem.only_on_workers", "--no-check")
+    assert unknown.exit_code == 0, unknown.output
+
+
+def test_beat_refuses_at_start_an_entry_naming_an_unknown_task(
+        memory_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance, *_ = memory_app
+    instance.conf.beat_schedule = {"adding": {"task": "mem.ad", "schedule": 30}}
+    monkeypatch.setattr("tests.test_cli.app", instance)
+    result = run("-A", APP, "beat")
+    assert result.exit_code == 1
+    assert one_line_error(result) == (
+        "Error: ConfigurationError: beat_schedule entry 'adding': invalid workflow: task "
+        "(mem.ad): task 'mem.ad' is not registered (did you mean 'mem.add'?)")
+
+
+def test_result_traceback_prints_the_failure_s_traceback(memory_app: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    instance, add, *_ = memory_app
+    monkeypatch.setattr("tests.test_cli.app", instance)
+    try:
+        raise ValueError("no such account")
+    except ValueError as exc:
+        instance.backend.store("failed-id", states.FAILURE,
+                               instance.result_codec.failure(exc, "Traceback (most recent "
+                                                             "call last):\n  in charge\n"
+                                                             "ValueError: no such account\n"))
+    done = run("-A", APP, "result", "failed-id", "--traceback")
+    assert done.exit_code == 1
+    assert done.output.splitlines() == ["FAILURE ValueError: no such account",
+                                        "Traceback (most recent call last):", "  in charge",
+                                        "ValueError: no such account"]
+    assert run("-A", APP, "result", "failed-id").output.splitlines() == [
+        "FAILURE ValueError: no such account"]
 
 
 def test_a_result_not_ready_in_time_exits_1_not_69() -> None:
@@ -235,6 +386,179 @@ def test_graph_of_a_task_asks_for_a_signature() -> None:
     assert one_line_error(result) == (
         "Error: 'tests.test_cli:add' is a task, not a workflow: pass a signature instead, "
         "e.g. module:name where name = add.s(...) is built at module level")
+
+
+# -- worker options: parsing and the pure parts --------------------------------------------
+
+
+@pytest.mark.parametrize("value, bounds", [("10,3", (10, 3)), ("3,10", (10, 3)), ("4", (4, 1))])
+def test_autoscale_takes_max_and_min_as_celery_does(value: str, bounds: tuple[int, int]) -> None:
+    from flowq.cli.worker import parse_autoscale
+
+    assert parse_autoscale(None, None, value) == bounds  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--autoscale", "10,0"], "MIN is 0: a flowq pool always keeps at least one process"),
+    (["--autoscale", "ten"], "'ten' is not MAX,MIN (two whole numbers, e.g. 10,3) or MAX"),
+    (["--autoscale", "1,2,3"], "'1,2,3' is not MAX,MIN"),
+    (["--max-memory-per-child", "0"], "0 is not in the range x>=1"),
+    (["--time-limit", "0"], "0.0 is not in the range x>0"),
+    (["--time-limit", "5", "--soft-time-limit", "10"],
+     "Error: --soft-time-limit 10 is greater than --time-limit 5: the soft limit could never "
+     "fire"),
+])
+def test_worker_option_values_are_usage_errors(args: list[str], message: str) -> None:
+    result = run("-A", APP, "worker", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_the_autoscaler_grows_at_once_and_shrinks_after_the_keepalive() -> None:
+    from flowq.runtime.autoscale import Autoscaler
+
+    scaler = Autoscaler(max=4, min=1, keepalive=30.0)
+    assert scaler.target(load=3, size=1, now=100.0) == 3  # grows to the load
+    assert scaler.target(load=9, size=3, now=101.0) == 4  # never beyond MAX
+    assert scaler.target(load=0, size=4, now=120.0) == 4  # grew 19 s ago: keeps its size
+    assert scaler.target(load=2, size=4, now=131.0) == 2  # 30 s later: down to the load
+    assert scaler.target(load=0, size=2, now=132.0) == 1  # never below MIN
+    assert scaler.clamp(7) == 4 and scaler.clamp(0) == 1
+    with pytest.raises(ConfigurationError, match=r"autoscale MAX \(2\) is less than MIN \(3\)"):
+        scaler.update(2, 3)
+
+
+def test_a_pidfile_refuses_a_running_pid_and_replaces_a_stale_one(tmp_path: Path,
+                                                                  caplog: Any) -> None:
+    from flowq.runtime.pidfile import Pidfile
+
+    path = tmp_path / "run" / "w1.pid"
+    path.parent.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        path.write_text(f"{child.pid}\n")
+        with pytest.raises(ConfigurationError, match=f"holds pid {child.pid}, which is running"):
+            Pidfile(str(path)).acquire()
+        assert path.read_text() == f"{child.pid}\n"
+    finally:
+        child.kill()
+        child.wait()
+    held = Pidfile(str(path))
+    held.acquire()  # the pid in it is gone: replaced
+    assert path.read_text() == f"{os.getpid()}\n"
+    assert f"Replacing the stale pidfile {path} (pid {child.pid} is not running)" in caplog.text
+    held.release()
+    assert not path.exists()
+
+
+def test_connection_retries_pause_briefly_then_every_two_seconds() -> None:
+    import itertools
+
+    from flowq.runtime import broker
+
+    delays = list(itertools.islice(broker.retry_delays(), 7))
+    assert delays == pytest.approx([0.1, 0.6, 1.1, 1.6, 2.0, 2.0, 2.0])
+    # With the default broker_connection_max_retries (5), a worker without its broker
+    # gives up after these pauses: seconds, not a quarter of a minute.
+    assert sum(delays[:5]) == pytest.approx(5.4)
+
+
+# -- report and shell ------------------------------------------------------------------------
+
+
+def test_report_shows_versions_and_the_given_settings_with_secrets_masked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import kombu
+
+    secret = Flowq("secret-report", broker="amqp://app:hunter2@mq.internal:5672//",
+                   backend="redis://:hunter2@redis.internal:6379/0",
+                   security_key="hunter2",
+                   broker_transport_options={"sentinel_kwargs": {"password": "hunter2"},
+                                             "visibility_timeout": 60},
+                   beat_schedule={"sync": {"task": "t.sync", "schedule": 60,
+                                           "kwargs": {"api_key": "hunter2", "n": 1}}})
+    monkeypatch.setattr("tests.test_cli.app", secret)
+    result = run("-A", APP, "report")
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("flowq ") and " on Python 3." in lines[0]
+    assert f"kombu {kombu.__version__}" in lines[1]
+    assert lines[2:7] == [
+        f"app: {APP} (0 task(s))",
+        "broker: amqp://app:**@mq.internal:5672//",
+        "result backend: redis://:**@redis.internal:6379/0",
+        f"data_dir: {secret.conf.data_dir}",
+        "settings given (the rest are defaults):"]
+    assert lines[7:] == [
+        "  beat_schedule = {'sync': {'task': 't.sync', 'schedule': 60, 'kwargs': "
+        "{'api_key': '**', 'n': 1}}}",
+        "  broker_transport_options = {'sentinel_kwargs': {'password': '**'}, "
+        "'visibility_timeout': 60}",
+        "  broker_url = 'amqp://app:**@mq.internal:5672//'",
+        "  result_backend = 'redis://:**@redis.internal:6379/0'",
+        "  security_key = '**'"]
+
+
+def test_shell_runs_piped_code_with_the_app_and_its_tasks() -> None:
+    code = "print(add.name, app.main, add is tasks['tests.test_cli.add'])\nprint(chain, states.SUCCESS)\n"
+    result = CliRunner().invoke(main, ["-A", APP, "shell", "--python"], input=code)
+    assert result.exit_code == 0, result.output
+    assert "tests.test_cli.add cli True" in result.stdout
+    assert "<function chain at " in result.stdout and "SUCCESS" in result.stdout
+    assert "flowq shell: app tests.test_cli:app on redis://:**@127.0.0.1:1/0" in result.output
+    assert "  tasks: add" in result.output
+
+
+def test_shell_prefers_ipython_when_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    started: list[dict[str, Any]] = []
+    fake = types.ModuleType("IPython")
+    fake.start_ipython = lambda argv, user_ns: started.append(user_ns)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert run("-A", APP, "shell").exit_code == 0
+    [names] = started
+    assert names["add"] is app.tasks["tests.test_cli.add"] and names["app"] is app
+    monkeypatch.setitem(sys.modules, "IPython", None)  # as if not installed
+    refused = run("-A", APP, "shell", "--ipython")
+    assert refused.exit_code == 2
+    assert one_line_error(refused) == ("Error: --ipython: IPython is not installed (pip "
+                                       "install ipython), or use --python")
+
+
+# -- the operations guide's command lines ----------------------------------------------------
+
+
+def parse_command_line(argv: list[str]) -> click.Context:
+    """``flowq ARGS`` parsed as the CLI would, down to the innermost command, without
+    running it: an unknown command or option, or a bad value, raises click's UsageError."""
+    assert argv[0] == "flowq", argv
+    command: click.Command = main
+    ctx = main.make_context("flowq", argv[1:])
+    while isinstance(command, click.Group) and (ctx._protected_args or ctx.args):
+        given = [*ctx._protected_args, *ctx.args]  # the command's name, then its arguments
+        name, found, rest = command.resolve_command(ctx, given)
+        assert found is not None and name is not None, given
+        command, ctx = found, found.make_context(name, rest, parent=ctx)
+    return ctx
+
+
+def test_every_command_line_of_the_operations_guide_is_one_flowq_accepts() -> None:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    consoles = re.findall(r"```console\n(.*?)```", text, flags=re.S)
+    lines = [line[2:] for block in consoles for line in block.splitlines()
+             if line.startswith("$ flowq ") or line.startswith("$ echo ")]
+    assert len(lines) >= 15
+    for line in lines:
+        words = shlex.split(line.split(" | ")[-1] if line.startswith("echo ") else
+                            line.split(" | ")[0], comments=True)
+        ctx = parse_command_line(words)
+        assert ctx.command.name != "flowq", line  # it named a command
+    with pytest.raises(click.UsageError):
+        parse_command_line(["flowq", "-A", "tasks:app", "inspect", "everything"])
+    with pytest.raises(click.UsageError):
+        parse_command_line(["flowq", "-A", "tasks:app", "control", "revoke", "x", "--hard"])
 
 
 # -- graph of a sent workflow, from the in-memory backend --------------------------------------
@@ -440,6 +764,7 @@ def test_logfile_patterns() -> None:
     assert logfile.expand("/var/log/%n-%i.log", "w1@box", 0) == "/var/log/w1-0.log"
     assert logfile.expand("%p|%h|%%i|%i", "w1@box", 2) == f"w1@box|{socket.gethostname()}|%i|2"
     assert logfile.expand("plain.log", "w1@box") == "plain.log"
+    assert [logfile.expand("%n%I.log", "w1@box", i) for i in (0, 2)] == ["w1.log", "w1-2.log"]
     assert logfile.process_index() == 0  # not a pool process
 
 

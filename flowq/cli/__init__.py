@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -44,7 +45,8 @@ def wants_traceback(ctx: click.Context | None) -> bool:
 
 
 def load_object(path: str) -> Any:
-    """Import ``module[:attr.attr]`` (the current directory is on the path).
+    """Import ``module[:attr.attr]`` (the current directory is on the path); the module
+    may also be given as the path of its file, ``tasks.py`` or ``proj/tasks.py``.
 
     A module that cannot be found is a usage error (2); one that is found but fails while
     importing (any exception: a syntax error, a bad setting, a missing dependency) is an
@@ -52,7 +54,8 @@ def load_object(path: str) -> Any:
     """
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    module_name, _, attr = path.partition(":")
+    where, _, attr = path.partition(":")
+    module_name = module_of_file(where) if where.endswith(".py") or "/" in where else where
     try:
         target: Any = importlib.import_module(module_name)
     except Exception as exc:
@@ -68,6 +71,31 @@ def load_object(path: str) -> Any:
         except AttributeError:
             raise CliError(f"{module_name!r} has no attribute {attr!r}", EXIT_USAGE) from None
     return target
+
+
+def module_of_file(where: str) -> str:
+    """The dotted module name of the file ``where`` (``proj/tasks.py`` is ``proj.tasks``
+    when ``proj`` is a package), with the directory above its packages put on the path.
+
+    The name is the one ``-A proj.tasks`` would import, so task names (``module.function``)
+    are the same whichever way the app was given.
+    """
+    file = Path(where)
+    if not where.endswith(".py"):
+        dotted = where.strip("/").replace("/", ".")
+        raise CliError(f"-A {where!r} is neither a module nor a .py file; give the module "
+                       f"with dots, e.g. -A {dotted}", EXIT_USAGE)
+    if not file.is_file():
+        raise CliError(f"-A {where!r} names a file, but there is no {file} in {os.getcwd()}; "
+                       f"give the file's path or its module, e.g. -A {file.stem}", EXIT_USAGE)
+    file = file.resolve()
+    parts, top = [file.stem], file.parent
+    while (top / "__init__.py").is_file():
+        parts.insert(0, top.name)
+        top = top.parent
+    if str(top) not in sys.path:
+        sys.path.insert(0, str(top))
+    return ".".join(parts)
 
 
 def _names_module(exc: Exception, module_name: str) -> bool:
@@ -125,11 +153,48 @@ def exit_code_of(exc: Exception) -> int:
     return EXIT_UNAVAILABLE if isinstance(exc, unreachable) else EXIT_FAILURE
 
 
+APP_HELP = "The app: module[:attr] or file.py[:attr], e.g. tasks:app."
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")
+#: ``-l LEVEL``: a bad level is a usage error that lists the valid ones.
+LOG_LEVEL = click.Choice(LOG_LEVELS, case_sensitive=False)
+
+
+def _remember_app(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)["app_path"] = value  # the dict every context shares
+
+
+def app_option() -> click.Option:
+    """``-A`` where a Celery user types it: after the command's name too
+    (``flowq worker -A tasks:app``); it wins over one given before the name."""
+    return click.Option(["-A", "--app", "app_path"], expose_value=False,
+                        callback=_remember_app, help=APP_HELP)
+
+
+def _takes_app(command: click.Command) -> None:
+    if not any("-A" in param.opts for param in command.params):
+        command.params.append(app_option())
+
+
+class Command(click.Command):
+    """A flowq command: it accepts ``-A`` after its name."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        _takes_app(self)
+
+
 class Group(click.Group):
     """A click group whose unknown commands are one error line (click adds its usage
-    text to them); its subgroups are of this class too."""
+    text to them); its subgroups are of this class too, and every command in it accepts
+    ``-A`` after its name."""
 
     group_class = type
+    command_class = Command
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        _takes_app(self)
 
     def resolve_command(self, ctx: click.Context,
                         args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
@@ -141,8 +206,7 @@ class Group(click.Group):
 
 
 @click.group("flowq", cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-A", "--app", "app_path", envvar="FLOWQ_APP",
-              help="The app: module[:attr], e.g. tasks:app.")
+@click.option("-A", "--app", "app_path", envvar="FLOWQ_APP", help=APP_HELP)
 @click.option("--traceback", is_flag=True, help="Show full tracebacks on errors.")
 @click.version_option(package_name="flowq")
 @click.pass_context
@@ -152,6 +216,7 @@ def main(ctx: click.Context, app_path: str | None, traceback: bool) -> None:
     \b
     Examples:
       flowq -A tasks:app worker -c 2
+      flowq worker -A tasks.py -l debug
       flowq -A tasks:app call tasks.add --args '[2, 2]'
       flowq -A tasks:app result 5f0c...
       flowq -A tasks:app status
@@ -191,4 +256,5 @@ def parse_json(text: str, option: str, kind: type) -> Any:
 
 
 # Command modules register themselves on ``main`` when imported.
-from flowq.cli import beat, calls, events, graph, inspect, purge, worker  # noqa: E402,F401
+from flowq.cli import (  # noqa: E402,F401
+    beat, calls, events, graph, inspect, purge, report, shell, worker)

@@ -8,13 +8,14 @@ from typing import Any
 
 import click
 
-from flowq.cli import EXIT_OK, app_from, main, run_guarded
+from flowq.cli import EXIT_OK, LOG_LEVEL, app_from, main, run_guarded
 
 _POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
 @main.command()
-@click.option("-l", "--loglevel", default="INFO", show_default=True, help="Logging level.")
+@click.option("-l", "--loglevel", type=LOG_LEVEL, default="INFO", show_default=True,
+              help="Logging level.")
 @click.option("--lease-ttl", type=_POSITIVE, default=None,
               help="Seconds the scheduling lease lasts unrenewed: how long a standby beat "
                    "waits before taking over from one that died (default: the "

@@ -14,6 +14,9 @@ from flowq.cli import EXIT_FAILURE, CliError, app_from, main, run_guarded, split
 
 #: ANSI: clear the screen, cursor home, clear to end of line, clear to end of screen.
 CLEAR_SCREEN, HOME, CLEAR_LINE, CLEAR_BELOW = "\x1b[2J", "\x1b[H", "\x1b[K", "\x1b[J"
+#: Seconds of silence after which ``flowq events`` asks the workers whether any of them
+#: sends events (one that does sends a heartbeat every 2 s).
+QUIET = 3.0
 
 
 @main.command()
@@ -28,8 +31,10 @@ def events(ctx: click.Context, count: int | None, timeout: float | None,
            types: tuple[str, ...], as_json: bool) -> None:
     """Print worker events as they happen, one line each.
 
-    Workers send events only when started with -E (or worker_send_task_events = True).
-    With --count, not seeing N events before --timeout is an error (exit 1).
+    Workers send events only when started with -E (or worker_send_task_events = True),
+    or after 'flowq control enable_events'. When nothing is heard for a few seconds and
+    the workers that answer all have events off, that is an error (exit 1). With
+    --count, not seeing N events before --timeout is an error too.
 
     \b
     Examples:
@@ -48,13 +53,22 @@ def events(ctx: click.Context, count: int | None, timeout: float | None,
         with EventReceiver(app) as receiver:
             click.echo(f"Listening for events on {describe(app.conf)} (Ctrl-C to stop)",
                        err=True)
-            for event in receiver.events(timeout=timeout):
-                if types and not any(fnmatch.fnmatchcase(event["type"], t) for t in types):
-                    continue
-                click.echo(json.dumps(event, sort_keys=True) if as_json else format_event(event))
-                seen += 1
-                if count is not None and seen >= count:
-                    return
+            deadline = None if timeout is None else time.monotonic() + timeout
+            heard = False
+            while deadline is None or time.monotonic() < deadline:
+                left = None if deadline is None else deadline - time.monotonic()
+                window = left if heard else min(QUIET, left or QUIET)
+                for event in receiver.events(timeout=window):
+                    heard = True
+                    if types and not any(fnmatch.fnmatchcase(event["type"], t) for t in types):
+                        continue
+                    click.echo(json.dumps(event, sort_keys=True) if as_json
+                               else format_event(event))
+                    seen += 1
+                    if count is not None and seen >= count:
+                        return
+                if not heard:
+                    _check_senders(app, ctx.obj.get("app_path"))
 
     try:
         run_guarded(ctx, listen)
@@ -62,6 +76,17 @@ def events(ctx: click.Context, count: int | None, timeout: float | None,
         return
     if count is not None and seen < count:
         raise CliError(f"only {seen} of {count} event(s) within {timeout or 0:g}s",
+                       EXIT_FAILURE)
+
+
+def _check_senders(app: Any, app_path: str | None) -> None:
+    """Fail when the workers that answer all have events off: nothing will come."""
+    stats: dict[str, Any] = app.control.inspect(timeout=1.0).stats() or {}
+    if stats and not any(answer.get("events") for answer in stats.values()):
+        names = ", ".join(sorted(stats)[:5]) + (", ..." if len(stats) > 5 else "")
+        raise CliError(f"no worker sends events: the {len(stats)} that answered ({names}) have "
+                       f"them off; start workers with -E (or worker_send_task_events = True), "
+                       f"or turn them on now with 'flowq -A {app_path} control enable_events'",
                        EXIT_FAILURE)
 
 

@@ -28,7 +28,7 @@ from flowq.cli import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 INSPECT_METHODS = ("active", "reserved", "scheduled", "registered", "stats", "revoked",
-                   "active_queues", "conf", "ping")
+                   "active_queues", "conf", "ping", "query_task", "clock", "report")
 
 
 def targeting(fn: F) -> F:
@@ -48,26 +48,35 @@ def targeting(fn: F) -> F:
 
 @main.command()
 @click.argument("method", type=click.Choice(INSPECT_METHODS), metavar="METHOD")
+@click.argument("task_ids", nargs=-1, metavar="[TASK_ID]...")
 @targeting
 @click.pass_context
-def inspect(ctx: click.Context, method: str, destination: str | None, timeout: float,
-            as_json: bool) -> None:
+def inspect(ctx: click.Context, method: str, task_ids: tuple[str, ...],
+            destination: str | None, timeout: float, as_json: bool) -> None:
     """Ask running workers about their tasks, queues, settings or statistics.
 
     METHOD is one of: active (running now), reserved (taken, not started), scheduled,
-    registered (task names), stats, revoked, active_queues, conf (settings), ping.
+    registered (task names), stats, revoked, active_queues, conf (settings), ping,
+    query_task TASK_ID... (which of these tasks each worker runs or holds), clock (the
+    worker's event clock and time), report (versions and settings, as flowq report).
 
     \b
     Examples:
       flowq -A tasks:app inspect active
       flowq -A tasks:app inspect stats -d w1@myhost -t 3
       flowq -A tasks:app inspect registered --json
+      flowq -A tasks:app inspect query_task 5f0c2d9e-... 7a1b...
+      flowq -A tasks:app inspect report -d w1@myhost
     """
+    if (method == "query_task") != bool(task_ids):
+        raise CliError("inspect query_task takes one or more task ids" if not task_ids else
+                       f"inspect {method} takes no task ids (only query_task does)", EXIT_USAGE)
     app = app_from(ctx)
     asker = app.control.inspect(split_list(destination), timeout)
-    replies = run_guarded(ctx, getattr(asker, method)) or {}
+    replies = run_guarded(ctx, lambda: getattr(asker, method)(*task_ids)) or {}
     _require_replies(app, replies, timeout)
-    _show(replies, as_json, _describe)
+    _show(replies, as_json, {"query_task": _describe_queried,
+                             "clock": _describe_clock}.get(method, _describe))
 
 
 # -- status ----------------------------------------------------------------------------------
@@ -101,7 +110,7 @@ def status(ctx: click.Context, destination: str | None, timeout: float, as_json:
 
 @main.group()
 def control() -> None:
-    """Change running workers: revoke tasks, limits, queues consumed, pool size.
+    """Change running workers: revoke tasks, limits, queues consumed, pool size, events.
 
     \b
     Examples:
@@ -111,6 +120,8 @@ def control() -> None:
       flowq -A tasks:app control time_limit tasks.crunch 50 60
       flowq -A tasks:app control add_consumer reports -d w1@myhost
       flowq -A tasks:app control pool_grow 2
+      flowq -A tasks:app control autoscale 10 3
+      flowq -A tasks:app control enable_events
       flowq -A tasks:app control shutdown -d w1@myhost
     """
 
@@ -283,6 +294,69 @@ def pool_shrink(ctx: click.Context, n: int, destination: str | None, timeout: fl
     _command(ctx, "pool_shrink", as_json, timeout, destination, n=n)
 
 
+@control.command("autoscale")
+@click.argument("max_concurrency", metavar="MAX", type=click.IntRange(min=1))
+@click.argument("min_concurrency", metavar="MIN", type=click.IntRange(min=1))
+@targeting
+@click.pass_context
+def autoscale(ctx: click.Context, max_concurrency: int, min_concurrency: int,
+              destination: str | None, timeout: float, as_json: bool) -> None:
+    """Set the bounds of workers started with --autoscale: at most MAX processes under
+    load, at least MIN when idle. The pool moves into them at once.
+
+    \b
+    Example:
+      flowq -A tasks:app control autoscale 10 3 -d w1@myhost
+    """
+    if min_concurrency > max_concurrency:
+        raise CliError(f"MAX ({max_concurrency}) is less than MIN ({min_concurrency})",
+                       EXIT_USAGE)
+    _command(ctx, "autoscale", as_json, timeout, destination, max_concurrency=max_concurrency,
+             min_concurrency=min_concurrency)
+
+
+@control.command("enable_events")
+@targeting
+@click.pass_context
+def enable_events(ctx: click.Context, destination: str | None, timeout: float,
+                  as_json: bool) -> None:
+    """Make workers send events (as if started with -E), for flowq events and monitors.
+
+    \b
+    Example:
+      flowq -A tasks:app control enable_events
+    """
+    _command(ctx, "enable_events", as_json, timeout, destination)
+
+
+@control.command("disable_events")
+@targeting
+@click.pass_context
+def disable_events(ctx: click.Context, destination: str | None, timeout: float,
+                   as_json: bool) -> None:
+    """Make workers stop sending events.
+
+    \b
+    Example:
+      flowq -A tasks:app control disable_events -d w1@myhost
+    """
+    _command(ctx, "disable_events", as_json, timeout, destination)
+
+
+@control.command()
+@targeting
+@click.pass_context
+def heartbeat(ctx: click.Context, destination: str | None, timeout: float,
+              as_json: bool) -> None:
+    """Make workers send a worker-heartbeat event now (they must send events).
+
+    \b
+    Example:
+      flowq -A tasks:app control heartbeat -d w1@myhost
+    """
+    _command(ctx, "heartbeat", as_json, timeout, destination)
+
+
 @control.command()
 @targeting
 @click.pass_context
@@ -341,7 +415,8 @@ def _show(replies: dict[str, Any], as_json: bool,
 def _describe(answer: Any) -> list[str]:
     """A node's answer as lines: a summary first, then one line per item."""
     if isinstance(answer, dict) and set(answer) == {"ok"}:
-        return [f"OK {answer['ok']}"]
+        first, *rest = str(answer["ok"]).splitlines() or [""]
+        return [f"OK {first}", *rest]
     if isinstance(answer, dict) and "error" in answer:
         return [f"ERROR {answer['error']}"]
     if isinstance(answer, list):
@@ -353,6 +428,25 @@ def _describe(answer: Any) -> list[str]:
     if isinstance(answer, dict):
         return ["", *(f"{key}: {value}" for key, value in _flatten(answer))]
     return [str(answer)]
+
+
+def _describe_queried(answer: Any) -> list[str]:
+    """``inspect query_task``: the asked tasks a node holds, and in which state."""
+    held = answer if isinstance(answer, dict) else {}
+    return [f"{len(held)} of the task(s)",
+            *(f"{state} {_task_line(item)}" for state, item in held.values())]
+
+
+def _describe_clock(answer: Any) -> list[str]:
+    """``inspect clock``: the node's event clock, its time and how far it is from ours."""
+    import datetime
+    import time
+
+    if not isinstance(answer, dict) or not isinstance(answer.get("time"), (int, float)):
+        return _describe(answer)
+    moment = datetime.datetime.fromtimestamp(answer["time"], datetime.timezone.utc)
+    return [f"clock {answer.get('clock')}, time {moment.isoformat(timespec='milliseconds')} "
+            f"({answer['time'] - time.time():+.3f}s from here, reply delay included)"]
 
 
 def _task_line(item: dict[str, Any]) -> str:

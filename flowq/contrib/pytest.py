@@ -47,7 +47,7 @@ import pytest
 if TYPE_CHECKING:
     from flowq.app import Flowq
 
-#: How long a test worker may take to print its banner (it is then consuming).
+#: How long a test worker may take to say it is ready (it then consumes).
 START_TIMEOUT = 60.0
 
 
@@ -88,8 +88,10 @@ class FlowqTestWorker:
         return self.log_path.read_text()
 
     def _wait_ready(self) -> None:
+        from flowq.runtime.worker import READY
+
         deadline = time.monotonic() + START_TIMEOUT
-        while "flowq worker " not in self.log():
+        while READY not in self.log():
             if self.process.poll() is not None:
                 raise RuntimeError(f"the test worker exited with code "
                                    f"{self.process.returncode}:\n{self.log()}")

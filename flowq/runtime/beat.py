@@ -103,8 +103,9 @@ class Entry:
 def load_entries(app: Flowq, now: datetime | None = None) -> list[Entry]:
     """The entries of ``app.conf.beat_schedule``, each checked.
 
-    Raises ConfigurationError with one line naming the first bad entry, or a bad
-    ``timezone`` setting, so a broken schedule stops beat at start, not at 3 a.m.
+    Raises ConfigurationError with one line naming the first bad entry (a task the app
+    does not register included), or a bad ``timezone`` setting, so a broken schedule
+    stops beat at start, not at 3 a.m.
     """
     tz = app_timezone(app.conf.timezone)
     moment = now or utc_now()
@@ -149,7 +150,8 @@ def _entry(app: Flowq, name: str, spec: Any, tz: tzinfo, now: datetime) -> Entry
     for key, value in (("kwargs", kwargs), ("options", options)):
         if not isinstance(value, Mapping):
             raise ConfigurationError(f"{key!r} must be a dict, not {type(value).__name__}")
-    app.compile(canvas, args, kwargs, options)  # bad options fail now, not at the first run
+    # Unknown tasks and bad arguments or options fail now, not as dead letters at each run.
+    app.compile(canvas, args, kwargs, options, strict=True)
     return Entry(name, schedule, canvas, tuple(args), FrozenDict(kwargs), FrozenDict(options),
                  describe(canvas))
 

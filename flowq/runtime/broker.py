@@ -7,8 +7,9 @@ ours). ``None`` means the embedded default under the app's ``data_dir``.
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kombu import Connection, Exchange, Queue
@@ -20,6 +21,13 @@ DEAD_LETTER_SUFFIX = ".dead"
 AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 #: AMQP's reply code for a declaration that contradicts the existing entity.
 PRECONDITION_FAILED = 406
+#: Seconds before the first retry of a connection, added per retry, and at most.
+RETRY_START, RETRY_STEP, RETRY_MAX = 0.1, 0.5, 2.0
+
+
+def retry_delays() -> Iterator[float]:
+    """The pauses between connection attempts: 0.1, 0.6, 1.1, 1.6, then 2 s for ever."""
+    return (min(RETRY_START + RETRY_STEP * n, RETRY_MAX) for n in itertools.count())
 
 
 def embedded_broker_url(data_dir: str) -> str:
@@ -39,7 +47,7 @@ def connect(conf: Settings, url: str | None = None, retry: bool = True) -> Conne
         # bounded connection retries: an unreachable broker is an error, not a hang
         "max_retries": (conf.broker_connection_max_retries
                         if retry and conf.broker_connection_retry else 0),
-        "interval_start": 0.1, "interval_step": 0.5, "interval_max": 2.0,
+        "interval_start": RETRY_START, "interval_step": RETRY_STEP, "interval_max": RETRY_MAX,
         **conf.broker_transport_options}
     kwargs: dict[str, Any] = {}
     scheme = url.split("://", 1)[0]

@@ -69,6 +69,7 @@ class Job:
     handle: Any = None  # the pool's handle on the running job (to terminate it)
     killed: bool = False  # terminated by a revoke
     signum: int | None = None  # the signal that terminated it
+    interrupted: bool = False  # by a cold shutdown: settled, whatever the pool says later
 
 
 class Intake:
@@ -259,6 +260,8 @@ class Intake:
                 job, outcome, error = self.finished.get_nowait()
             except queue.Empty:
                 return settled
+            if job.interrupted:
+                continue
             self.active.pop(job.request.id, None)
             settled += 1
             if outcome is not None:
@@ -434,6 +437,43 @@ class Intake:
     def _requeue(self, job: Job) -> None:
         if job.generation == self.generation and not job.message.acknowledged:
             _safe(lambda: job.message.reject(requeue=True))
+
+    def interrupt(self) -> tuple[list[Job], list[Job]]:
+        """Cold shutdown, once the pool's processes are killed: settle what finished
+        before, then the jobs that were still running.
+
+        An early-acked job's message is gone, so its task is recorded as failed with
+        WorkerLostError (its errbacks run and its workflow's later steps fail, as when its
+        process dies); a late-acked one goes back to its queue and runs again. Returns
+        the (failed, requeued) running jobs.
+        """
+        while True:
+            try:
+                job, outcome, _ = self.finished.get_nowait()
+            except queue.Empty:
+                break
+            if outcome is not None:  # a loss reported now is the kill: settled below
+                self.active.pop(job.request.id, None)
+                self._settle_outcome(job, outcome)
+        failed, requeued = [], []
+        for job in list(self.active.values()):
+            job.interrupted = True
+            request = job.request
+            if job.late_ack:
+                self._requeue(job)
+                requeued.append(job)
+                continue
+            error = WorkerLostError(f"{request.task}[{request.id}] was interrupted by the cold "
+                                    f"shutdown of worker {self.hostname}")
+            try:
+                self._fail(job, error)
+            except (BackendError, BrokerError) as exc:
+                log.error("Could not record %s[%s] as failed: %s", request.task, request.id, exc)
+            self.counts["failed"] += 1
+            self.events.task_failed(job, error)
+            failed.append(job)
+        self.active.clear()
+        return failed, requeued
 
     def requeue_buffered(self) -> int:
         """Give every message not yet started back to the broker (warm shutdown)."""

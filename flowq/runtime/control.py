@@ -45,7 +45,9 @@ def open_connection(conf: Settings, max_retries: int | None = None) -> Connectio
         # kombu's own default intervals (2 s, +2 s each, up to 30 s) make 5 retries take
         # 30 s; a command line should give up within seconds.
         connection.ensure_connection(max_retries=retries if conf.broker_connection_retry else 0,
-                                     interval_start=0.1, interval_step=0.5, interval_max=2.0)
+                                     interval_start=broker.RETRY_START,
+                                     interval_step=broker.RETRY_STEP,
+                                     interval_max=broker.RETRY_MAX)
     except Exception as exc:  # noqa: BLE001 - kombu wraps transport errors variously
         connection.release()
         raise BrokerUnavailable(f"could not connect to the broker at "
@@ -178,6 +180,20 @@ class Control:
     def shutdown(self, **kwargs: Any) -> Replies:
         return self._call("shutdown", **kwargs)
 
+    def autoscale(self, max: int, min: int, **kwargs: Any) -> Replies:
+        """New (MAX, MIN) bounds for workers started with ``--autoscale``."""
+        return self._call("autoscale", max_concurrency=max, min_concurrency=min, **kwargs)
+
+    def enable_events(self, **kwargs: Any) -> Replies:
+        return self._call("enable_events", **kwargs)
+
+    def disable_events(self, **kwargs: Any) -> Replies:
+        return self._call("disable_events", **kwargs)
+
+    def heartbeat(self, **kwargs: Any) -> Replies:
+        """Make workers send a ``worker-heartbeat`` event now."""
+        return self._call("heartbeat", **kwargs)
+
     def inspect(self, destination: Sequence[str] | None = None,
                 timeout: float = 1.0) -> Inspect:
         return Inspect(self, destination, timeout)
@@ -257,9 +273,9 @@ class Inspect:
         self.destination = destination
         self.timeout = timeout
 
-    def _ask(self, command: str) -> dict[str, Any] | None:
-        replies = self.control.broadcast(command, destination=self.destination, reply=True,
-                                         timeout=self.timeout)
+    def _ask(self, command: str, **arguments: Any) -> dict[str, Any] | None:
+        replies = self.control.broadcast(command, arguments, destination=self.destination,
+                                         reply=True, timeout=self.timeout)
         merged: dict[str, Any] = {}
         for reply in replies:
             merged.update(reply)
@@ -291,3 +307,13 @@ class Inspect:
 
     def conf(self) -> dict[str, Any] | None:
         return self._ask("conf")
+
+    def query_task(self, *ids: str) -> dict[str, Any] | None:
+        """``{node: {id: [active|reserved, task]}}`` for the tasks each worker holds."""
+        return self._ask("query_task", ids=list(ids))
+
+    def clock(self) -> dict[str, Any] | None:
+        return self._ask("clock")
+
+    def report(self) -> dict[str, Any] | None:
+        return self._ask("report")

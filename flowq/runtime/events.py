@@ -52,6 +52,7 @@ from kombu import Consumer, Exchange, Producer, Queue
 
 from flowq.runtime import broker
 from flowq.runtime.execute import FAILURE, IGNORE, REJECT, REPLACED, RETRY, SUCCESS
+from flowq.runtime.pidfile import running
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
@@ -107,6 +108,7 @@ class EventDispatcher:
         self.pid = os.getpid()
         self.sent = 0
         self.dropped = 0
+        self.clock = 0  # the clock of the last event queued
         self._buffer: queue.Queue[Event] = queue.Queue(buffer)
         self._clock = itertools.count(1)
         self._stopping = threading.Event()
@@ -118,8 +120,9 @@ class EventDispatcher:
 
     def send(self, type: str, **fields: Any) -> None:
         """Queue one event; drop it (and count it) when the buffer is full."""
+        self.clock = next(self._clock)  # itertools.count: one value per event, any thread
         event = {"type": type, "hostname": self.hostname, "pid": self.pid,
-                 "timestamp": time.time(), "clock": next(self._clock), **fields}
+                 "timestamp": time.time(), "clock": self.clock, **fields}
         try:
             self._buffer.put_nowait(event)
         except queue.Full:
@@ -131,6 +134,9 @@ class EventDispatcher:
                   **self.status())
 
     def start(self) -> None:
+        """Start the publisher thread (again, after :meth:`stop`)."""
+        self._stopping.clear()
+        self._retry_at = 0.0
         self._thread = threading.Thread(target=self._run, name="flowq-events", daemon=True)
         self._thread.start()
 
@@ -290,28 +296,60 @@ def _version() -> str:
 class WorkerEvents:
     """A worker's events: online, heartbeats, offline, and its intake's task events.
 
-    Built by the worker whether or not events are enabled; when they are off (neither
-    ``-E`` nor ``worker_send_task_events``) every method does nothing.
+    On from the start with ``-E`` (``worker_send_task_events``), or turned on and off
+    while the worker runs (``control enable_events`` / ``disable_events``); while off,
+    nothing is sent. One dispatcher serves every period on, so its clock keeps counting.
     """
 
     def __init__(self, worker: Worker):
         self.worker = worker
         self.dispatcher: EventDispatcher | None = None
-        if worker.app.conf.worker_send_task_events:
-            self.dispatcher = EventDispatcher(worker.app, worker.hostname,
-                                              status=lambda: worker_status(worker))
-            worker.intake.events = TaskEvents(self.dispatcher)
+        self.enabled = False
+
+    @property
+    def clock(self) -> int:
+        """The clock of the last event this worker sent (0: none yet)."""
+        return self.dispatcher.clock if self.dispatcher is not None else 0
 
     def start(self) -> None:
-        if self.dispatcher is not None:
-            self.dispatcher.start()
-            self.dispatcher.send_worker("worker-online")
-            log.info("Sending events to exchange %s", EXCHANGE_NAME)
+        if self.worker.app.conf.worker_send_task_events:
+            self.enable()
+
+    def enable(self) -> bool:
+        """Start sending events; False if they are sent already."""
+        if self.enabled:
+            return False
+        worker = self.worker
+        if self.dispatcher is None:
+            self.dispatcher = EventDispatcher(worker.app, worker.hostname,
+                                              status=lambda: worker_status(worker))
+        self.dispatcher.start()
+        self.dispatcher.send_worker("worker-online")
+        worker.intake.events = TaskEvents(self.dispatcher)
+        self.enabled = True
+        log.info("Sending events to exchange %s", EXCHANGE_NAME)
+        return True
+
+    def disable(self) -> bool:
+        """Send ``worker-offline`` and stop sending; False if events are off already."""
+        if not self.enabled or self.dispatcher is None:
+            return False
+        self.worker.intake.events = DISABLED
+        self.dispatcher.send_worker("worker-offline")
+        self.dispatcher.stop()
+        self.enabled = False
+        log.info("Stopped sending events")
+        return True
+
+    def heartbeat(self) -> bool:
+        """Send a ``worker-heartbeat`` now; False when events are off."""
+        if not self.enabled or self.dispatcher is None:
+            return False
+        self.dispatcher.send_worker("worker-heartbeat")
+        return True
 
     def stop(self) -> None:
-        if self.dispatcher is not None:
-            self.dispatcher.send_worker("worker-offline")
-            self.dispatcher.stop()
+        self.disable()
 
 
 def worker_status(worker: Worker) -> dict[str, Any]:
@@ -430,22 +468,12 @@ def _reap_stale_listeners(channel: Any) -> None:
         if not name.startswith(prefix):
             continue
         pid = name[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not running(int(pid)):
             try:
                 channel.queue_delete(name)
                 log.debug("Deleted the queue of a listener that is gone: %s", name)
             except Exception as exc:  # noqa: BLE001 - another listener reaped it first
                 log.debug("Could not delete %s: %s", name, exc)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- display ---------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The pattern may hold ``%h`` (this machine's host name), ``%n`` (the name part of the
 node name, before ``@``), ``%p`` (the whole node name), ``%i`` (the process index: 0 in
-the worker's main process, 1..N in its pool processes) and ``%%`` (a literal ``%``). So
+the worker's main process, 1..N in its pool processes), ``%I`` (the same with a dash,
+and nothing in the main process: ``-1``, ``-2``...) and ``%%`` (a literal ``%``). So
 ``-n w1@%h --logfile /var/log/flowq/%n-%i.log`` gives ``w1-0.log`` for the main process
 and ``w1-1.log``, ``w1-2.log``... for the pool; ``--logfile w.log`` is one file for all.
 
@@ -33,9 +34,10 @@ def process_index() -> int:
 
 
 def expand(pattern: str, nodename: str, index: int | None = None) -> str:
-    """``pattern`` with ``%h``, ``%n``, ``%p``, ``%i`` and ``%%`` replaced."""
+    """``pattern`` with ``%h``, ``%n``, ``%p``, ``%i``, ``%I`` and ``%%`` replaced."""
+    number = process_index() if index is None else index
     values = {"h": socket.gethostname(), "n": nodename.split("@", 1)[0], "p": nodename,
-              "i": str(process_index() if index is None else index), "%": "%"}
+              "i": str(number), "I": f"-{number}" if number else "", "%": "%"}
     out: list[str] = []
     chars = iter(pattern)
     for char in chars:

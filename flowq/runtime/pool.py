@@ -1,8 +1,9 @@
 """Execution pools: where task code runs while the main process keeps consuming.
 
-* ``prefork`` (default): a billiard process pool. Children are replaced when they die
-  or hit ``max_tasks_per_child``; a job whose child dies reports WorkerLostError, and
-  one over its hard time limit gets its child killed and reports TimeLimitExceeded.
+* ``prefork`` (default): a billiard process pool. Children are replaced when they die,
+  hit ``max_tasks_per_child``, or end a task above ``max_memory_per_child`` KiB of
+  resident memory; a job whose child dies reports WorkerLostError, and one over its
+  hard time limit gets its child killed and reports TimeLimitExceeded.
 * ``threads``: a thread pool, for I/O-bound tasks (no time limits).
 * ``solo``: runs each task in the main process, one at a time.
 
@@ -118,10 +119,12 @@ class Pool:
 
 
 class PreforkPool(Pool):
-    def __init__(self, app: Flowq, concurrency: int, max_tasks_per_child: int | None = None):
+    def __init__(self, app: Flowq, concurrency: int, max_tasks_per_child: int | None = None,
+                 max_memory_per_child: int | None = None):
         self.app = app
         self.concurrency = concurrency
         self.max_tasks_per_child = max_tasks_per_child
+        self.max_memory_per_child = max_memory_per_child
         self._pool: Any = None
 
     def start(self) -> None:
@@ -129,7 +132,11 @@ class PreforkPool(Pool):
 
         self._pool = BilliardPool(self.concurrency, initializer=use_app,
                                   initargs=(self.app, True),
-                                  maxtasksperchild=self.max_tasks_per_child, putlocks=False,
+                                  maxtasksperchild=self.max_tasks_per_child,
+                                  # billiard checks it after each task: the child that went
+                                  # over finishes that task, then is replaced
+                                  max_memory_per_child=self.max_memory_per_child,
+                                  putlocks=False,
                                   threads=True, enable_timeouts=True, lost_worker_timeout=1.0,
                                   on_process_exit=signalling.process_exiting)
 
@@ -150,11 +157,15 @@ class PreforkPool(Pool):
         return bool(pids)
 
     def resize(self, size: int) -> None:
+        """Grow at once; shrink by idle processes only (as many as are idle now)."""
         if size > self.concurrency:
             self._pool.grow(size - self.concurrency)
         elif size < self.concurrency:
-            self._pool.shrink(self.concurrency - size)
-        self.concurrency = size
+            try:
+                self._pool.shrink(self.concurrency - size)
+            except ValueError:  # fewer idle processes than asked: those were stopped
+                pass
+        self.concurrency = self._pool._processes
 
     def stop(self) -> None:
         """Let the (idle) processes exit on their own; kill them if that takes long.
@@ -253,15 +264,19 @@ class SoloPool(Pool):
         return None
 
 
-def make_pool(kind: str, app: Flowq, concurrency: int,
-              max_tasks_per_child: int | None = None) -> Pool:
-    """The pool named ``kind``: prefork, threads or solo."""
+def make_pool(kind: str, app: Flowq, concurrency: int, max_tasks_per_child: int | None = None,
+              max_memory_per_child: int | None = None) -> Pool:
+    """The pool named ``kind``: prefork, threads or solo. Only prefork replaces its
+    processes, so only it takes ``max_memory_per_child`` (KiB)."""
+    from flowq.exceptions import ConfigurationError
+
     if kind == "prefork":
-        return PreforkPool(app, concurrency, max_tasks_per_child)
+        return PreforkPool(app, concurrency, max_tasks_per_child, max_memory_per_child)
+    if max_memory_per_child:
+        raise ConfigurationError(f"max_memory_per_child needs the prefork pool (the {kind} "
+                                 f"pool runs tasks in the worker's own process)")
     if kind == "threads":
         return ThreadsPool(app, concurrency)
     if kind == "solo":
         return SoloPool(app)
-    from flowq.exceptions import ConfigurationError
-
     raise ConfigurationError(f"unknown pool {kind!r}; use prefork, threads or solo")

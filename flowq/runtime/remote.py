@@ -18,6 +18,7 @@ from kombu.exceptions import InconsistencyError
 
 from flowq.exceptions import ConfigurationError
 from flowq.runtime import broker
+from flowq.runtime import report as reports
 from flowq.runtime.control import mailbox
 from flowq.runtime.message import iso
 from flowq.runtime.publisher import decode_delayed
@@ -171,6 +172,43 @@ def pool_shrink(worker: Worker, n: int = 1) -> Any:
 
 
 @command
+def autoscale(worker: Worker, max_concurrency: int, min_concurrency: int) -> Any:
+    """New bounds for an autoscaled pool; the pool moves into them at once."""
+    if worker.autoscaler is None:
+        return {"error": "autoscale is off for this worker: start it with --autoscale MAX,MIN "
+                         "(or use pool_grow / pool_shrink)"}
+    try:
+        worker.autoscale(max_concurrency, min_concurrency)
+    except ConfigurationError as exc:
+        return {"error": str(exc)}
+    return _ok(f"autoscale max={max_concurrency} min={min_concurrency}, pool size is now "
+               f"{worker.pool.concurrency}")
+
+
+@command
+def enable_events(worker: Worker) -> Any:
+    if not worker.events.enable():
+        return _ok("events were already on")
+    return _ok("events on")
+
+
+@command
+def disable_events(worker: Worker) -> Any:
+    if not worker.events.disable():
+        return _ok("events were already off")
+    return _ok("events off")
+
+
+@command
+def heartbeat(worker: Worker) -> Any:
+    """Send a ``worker-heartbeat`` event now (to see at once that the worker is there)."""
+    if not worker.events.heartbeat():
+        return {"error": "events are off for this worker: turn them on with control "
+                         "enable_events, or start it with -E"}
+    return _ok("heartbeat sent")
+
+
+@command
 def shutdown(worker: Worker) -> Any:
     log.info("Warm shutdown requested by remote control")
     worker.warm = True
@@ -217,6 +255,32 @@ def workflow_tasks(worker: Worker, root_id: str) -> dict[str, list[str]]:
 
 
 @command
+def query_task(worker: Worker, ids: list[str]) -> dict[str, Any]:
+    """What this worker holds of tasks ``ids``: ``{id: [active|reserved, task]}``."""
+    wanted = set(ids)
+    intake = worker.intake
+    found = {job.request.id: ["active", _describe(job)] for job in intake.active.values()
+             if job.request.id in wanted}
+    for job in (*intake.held, *intake.buffer):
+        if job.request.id in wanted:
+            found.setdefault(job.request.id, ["reserved", _describe(job)])
+    return found
+
+
+@command
+def clock(worker: Worker) -> dict[str, Any]:
+    """The worker's event clock (the ``clock`` of the last event it sent) and its time,
+    to order its events and spot a wrong system clock."""
+    return {"clock": worker.events.clock, "time": time.time()}
+
+
+@command
+def report(worker: Worker) -> dict[str, str]:
+    """The worker's versions and settings (masked), as ``flowq report`` prints them."""
+    return _ok(reports.report(worker.app, worker.app_path))
+
+
+@command
 def registered(worker: Worker) -> list[str]:
     return sorted(worker.app.tasks)
 
@@ -242,7 +306,8 @@ def stats(worker: Worker) -> dict[str, Any]:
             "prefetch_count": worker.prefetch, "broker": broker.describe(worker.app.conf),
             "queues": list(worker.queues), "active": len(intake.active),
             "reserved": len(intake.held) + len(intake.buffer),
-            "events": bool(worker.app.conf.worker_send_task_events),
+            "events": worker.events.enabled,
+            "autoscaler": worker.autoscaler.info() if worker.autoscaler else None,
             "counts": dict(intake.counts), "rate_limits": intake.limits.limits()}
 
 

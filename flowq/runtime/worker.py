@@ -1,13 +1,16 @@
 """The worker: a consumer in the main process feeding an execution pool.
 
-Lifecycle: connect, declare queues (and their dead-letter queues), print a short
-banner, then loop: take messages, hand them to free pool processes, settle finished
-ones, move due delayed messages to their queues, refresh revocations. Signals:
+Lifecycle: print a short banner, connect (each failed attempt is logged; after
+``broker_connection_max_retries`` of them the worker gives up with one line naming the
+broker, exit 69), declare queues (and their dead-letter queues), log that it is ready,
+then loop: take messages, hand them to free pool processes, settle finished ones, move
+due delayed messages to their queues, refresh revocations, autoscale. Signals:
 
 * SIGTERM / SIGINT: warm shutdown. Stop consuming, give every message not yet started
   back to the broker at once, let running tasks finish (and be acked), exit 0.
-* a second SIGTERM / SIGINT, or SIGQUIT: cold shutdown. Kill running tasks; their
-  unacked messages return to the broker when the connection closes. Exit 1.
+* a second SIGTERM / SIGINT, or SIGQUIT: cold shutdown. Kill running tasks: a late-acked
+  one goes back to its queue, an early-acked one is recorded as failed
+  (WorkerLostError: its errbacks run, its workflow's later steps fail). Exit 1.
 """
 
 from __future__ import annotations
@@ -24,10 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from kombu import Consumer
 
-from flowq.exceptions import FlowqError
+from flowq.exceptions import BrokerUnavailable, ConfigurationError, FlowqError
 from flowq.runtime import broker, events, logs, remote, signalling
-from flowq.runtime.consumer import Intake
+from flowq.runtime.autoscale import Autoscaler
+from flowq.runtime.banner import banner, warn_about_a_local_backend
+from flowq.runtime.consumer import Intake, display_name
+from flowq.runtime.logfile import expand
 from flowq.runtime.message import Request
+from flowq.runtime.pidfile import Pidfile
 from flowq.runtime.pool import Pool, make_pool
 from flowq.runtime.publisher import decode_delayed
 from flowq.runtime.revoked_stamps import RevokedStamps
@@ -40,6 +47,13 @@ log = logging.getLogger("flowq.worker")
 #: How often the main loop does its housekeeping (seconds).
 DELAY_SWEEP_INTERVAL = 0.2
 REVOKED_REFRESH_INTERVAL = 1.0
+AUTOSCALE_INTERVAL = 1.0
+#: In the line the worker logs once it consumes and answers remote control: what a
+#: supervisor or a test waits for (the banner comes earlier, before it connects).
+READY = " ready (connected to "
+#: The exit code of a worker that could not reach its broker at start (sysexits'
+#: EX_UNAVAILABLE, as the command line uses for every unreachable service).
+EXIT_UNAVAILABLE = 69
 #: Most rate-limited messages a worker holds beyond its prefetch window.
 MAX_HELD = 1000
 DELAY_LEASE = 30.0
@@ -68,21 +82,32 @@ class Worker:
     def __init__(self, app: Flowq, *, concurrency: int | None = None,
                  queues: Sequence[str] | None = None, hostname: str | None = None,
                  pool: str | None = None, prefetch_multiplier: int | None = None,
-                 max_tasks_per_child: int | None = None, app_path: str | None = None):
+                 max_tasks_per_child: int | None = None, app_path: str | None = None,
+                 autoscale: tuple[int, int] | None = None,
+                 max_memory_per_child: int | None = None, pidfile: str | None = None):
+        """``autoscale`` is (MAX, MIN) processes; ``max_memory_per_child`` is in KiB;
+        ``pidfile`` may hold the node name codes of log files (``%n``)."""
         app.finalize()  # every task registered before the pool forks
         conf = app.conf
         self.app = app
         self.app_path = app_path or app.main or "?"
         self.pool_kind = pool or conf.worker_pool
-        self.concurrency = 1 if self.pool_kind == "solo" else (
-            concurrency or conf.worker_concurrency or os.cpu_count() or 1)
-        self.queues = list(queues or [conf.task_default_queue])
         self.hostname = expand_hostname(hostname)
-        multiplier = prefetch_multiplier or conf.worker_prefetch_multiplier
-        self.prefetch = max(1, self.concurrency * multiplier)
+        self.autoscaler = Autoscaler(*autoscale, keepalive=conf.worker_autoscale_keepalive) \
+            if autoscale else None
+        if self.autoscaler and self.pool_kind != "prefork":
+            raise ConfigurationError(f"autoscale needs the prefork pool; the {self.pool_kind} "
+                                     f"pool cannot be resized")
+        self.concurrency = 1 if self.pool_kind == "solo" else self.autoscaler.min if (
+            self.autoscaler) else (concurrency or conf.worker_concurrency or os.cpu_count() or 1)
+        self.queues = list(queues or [conf.task_default_queue])
+        self.multiplier = prefetch_multiplier or conf.worker_prefetch_multiplier
+        self.prefetch = self._window()
         self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
+        self.max_memory_per_child = max_memory_per_child or conf.worker_max_memory_per_child
+        self.pidfile = Pidfile(expand(pidfile, self.hostname, 0)) if pidfile else None
         self.pool: Pool = make_pool(self.pool_kind, app, self.concurrency,
-                                    self.max_tasks_per_child)
+                                    self.max_tasks_per_child, self.max_memory_per_child)
         self.intake = Intake(app, self.pool, self.hostname, self._revoked_reason)
         self.events = events.WorkerEvents(self)  # does nothing unless events are on
         self.revoked_ids: set[str] = set()
@@ -97,41 +122,106 @@ class Worker:
         self._quorum = broker.quorum_queues(conf)
         self._next_sweep = 0.0
         self._next_revoked = 0.0
+        self._next_autoscale = 0.0
 
     # -- running ----------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run until shut down; return the process exit code."""
+        """Run until shut down; return the process exit code: 0 after a warm shutdown, 1
+        after a cold one, 69 when the broker cannot be reached at start.
+
+        Raises ConfigurationError, before anything else, if the pidfile is another
+        running worker's.
+        """
+        if self.pidfile:
+            self.pidfile.acquire()
+        try:
+            return self._run()
+        finally:
+            if self.pidfile:
+                self.pidfile.release()
+
+    def _run(self) -> int:
         signalling.worker_starting(self)
         self._install_signals()
+        log.info("%s", banner(self))
+        warn_about_a_local_backend(self.app)
+        try:
+            connection = self._open_connection(self._attempts_at_start())
+        except BrokerUnavailable as exc:
+            log.error("%s", exc)
+            self.app.close()
+            return EXIT_UNAVAILABLE
+        if connection is None:  # stopped while waiting for the broker
+            self.app.close()
+            return 1 if self.cold else 0
         self.pool.start()
         self._refresh_revoked()
         self.events.start()
         announced = False
         try:
-            while not self.cold:
+            while not self.cold and connection is not None:
                 try:
-                    self._connect()
-                    if not announced:  # once it consumes and answers remote control
-                        log.info("%s", self.banner())
-                        self._warn_about_a_local_backend()
+                    self._connect(connection)
+                    if not announced:  # it consumes and answers remote control
+                        log.info("Worker %s%s%s)", self.hostname, READY,
+                                 broker.describe(self.app.conf))
                         signalling.worker_ready(self.intake)
                         announced = True
                     self._loop()
                     break
                 except self._connection_errors() as exc:
-                    self._reconnect_after(exc)
+                    connection = self._reconnect_after(exc)
         finally:
             self._stop()
         return 1 if self.cold else 0
+
+    def _attempts_at_start(self) -> int:
+        conf = self.app.conf
+        return conf.broker_connection_max_retries if conf.broker_connection_retry else 0
+
+    def _open_connection(self, retries: int | None, warm_stops: bool = True) -> Any:
+        """A connected broker connection, or None if a shutdown stopped the attempts
+        (a cold one; a warm one too unless ``warm_stops`` is False).
+
+        Each failed attempt is logged with the broker's URL (password masked) and the
+        pause before the next (:func:`broker.retry_delays`); after ``retries`` retries
+        (None: never) raises BrokerUnavailable naming the broker.
+        """
+        where = broker.describe(self.app.conf)
+        for attempt, pause in enumerate(broker.retry_delays(), 1):
+            if self.cold or (self.warm and warm_stops):
+                return None
+            connection = broker.connect(self.app.conf)
+            try:
+                connection.ensure_connection(max_retries=0)
+                return connection
+            except Exception as exc:  # noqa: BLE001 - kombu raises transport errors variously
+                connection.release()
+                reason = str(exc).rstrip(".") or type(exc).__name__
+                if retries is not None and attempt > retries:
+                    raise BrokerUnavailable(
+                        f"Could not connect to the broker at {where} after {attempt} attempts "
+                        f"({reason}); check that it runs and that broker_url (or "
+                        f"FLOWQ_BROKER_URL) points to it") from None
+                of = f"{attempt}/{retries}" if retries is not None else f"{attempt}"
+                log.warning("Cannot connect to the broker at %s (%s); trying again in %.1fs "
+                            "(retry %s)", where, reason, pause, of)
+                self._pause(pause, warm_stops)
+        return None  # not reached: retry_delays() never ends
+
+    def _pause(self, seconds: float, warm_stops: bool) -> None:
+        """Sleep, but wake up when a shutdown is asked (signal handlers set the flags)."""
+        deadline = time.monotonic() + seconds
+        while not (self.cold or (self.warm and warm_stops)) and time.monotonic() < deadline:
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     def _connection_errors(self) -> tuple[type[BaseException], ...]:
         conn = self.connection or broker.connect(self.app.conf)
         return tuple(conn.connection_errors) + tuple(conn.channel_errors)
 
-    def _connect(self) -> None:
-        self.connection = broker.connect(self.app.conf)
-        self.connection.ensure_connection(max_retries=3)
+    def _connect(self, connection: Any) -> None:
+        self.connection = connection
         try:
             self._consume()
         except self.connection.channel_errors as exc:
@@ -171,9 +261,37 @@ class Worker:
         self.consumer.cancel_by_queue(name)
 
     def resize_pool(self, delta: int) -> None:
-        """Grow or shrink the pool by ``delta`` processes (at least one stays)."""
-        self.pool.resize(max(1, self.pool.concurrency + delta))
+        """Grow or shrink the pool by ``delta`` processes (at least one stays; an
+        autoscaled pool stays within its bounds)."""
+        size = max(1, self.pool.concurrency + delta)
+        self._resize(self.autoscaler.clamp(size) if self.autoscaler else size)
+
+    def autoscale(self, max: int, min: int) -> None:
+        """New autoscale bounds (``control autoscale``); the pool moves into them now."""
+        assert self.autoscaler is not None
+        self.autoscaler.update(max, min)
+        self._resize(self.autoscaler.clamp(self.pool.concurrency))
+
+    def _resize(self, size: int) -> None:
+        if size != self.pool.concurrency:
+            before = self.pool.concurrency
+            self.pool.resize(size)
+            log.info("Pool resized from %d to %d process(es)", before, self.pool.concurrency)
         self.concurrency = self.pool.concurrency
+        self.prefetch = self._window()
+
+    def _window(self) -> int:
+        """The prefetch count: ``multiplier`` messages per process, for the largest pool
+        autoscaling allows (so that the load can show that more processes are needed)."""
+        size = self.autoscaler.max if self.autoscaler else self.concurrency
+        return max(1, size * self.multiplier)
+
+    def _maybe_autoscale(self, now: float) -> None:
+        if self.autoscaler is None or now < self._next_autoscale:
+            return
+        self._next_autoscale = now + AUTOSCALE_INTERVAL
+        load = len(self.intake.active) + len(self.intake.buffer)
+        self._resize(self.autoscaler.target(load, self.pool.concurrency, now))
 
     def _apply_prefetch(self) -> None:
         """Widen the prefetch window by the messages a rate limit holds back, so they do
@@ -215,6 +333,7 @@ class Worker:
             self._next_revoked = now + REVOKED_REFRESH_INTERVAL
             self._refresh_revoked()
             self.intake.advance_unadvanced()
+        self._maybe_autoscale(now)
 
     def _move_due(self) -> None:
         """Publish delayed messages whose time has come (claimed under a lease). A backend
@@ -257,19 +376,13 @@ class Worker:
             return "expired"
         return None
 
-    def _reconnect_after(self, exc: BaseException) -> None:
+    def _reconnect_after(self, exc: BaseException) -> Any:
+        """A new connection after losing one, tried for as long as it takes: during a
+        warm shutdown too, so that the running tasks are settled (None after a cold one)."""
         log.error("Lost the broker connection (%s); reconnecting", exc)
         self.intake.forget_connection()
         self._close_connection()
-        delay = 0.5
-        while not self.cold and not self.warm:
-            time.sleep(delay)
-            try:
-                broker.connect(self.app.conf).ensure_connection(max_retries=1)
-                return
-            except Exception as again:  # noqa: BLE001 - any failure means "try later"
-                log.warning("Broker %s still unreachable: %s", broker.describe(self.app.conf), again)
-                delay = min(delay * 2, 5.0)
+        return self._open_connection(None, warm_stops=False)
 
     # -- shutdown ---------------------------------------------------------------------------
 
@@ -286,12 +399,13 @@ class Worker:
             self._on_cold_signal(signum, frame)
             return
         self.warm = True
-        log.info("Warm shutdown (%s): finishing %d running task(s)",
-                 signal.Signals(signum).name, len(self.intake.active))
+        log.warning("Warm shutdown (%s): finishing %d running task(s); press Ctrl-C again "
+                    "(or send SIGQUIT) to stop at once, interrupting them",
+                    signal.Signals(signum).name, len(self.intake.active))
 
     def _on_cold_signal(self, signum: int, frame: Any) -> None:
         self.cold = True
-        log.warning("Cold shutdown (%s): %d running task(s) interrupted",
+        log.warning("Cold shutdown (%s): interrupting %d running task(s)",
                     signal.Signals(signum).name, len(self.intake.active))
 
     def stop(self) -> None:
@@ -314,6 +428,7 @@ class Worker:
         # error); a cold one kills what still runs.
         if self.cold or self.intake.active:
             self.pool.terminate()
+            self._settle_interrupted()
         else:
             self.pool.stop()
         self.intake.collect()
@@ -323,6 +438,20 @@ class Worker:
         self.app.close()
         log.info("Worker %s stopped", self.hostname)
 
+    def _settle_interrupted(self) -> None:
+        """Record, requeue and log the tasks a cold shutdown interrupted, by id."""
+        failed, requeued = self.intake.interrupt()
+        for job in failed:
+            log.error("Task %s[%s] interrupted: recorded as failed (WorkerLostError); its "
+                      "errbacks run and its workflow's later steps fail",
+                      display_name(job.request), job.request.id)
+        for job in requeued:
+            log.warning("Task %s[%s] interrupted: returned to its queue (acks_late), it "
+                        "runs again", display_name(job.request), job.request.id)
+        returned = self.intake.requeue_buffered()
+        if returned:
+            log.info("Returned %d unstarted message(s) to the broker", returned)
+
     def _close_connection(self) -> None:
         if self.connection is not None:
             try:
@@ -331,35 +460,6 @@ class Worker:
                 pass
             self.connection = None
             self.consumer = self.control = None
-
-    # -- display ----------------------------------------------------------------------------
-
-    def _warn_about_a_local_backend(self) -> None:
-        """A shared broker with the embedded (per-machine) result backend works on one
-        machine only: workers elsewhere would keep their own results and chord counts."""
-        conf = self.app.conf
-        if conf.result_backend is None and conf.broker_url is not None and not (
-                conf.broker_url.startswith(("sqlite:", "memory://"))):
-            log.warning("No result_backend set: results and chord counts go to the local "
-                        "file %s/results.db. Workers on other machines cannot see them; set "
-                        "result_backend (e.g. redis://...) before scaling out.", conf.data_dir)
-
-    def banner(self) -> str:
-        tasks = sorted(name for name in self.app.tasks if not name.startswith("flowq."))
-        shown = ", ".join(tasks[:8]) + (f" (+{len(tasks) - 8} more)" if len(tasks) > 8 else "")
-        conf = self.app.conf
-        backend = self.app.runtime.backend.url
-        embedded = conf.broker_url is None or conf.result_backend is None
-        return "\n".join([
-            f"flowq worker {self.hostname} (pid {os.getpid()})",
-            f"  app:         {self.app_path}",
-            f"  broker:      {broker.describe(conf)}",
-            f"  backend:     {backend}",
-            *([f"  data dir:    {conf.data_dir} (embedded default)"] if embedded else []),
-            f"  queues:      {', '.join(self.queues)}",
-            f"  concurrency: {self.concurrency} ({self.pool_kind}), prefetch {self.prefetch}",
-            f"  tasks:       {shown or '(none registered)'}",
-        ])
 
 
 def setup_logging(level: str, log_format: str = "text") -> None:

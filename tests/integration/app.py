@@ -25,6 +25,7 @@ app = Flowq(
     accept_content=os.environ.get("FLOWQ_TEST_ACCEPT", "json").split(","),
     result_serializer=os.environ.get("FLOWQ_TEST_RESULT_SERIALIZER", "json"),
     broker_connection_max_retries=int(os.environ.get("FLOWQ_TEST_CONNECT_RETRIES", "5")),
+    worker_autoscale_keepalive=float(os.environ.get("FLOWQ_TEST_AUTOSCALE_KEEPALIVE", "30")),
     # FLOWQ_TEST_ACKS_LATE=1: the global acks_late and reject_on_worker_lost settings
     task_acks_late=os.environ.get("FLOWQ_TEST_ACKS_LATE") == "1",
     task_reject_on_worker_lost=os.environ.get("FLOWQ_TEST_ACKS_LATE") == "1",
@@ -175,3 +176,15 @@ def shout(message):
 # -- observability tests ----------------------------------------------------------------------
 
 from tests.integration import observe_tasks  # noqa: E402,F401
+
+
+# -- worker command-line tests ----------------------------------------------------------------
+
+
+@app.task
+def pid_after_allocating(mebibytes=0):
+    """Take ``mebibytes`` of resident memory for a moment; return this process's pid
+    (``--max-memory-per-child`` replaces the process after such a task)."""
+    block = b"\x01" * (mebibytes * 1024 * 1024)
+    del block
+    return os.getpid()

@@ -21,6 +21,8 @@ from typing import Any
 
 import redis
 
+from flowq.runtime.worker import READY
+
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
@@ -78,10 +80,11 @@ class WorkerProcess:
     """``flowq worker`` in a subprocess with its own process group."""
 
     def __init__(self, cluster: Cluster, *args: str, concurrency: int = 2,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, app: str | None = "tests.integration.app:app"):
+        """``app`` None: the app is given in ``args`` (e.g. after ``worker``)."""
         self.cluster = cluster
         self.log_path = cluster.tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
-        command = [sys.executable, "-m", "flowq", "-A", "tests.integration.app:app", "worker",
+        command = [sys.executable, "-m", "flowq", *(("-A", app) if app else ()), "worker",
                    "-c", str(concurrency), "-l", "info", *args]
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(command, cwd=ROOT, env={**cluster.env, **(env or {})},
@@ -129,13 +132,15 @@ class WorkerProcess:
 class Cluster:
     """One broker/backend configuration with a private queue, keys and ledger."""
 
-    def __init__(self, name: str, tmp: Path):
+    def __init__(self, name: str, tmp: Path,
+                 urls: tuple[str | None, str | None] | None = None):
+        """``urls``: (broker URL, backend URL template) instead of ``CONFIGS[name]``'s."""
         self.name = name
         self.tmp = tmp
         token = uuid.uuid4().hex[:10]
         self.queue = f"flowq-test-{token}"
         self.prefix = f"flowq-test-{token}:"
-        broker, backend = CONFIGS[name]
+        broker, backend = urls or CONFIGS[name]
         self.broker_url = broker
         self.backend_url = backend.format(prefix=self.prefix) if backend else None
         self.data_dir = str(tmp / "data")
@@ -178,9 +183,10 @@ class Cluster:
         return worker
 
     def wait_ready(self, worker: WorkerProcess, timeout: float = 30.0) -> None:
-        """Wait until the worker's banner is printed and it has consumed once."""
+        """Wait until the worker logs that it is ready: it consumes and answers remote
+        control (its banner comes earlier, before it connects)."""
         deadline = time.monotonic() + timeout
-        while "flowq worker" not in worker.log():
+        while READY not in worker.log():
             if not worker.alive():
                 raise RuntimeError(f"worker exited early:\n{worker.log()}")
             if time.monotonic() > deadline:
@@ -190,6 +196,10 @@ class Cluster:
     def open_gate(self, token: str) -> None:
         """Let the ``gate`` tasks waiting on ``token`` finish."""
         self.ledger.set(f"{self.ledger_prefix}gate:{token}", 1)
+
+    def release(self, token: str) -> None:
+        """Let the fault tasks blocked with ``fault="block", token=token`` carry on."""
+        self.ledger.set(f"{self.ledger_prefix}release:{token}", 1)
 
     def ledger_list(self, kind: str) -> list[str]:
         return [v.decode() for v in self.ledger.lrange(f"{self.ledger_prefix}{kind}", 0, -1)]

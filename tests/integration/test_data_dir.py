@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from flowq.runtime.worker import READY
 from tests.integration.harness import ROOT, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -78,8 +79,8 @@ def run_worker(project: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str
                                    "-c", "1", "-l", "info"], cwd=project / "here", env=env,
                                   stdout=out, stderr=subprocess.STDOUT, text=True,
                                   start_new_session=True)
-    wait_for(lambda: "tasks:       tasks.add" in log.read_text() or worker.poll() is not None,
-             timeout=60, what="the worker's banner")
+    wait_for(lambda: READY in log.read_text() or worker.poll() is not None,
+             timeout=60, what="the worker to be ready")
     assert worker.poll() is None, log.read_text()
     return worker, log
 

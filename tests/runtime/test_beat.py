@@ -63,10 +63,21 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+SCHEDULED_TASKS = ("t", "tasks.add", "tasks.fast", "tasks.fetch", "tasks.hourly", "tasks.local",
+                   "tasks.new", "tasks.night", "tasks.nine", "tasks.old", "tasks.report",
+                   "tasks.slow", "tasks.tick", "tasks.utc")
+
+
+def _any_arguments(*args: Any, **kwargs: Any) -> None:
+    """The body of every task the schedules here name (beat never runs them)."""
+
+
 @pytest.fixture
 def app() -> Iterator[Flowq]:
     instance = Flowq("beat-test", broker="memory://",
                      backend=f"memory://beat-{uuid.uuid4().hex[:8]}")
+    for name in SCHEDULED_TASKS:  # beat refuses entries naming tasks the app lacks
+        instance.task(name=name)(_any_arguments)
     yield instance
     instance.close()
 
@@ -456,6 +467,20 @@ def test_bad_entries_fail_at_start_naming_the_entry(app, entry, message):
     text = str(caught.value)
     assert text.startswith("beat_schedule entry 'broken': ") and message in text
     assert "\n" not in text
+
+
+def test_an_entry_naming_an_unknown_task_fails_at_start(app):
+    app.conf.beat_schedule = {"good": {"task": "t", "schedule": 5},
+                              "typo": {"task": "tasks.tik", "schedule": 5}}
+    with pytest.raises(ConfigurationError) as caught:
+        Beat(app)
+    assert str(caught.value) == (
+        "beat_schedule entry 'typo': invalid workflow: task (tasks.tik): task 'tasks.tik' is "
+        "not registered (did you mean 'tasks.tick'?)")
+    app.conf.beat_schedule = {"flow": {"sig": app.signature("t") | app.signature("tasks.nop"),
+                                       "schedule": 5}}
+    with pytest.raises(ConfigurationError, match="entry 'flow': .*task 'tasks.nop' is not reg"):
+        Beat(app)
 
 
 def test_an_unknown_timezone_setting_fails_at_start(app):
