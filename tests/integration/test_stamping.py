@@ -18,6 +18,7 @@ import pytest
 from flowq import chain, chord, group, states
 from flowq.canvas.stamping import StampingVisitor
 from flowq.exceptions import TaskRevokedError
+from flowq.runtime import revoked_stamps
 from tests.integration.app import app, fail
 from tests.integration.semantics_support import (
     NamedCluster,
@@ -124,3 +125,15 @@ def test_steps_published_after_the_revoke_are_revoked_too(cluster):
     assert result.parent.get(timeout=T) == "x"  # the running step finishes
     wait_state(result, states.REVOKED)  # the step it then published never runs
     assert cluster.ledger_list(later_kind) == []
+
+
+def test_a_worker_that_missed_the_broadcast_refuses_stamped_tasks_from_the_backend(cluster):
+    """Revocations by stamp are kept in the result backend (as a worker started later, or
+    one that was reconnecting, would read them): written there with no broadcast, a
+    stamped task that falls due later is refused."""
+    runs, run = kind(), f"run-{uuid.uuid4().hex[:8]}"
+    app.backend.revoke(revoked_stamps.entries({"run": run}), expires=600)
+    # the worker reloads revocations before it moves due delayed messages to their queue
+    late = stamp_probe.s("late", kind=runs).stamp(run=run).apply_async(countdown=1)
+    wait_state(late, states.REVOKED)
+    assert cluster.ledger_list(runs) == []
