@@ -125,3 +125,19 @@ def stamp():
 def tick():
     """Count one run in the ledger (the compare bench's drain ignores results)."""
     tick_ledger()
+
+
+@app.task(bind=True)
+def report(self, steps):
+    """Record ``steps`` progress states (``update_state``), then return ``steps``."""
+    for step in range(steps):
+        self.update_state(state="PROGRESS", meta={"current": step, "total": steps})
+    return steps
+
+
+@app.task
+def fail_on(value, broken):
+    """Fail for the values in ``broken`` (the resume case of bench.observe_commands)."""
+    if value in broken:
+        raise ValueError(f"{value} is broken")
+    return value

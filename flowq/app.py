@@ -23,6 +23,7 @@ import importlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, overload
@@ -263,10 +264,13 @@ class Flowq:
         root_id = caller.root_id if caller and caller.root_id else workflow.seed
         runtime = self.runtime
         carried = runtime.workflows.carry(workflow)
-        if caller is None:  # a new root: findable by its id (flowq graph <root id>)
-            from flowq.runtime import live
+        if caller is None:  # a new root: listed, and findable by any of its ids
+            from flowq.runtime import live, tracking
 
-            live.remember(runtime.backend, carried, root_id, self.conf.result_expires)
+            tracking.track(runtime.backend, carried, root_id, time.time(),
+                           self.conf.result_expires, self.conf.workflow_index_size)
+            if carried.headers:  # not a lone task (its own root, with nothing to draw)
+                live.index_nodes(runtime.backend, workflow, root_id, self.conf.result_expires)
         runtime.advancer.start(carried, root_id, caller.id if caller else None)
         return self.result_for(workflow, root_id=root_id)
 

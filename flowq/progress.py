@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from flowq.exceptions import FlowqError
-from flowq.runtime.live import Progress
+from flowq.runtime.live import TaskProgress
 
 #: Seconds between two redraws (``get(interval=...)`` overrides it).
 INTERVAL = 0.5
@@ -34,7 +34,7 @@ def is_terminal(stream: TextIO) -> bool:
         return False
 
 
-def bar_line(progress: Progress, width: int = WIDTH) -> str:
+def bar_line(progress: TaskProgress, width: int = WIDTH) -> str:
     """``[####......] 4/10 done, 1 failed, 2 running`` (the counts that are not zero)."""
     filled = width if progress.total == 0 else min(width, width * progress.done // progress.total)
     line = f"[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{progress.total} done"
@@ -52,7 +52,7 @@ class ProgressBar:
         self.stream = stream
         self._shown: str | None = None
 
-    def draw(self, progress: Progress) -> None:
+    def draw(self, progress: TaskProgress) -> None:
         line = bar_line(progress)
         if line == self._shown:
             return
@@ -68,7 +68,7 @@ class ProgressBar:
 
 
 @contextlib.contextmanager
-def shown(read: Callable[[], Progress], stream: TextIO | None = None,
+def shown(read: Callable[[], TaskProgress], stream: TextIO | None = None,
           interval: float = INTERVAL) -> Iterator[None]:
     """Draw ``read()`` every ``interval`` seconds while the block runs, and once more at
     its end, if ``stream`` (default: standard error) is a terminal; else do nothing.

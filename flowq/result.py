@@ -66,9 +66,9 @@ class _Handle:
             return contextlib.nullcontext()
         from flowq import progress
         from flowq.exceptions import WorkflowNotFound
-        from flowq.runtime.live import Progress
+        from flowq.runtime.live import TaskProgress
 
-        read: Callable[[], Progress]
+        read: Callable[[], TaskProgress]
         try:
             if self._bound_backend is not None:  # an eager run's: nothing is stored
                 raise WorkflowNotFound(self.id)
@@ -77,8 +77,8 @@ class _Handle:
             own = self._leaves() if isinstance(self, GroupResult) else [self]
             backend, ids = self._backend(), [task.id for task in own]
 
-            def read() -> Progress:
-                return Progress.of([r.state if r else None for r in backend.get_many(ids)])
+            def read() -> TaskProgress:
+                return TaskProgress.of([r.state if r else None for r in backend.get_many(ids)])
 
         return progress.shown(read, interval=interval or progress.INTERVAL)
 

@@ -61,6 +61,8 @@ DEFAULTS: dict[str, Setting] = {
     "workflow_inline_limit": Setting(int, 4096,
                                      "Workflows encoding larger than this travel by reference."),
     "workflow_max_nodes": Setting(int, 1_000_000, "Largest workflow a decoder accepts."),
+    "workflow_index_size": Setting(int, 10_000, "Recent workflows the result backend lists "
+                                                "(flowq workflows, the dashboard)."),
     "message_header_limit": Setting(int, 64 * 1024, "Largest message headers published."),
     "message_body_limit": Setting(int, 16 * 1024 * 1024, "Largest message body published."),
     "worker_concurrency": Setting((int, type(None)), None, "Pool size; None = CPU count."),
@@ -73,6 +75,9 @@ DEFAULTS: dict[str, Setting] = {
     "worker_autoscale_keepalive": Setting(_NUM, 30.0, "Seconds an autoscaled pool waits after "
                                                       "growing before it may shrink."),
     "worker_send_task_events": Setting(bool, False, "Emit task events."),
+    "worker_metrics_port": Setting((int, type(None)), None,
+                                   "Serve Prometheus metrics on this port (flowq[metrics])."),
+    "worker_metrics_host": Setting(str, "127.0.0.1", "Address the metrics endpoint binds."),
     "control_exchange": Setting(str, "flowq", "Remote-control namespace; separates deployments "
                                               "sharing a broker."),
     "worker_hijack_root_logger": Setting(bool, True, "Let the worker configure logging."),

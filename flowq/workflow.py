@@ -4,7 +4,7 @@
 
     result = chord([add.s(i, i) for i in range(10)], tsum.s()).delay()
     flow = result.workflow()            # the same as app.workflow(result.root_id)
-    flow.progress()                     # Progress(total=11, succeeded=4, failed=0, running=2)
+    flow.progress()                     # TaskProgress(total=11, succeeded=4, failed=0, running=2)
     print(flow.render("text"))          # every node with its live state
     flow.state                          # PENDING, STARTED, SUCCESS or FAILURE
 
@@ -22,7 +22,7 @@ import networkx as nx
 from flowq import states
 from flowq.exceptions import WorkflowNotFound
 from flowq.runtime import live
-from flowq.runtime.live import Progress
+from flowq.runtime.live import TaskProgress
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
@@ -46,7 +46,7 @@ class LiveWorkflow:
         MalformedCanvas if the stored workflow cannot be read.
         """
         backend = app.runtime.backend
-        # a root sent before nodes were indexed has only its pointer: try the id itself
+        # a root sent before nodes were indexed is only tracked: try the id itself
         root_id = live.root_of(backend, task_id) or task_id
         dag = live.find(app, root_id)
         if dag is not None:
@@ -73,15 +73,15 @@ class LiveWorkflow:
         return drawn
 
     def render(self, format: str = "text", timeout: float = 0.0) -> Any:
-        """The live graph drawn as ``text``, ``dot`` or ``mermaid`` (see
+        """The live graph drawn as ``text``, ``dot``, ``mermaid`` or ``svg`` (see
         :func:`flowq.canvas.render.render`)."""
         from flowq.canvas.render import render
 
         return render(self.graph(timeout), format)
 
-    def progress(self) -> Progress:
+    def progress(self) -> TaskProgress:
         """How many of the workflow's tasks finished, failed and run (one read of their
-        records; see :class:`flowq.runtime.live.Progress`)."""
+        records; see :class:`flowq.runtime.live.TaskProgress`)."""
         return live.progress(self.app, self.dag)
 
     @property
@@ -100,6 +100,18 @@ class LiveWorkflow:
     def result(self) -> Any:
         """The handle of the workflow's result (an AsyncResult or a GroupResult)."""
         return self.app.result_for(self.dag, root_id=self.root_id)
+
+    def resume(self) -> Any:
+        """Run again what failed or never ran, keeping every stored success, and return the
+        handle of the workflow's result (see :mod:`flowq.runtime.resume` for how it
+        decides): ``app.workflow(root_id).resume().get()``.
+
+        Raises :class:`~flowq.exceptions.ResumeRefused` when the workflow is still
+        running, finished successfully, was revoked, or is being resumed right now.
+        """
+        from flowq.runtime.resume import resume
+
+        return resume(self.app, self.root_id).result
 
     def __repr__(self) -> str:
         return f"<LiveWorkflow {self.root_id} ({len(self.dag)} nodes)>"

@@ -68,3 +68,10 @@ def test_comparing_with_celery_absent_names_the_extra_to_install():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "pip install -e '.[bench]'" in done.stderr
+
+
+def test_a_tiny_tracking_bench_prints_both_cases():
+    require_server("Redis", 6379)
+    lines = run_bench("tracking", "--chords", "2", "--width", "3", "--redis-db", "3")
+    assert [line["case"] for line in lines] == ["dashboard closed", "dashboard open"]
+    assert all(line["transitions"] == 10 for line in lines)  # 2 x (3 parts, join, body)

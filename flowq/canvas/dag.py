@@ -101,6 +101,8 @@ class Workflow:
     scopes: tuple[Scope, ...] = ()
     _topo: _Topology | None = attrs.field(init=False, default=None, eq=False, repr=False)
     _ids: list[str] | None = attrs.field(init=False, default=None, eq=False, repr=False)
+    _errback_nodes: frozenset[int] | None = attrs.field(init=False, default=None, eq=False,
+                                                       repr=False)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -157,19 +159,22 @@ class Workflow:
                     queue.append(nxt)
         return sorted(seen)
 
-    def on_failure_only(self) -> frozenset[int]:
-        """Nodes that run only if an errback scope fires: the deferred entries and
-        everything downstream of them (an errback chain's later steps are not deferred
-        themselves). The other nodes are the workflow's main part."""
-        found = {index for index, node in enumerate(self.nodes) if node.deferred}
-        queue = deque(found)
-        while queue:  # one pass over all of them: linear in the workflow's size
-            current = queue.popleft()
-            for nxt in (*self.consumers(current), *(m.join for m in self.memberships(current))):
-                if nxt not in found:
-                    found.add(nxt)
-                    queue.append(nxt)
-        return frozenset(found)
+    def errback_nodes(self) -> frozenset[int]:
+        """Nodes that run only if an errback scope fires: its errbacks and what waits on
+        them (an errback chain's later steps are not deferred themselves); derived once,
+        in one pass over all of them."""
+        if self._errback_nodes is None:
+            found = {e for scope in self.scopes for e in scope.errbacks}
+            queue = deque(found)
+            while queue:
+                current = queue.popleft()
+                for nxt in (*self.consumers(current),
+                            *(m.join for m in self.memberships(current))):
+                    if nxt not in found:
+                        found.add(nxt)
+                        queue.append(nxt)
+            object.__setattr__(self, "_errback_nodes", frozenset(found))
+        return self._errback_nodes  # type: ignore[return-value]
 
     def scopes_of(self, index: int) -> list[Scope]:
         """The errback scopes covering ``index``, innermost first."""

@@ -29,7 +29,7 @@ import attrs
 import networkx as nx
 
 from flowq import states
-from flowq.canvas.render import STATE_COLOURS, headline, node_view
+from flowq.canvas.render import STATE_COLOURS, clip, headline, node_view
 
 #: Pixels: text metrics of the 12 px monospace font the pictures use, and spacing.
 CHAR_WIDTH = 7.2
@@ -39,6 +39,8 @@ GAP_X, GAP_Y = 80, 16
 MARGIN = 20
 #: Barycentre passes (down and up each).
 SWEEPS = 4
+#: Characters of a result shown in a box (the tooltip has it all).
+RESULT_CHARS = 32
 #: Most boxes drawn in one layer, and most layers drawn; the rest are summed up.
 MAX_PER_LAYER = 12
 MAX_LAYERS = 60
@@ -62,6 +64,8 @@ class Box:
     deferred: bool = False
     output: bool = False
     task_id: str | None = None
+    #: everything known about the node, uncut (a picture's tooltip)
+    tooltip: str = ""
 
     @property
     def left(self) -> tuple[float, float]:
@@ -227,11 +231,22 @@ def _cut(graph: nx.DiGraph, layer: list[Hashable], limit: int
 
 
 def _box(graph: nx.DiGraph, key: Hashable, max_args: int) -> Box:
+    """A node's box: its call with the task's short name (``download(3)``), its state and
+    short id, and its result cut to :data:`RESULT_CHARS` (not a join's: the list of its
+    members' results), one per line."""
     view = node_view(graph, key, max_args)
-    lines = tuple(view.lines)
+    task = graph.nodes[key].get("task")
+    label = view.label.replace(task, task.rpartition(".")[2], 1) if task else view.label
+    details = [f"[{view.state}]"] if view.state else []
+    details += [f"id={view.short_id}"] if view.short_id else []
+    lines = [label, *([" ".join(details)] if details else [])]
+    if view.result is not None and view.kind != "join":  # a join's is its members' list
+        lines.append(clip(f"-> {view.result}", RESULT_CHARS))
     width, height = _size(lines, view.kind)
-    return Box(key, view.kind, lines, view.state, 0.0, 0.0, width, height, view.deferred,
-               view.output, graph.nodes[key].get("id"))
+    tooltip = "\n".join(view.lines + [f"path: {graph.nodes[key]['path']}"]
+                        if graph.nodes[key].get("path") else view.lines)
+    return Box(key, view.kind, tuple(lines), view.state, 0.0, 0.0, width, height,
+               view.deferred, view.output, graph.nodes[key].get("id"), tooltip)
 
 
 def _summary(graph: nx.DiGraph, number: int, hidden: list[Hashable]) -> Box:
@@ -246,9 +261,9 @@ def _summary(graph: nx.DiGraph, number: int, hidden: list[Hashable]) -> Box:
 
 def _size(lines: Sequence[str], kind: str) -> tuple[float, float]:
     width = max(len(line) for line in lines) * CHAR_WIDTH + 2 * PAD_X
-    height = len(lines) * LINE_HEIGHT + 2 * PAD_Y
-    if kind == "join":  # a diamond needs room around its text
-        width, height = width + 2 * PAD_X, height + 2 * PAD_Y
+    height = float(len(lines) * LINE_HEIGHT + 2 * PAD_Y)
+    if kind == "join":  # a diamond leaves room around the text at its middle
+        width, height = width * 1.5, height * 1.5
     return width, height
 
 

@@ -99,7 +99,7 @@ class NodeView:
         return [self.label, " ".join(details)] if details else [self.label]
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
     """Cut ``text`` to at most ``limit`` characters, ending with an ellipsis if cut."""
     if len(text) <= limit:
         return text
@@ -119,7 +119,7 @@ def _call(data: Mapping[str, Any], takes_result: bool, max_args: int) -> str:
     parts = [RESULT_ARG] if takes_result else []
     parts += [repr(arg) for arg in data.get("args") or ()]
     parts += [f"{name}={value!r}" for name, value in (data.get("kwargs") or {}).items()]
-    return f"{task}({_clip(', '.join(parts), max_args)})"
+    return f"{task}({clip(', '.join(parts), max_args)})"
 
 
 def _flow(edge: Mapping[str, Any]) -> str:
@@ -151,7 +151,7 @@ def node_view(graph: nx.DiGraph, key: Hashable, max_args: int) -> NodeView:
         label=_label(graph, key, max_args),
         state=data.get("state"),
         short_id=_short_id(data.get("id")),
-        result=None if result is None else _clip(str(result), max_args),
+        result=None if result is None else clip(str(result), max_args),
         deferred=bool(data.get("deferred")),
         output=key == graph.graph.get("output"),
     )

@@ -96,7 +96,8 @@ def _node(box: Box) -> str:
              f'{_line_style(i)}>{_text(line)}</text>' for i, line in enumerate(box.lines)]
     data = (f'class="node" data-key="{_key(box.key)}" data-kind="{box.kind}" '
             f'data-state="{_attr(box.state or "")}" data-id="{_attr(box.task_id or "")}"')
-    return f"<g {data}>{''.join(shapes)}{''.join(texts)}</g>"
+    tooltip = f"<title>{_text(box.tooltip)}</title>" if box.tooltip else ""
+    return f"<g {data}>{tooltip}{''.join(shapes)}{''.join(texts)}</g>"
 
 
 def _rect(x: float, y: float, w: float, h: float, style: str) -> str:

@@ -222,6 +222,7 @@ def main(ctx: click.Context, app_path: str | None, traceback: bool) -> None:
       flowq -A tasks:app status
       flowq -A tasks:app inspect active
       flowq graph examples.workflows.quickstart:workflow_chord --format mermaid
+      flowq -A tasks:app resume 5f0c...
     """
     ctx.ensure_object(dict)
     ctx.obj["app_path"] = app_path
@@ -257,4 +258,5 @@ def parse_json(text: str, option: str, kind: type) -> Any:
 
 # Command modules register themselves on ``main`` when imported.
 from flowq.cli import (  # noqa: E402,F401
-    beat, calls, events, graph, inspect, purge, report, shell, worker)
+    beat, calls, dashboard, events, graph, inspect, purge, report, resume, shell, worker,
+    workflows)

@@ -67,6 +67,10 @@ def parse_autoscale(ctx: click.Context, param: click.Parameter,
               help="Send task and worker events (for flowq events / monitor).")
 @click.option("--purge", "purge_first", is_flag=True,
               help="Delete the waiting messages of the worker's queues before starting.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Serve Prometheus metrics on this port (needs flowq[metrics]).")
+@click.option("--metrics-host", help="Address the metrics endpoint binds (default "
+                                     "127.0.0.1; 0.0.0.0 to be scraped from elsewhere).")
 @click.option("-f", "--logfile", help="Log to this file instead of stderr; %n (node name), "
                                       "%h (host), %i (0: main process, 1..N: pool "
                                       "processes) and %I (-1..-N, nothing in the main "
@@ -81,7 +85,8 @@ def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
            max_tasks_per_child: int | None, max_memory_per_child: int | None,
            time_limit: float | None, soft_time_limit: float | None, pidfile: str | None,
            embed_beat: bool, send_events: bool, purge_first: bool,
-           logfile: str | None, log_format: str | None) -> None:
+           metrics_port: int | None, metrics_host: str | None, logfile: str | None,
+           log_format: str | None) -> None:
     """Start a worker.
 
     \b
@@ -93,6 +98,7 @@ def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
       flowq -A tasks:app worker --log-format json
       flowq worker -A tasks:app --autoscale 10,2 --max-memory-per-child 200000
       flowq worker -A tasks:app --time-limit 300 --soft-time-limit 240 --pidfile /run/flowq/%n.pid
+      flowq -A tasks:app worker --metrics-port 9808
     """
     from flowq.runtime.beat import Beat, beat_thread
     from flowq.runtime.worker import Worker, expand_hostname, setup_logging
@@ -107,6 +113,10 @@ def worker(ctx: click.Context, concurrency: int | None, hostname: str | None,
         app.conf.task_time_limit = time_limit
     if soft_time_limit:
         app.conf.task_soft_time_limit = soft_time_limit
+    if metrics_port is not None:
+        app.conf.worker_metrics_port = metrics_port
+    if metrics_host is not None:
+        app.conf.worker_metrics_host = metrics_host
     node = expand_hostname(hostname)
     log_format = log_format or app.conf.worker_log_format
     if logfile:

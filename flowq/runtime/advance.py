@@ -18,7 +18,7 @@ child) and in eager runs, so every path follows one set of rules:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -28,6 +28,7 @@ from flowq.canvas import ids
 from flowq.canvas.dag import FANOUT, JOIN, TASK, Workflow
 from flowq.exceptions import ChordError, ChordStateLost
 from flowq.runtime import live
+from flowq.runtime import tracking
 from flowq.runtime.backends.base import ChordPart, Record, ResultBackend, StoreOutcome
 from flowq.runtime.codec import ResultCodec, exception_from_dict, format_traceback
 from flowq.runtime.message import Outgoing
@@ -60,8 +61,22 @@ class At:
         return self.workflow.nodes[self.node].task
 
 
+def _tracked(at: At) -> str | None:
+    """The root id whose progress counts ``at``'s record: a node (not a fanout item) of a
+    tracked workflow that is not an errback's; None otherwise."""
+    if at.item is None and tracking.counted(at.workflow, at.root_id, at.node):
+        return at.root_id
+    return None
+
+
 def advanced_flag(task_id: str) -> str:
     return f"adv:{task_id}"
+
+
+def errback_flag(seed: str, scope: int) -> str:
+    """Set by the first failure in errback scope number ``scope`` of the workflow ``seed``:
+    its errbacks run once."""
+    return f"eb:{seed}:{scope}"
 
 
 class Advancer:
@@ -92,27 +107,30 @@ class Advancer:
 
     # -- outcomes -----------------------------------------------------------------------
 
-    def succeeded(self, at: At, value: Any, late_ack: bool = False) -> None:
-        """Record ``value`` for ``at`` and publish whatever it unblocks."""
+    def succeeded(self, at: At, value: Any, late_ack: bool = False) -> int:
+        """Record ``value`` for ``at`` and publish whatever it unblocks; return how many
+        joins (chord headers, groups, fanouts) that completed."""
         outcome = self.backend.store(
             at.task_id, states.SUCCESS, self.codec.success(value, self._children(at)),
-            part=self._part(at, self.codec.dump_value(value)), expires=self.expires)
+            part=self._part(at, self.codec.dump_value(value)), expires=self.expires,
+            tracked=_tracked(at))
         if not self._should_advance(at, outcome, late_ack):
-            return
+            return 0
         messages: list[Outgoing] = []
         done: deque[tuple[int, Any, StoreOutcome]] = deque()
         if at.item is None:
             self._consumers(at, value, messages, done)
         self._after_part(at, outcome, done)
-        self._settle(at.carried, at.root_id, done, messages)
+        completed = self._settle(at.carried, at.root_id, done, messages)
         self._mark(at, late_ack)
+        return completed
 
     def failed(self, at: At, exc: BaseException, traceback: str | None = None,
                state: str = states.FAILURE, late_ack: bool = False) -> None:
         """Record the failure of ``at``, fail everything downstream, run errbacks once."""
         outcome = self.backend.store(
             at.task_id, state, self.codec.failure(exc, traceback or format_traceback(exc)),
-            part=self._part(at, None), expires=self.expires)
+            part=self._part(at, None), expires=self.expires, tracked=_tracked(at))
         if not self._should_advance(at, outcome, late_ack):
             return
         workflow = at.workflow
@@ -129,7 +147,7 @@ class Advancer:
         for number, scope in enumerate(workflow.scopes):
             if not any(scope.lo <= position < scope.hi for position in touched):
                 continue
-            if self.backend.set_flag(f"eb:{workflow.seed}:{number}", expires=self.expires):
+            if self.backend.set_flag(errback_flag(workflow.seed, number), expires=self.expires):
                 for errback in scope.errbacks:
                     self._begin(At(at.carried, errback, at.root_id), None, at.task_id,
                                 messages, done, failed_id=at.task_id)
@@ -147,6 +165,36 @@ class Advancer:
         else:
             self.failed(at, exception_from_dict(doc.get("exc")), doc.get("traceback"),
                         state=record.state, late_ack=True)
+
+    # -- resuming -----------------------------------------------------------------------
+
+    def restart(self, carried: Carried, root_id: str, starts: Sequence[int],
+                values: Mapping[int, Any], items: Mapping[int, Collection[int]]) -> None:
+        """Run the nodes ``starts`` again (``resume``): a task or fanout fed by the stored
+        result of its input (``values`` holds results by position), a fanout only for the
+        item indexes ``items`` names for it (all when it names none), and a join whose
+        members all succeeded completed at once from their results."""
+        workflow = carried.workflow
+        messages: list[Outgoing] = []
+        done: deque[tuple[int, Any, StoreOutcome]] = deque()
+        for position in starts:
+            node = workflow.nodes[position]
+            at = At(carried, position, root_id)
+            if node.kind == JOIN and node.members:
+                joined = [values[member] for member in node.members]
+                done.append((position, joined, self._complete_join(at, joined)))
+                continue
+            if node.kind == FANOUT and items.get(position) == frozenset():
+                # every item succeeded (the fanout failed on its own): complete it
+                parts = self.backend.chord_values(at.task_id)
+                joined = [self.codec.load_value(value) for _, value in sorted(parts.items())
+                          if value is not None]  # none is: every item succeeded
+                done.append((position, joined, self._complete_join(at, joined)))
+                continue
+            parent_id = None if node.input is None else workflow.node_id(node.input)
+            self._begin(at, None if node.input is None else values[node.input], parent_id,
+                        messages, done, items=node.items, only=items.get(position))
+        self._settle(carried, root_id, done, messages)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -185,8 +233,9 @@ class Advancer:
 
     def _begin(self, at: At, value: Any, parent_id: str | None, messages: list[Outgoing],
                done: deque[tuple[int, Any, StoreOutcome]], items: Any = None,
-               failed_id: str | None = None) -> None:
-        """Start node ``at``: publish it, expand a fanout, or complete an empty join."""
+               failed_id: str | None = None, only: Collection[int] | None = None) -> None:
+        """Start node ``at``: publish it, expand a fanout (only the items ``only`` names,
+        if given), or complete an empty join."""
         node = at.workflow.nodes[at.node]
         incoming: tuple[Any, ...] = ()
         if not node.immutable:
@@ -199,15 +248,17 @@ class Advancer:
                 at.carried, at.node, incoming + tuple(node.args), node.kwargs,
                 root_id=at.root_id, parent_id=parent_id))
         elif node.kind == FANOUT:
-            self._expand(at, value if items is None else items, parent_id, messages, done)
+            self._expand(at, value if items is None else items, parent_id, messages, done,
+                         only)
         elif node.kind == JOIN and not node.members:
             outcome = self.backend.store(at.task_id, states.SUCCESS, self.codec.success([]),
                                          part=self._part(at, self.codec.dump_value([])),
-                                         expires=self.expires)
+                                         expires=self.expires, tracked=_tracked(at))
             done.append((at.node, [], outcome))
 
     def _expand(self, at: At, items: Any, parent_id: str | None, messages: list[Outgoing],
-                done: deque[tuple[int, Any, StoreOutcome]]) -> None:
+                done: deque[tuple[int, Any, StoreOutcome]],
+                only: Collection[int] | None = None) -> None:
         node = at.workflow.nodes[at.node]
         if not isinstance(items, (list, tuple)):
             error = TypeError(f"fanout({node.task}) needs a list from its parent, got "
@@ -217,15 +268,17 @@ class Advancer:
         if not items:
             outcome = self.backend.store(at.task_id, states.SUCCESS, self.codec.success([]),
                                          part=self._part(at, self.codec.dump_value([])),
-                                         expires=self.expires)
+                                         expires=self.expires, tracked=_tracked(at))
             done.append((at.node, [], outcome))
             return
         width = len(items)
         self.backend.chord_init([(at.task_id, width)], expires=self.expires)
-        if at.root_id == at.workflow.seed:  # sent from outside a task: findable by any id
+        if tracking.counted(at.workflow, at.root_id, None):  # findable by any of its ids
             live.index_items(self.backend, [ids.fanout_item_id(at.task_id, i)
                                             for i in range(width)], at.root_id, self.expires)
         for index, item in enumerate(items):
+            if only is not None and index not in only:
+                continue
             args = tuple(node.args) if node.immutable else (item, *node.args)
             messages.append(self.builder.for_node(
                 at.carried, at.node, args, node.kwargs, root_id=at.root_id,
@@ -244,22 +297,30 @@ class Advancer:
             return
         join = at.node if at.item is not None else at.workflow.memberships(at.node)[0].join
         values = [self.codec.load_value(v) if v is not None else None for v in outcome.joined]
-        join_at = At(at.carried, join, at.root_id)
-        join_outcome = self.backend.store(
-            join_at.task_id, states.SUCCESS, self.codec.success(values, self._children(join_at)),
-            part=self._part(join_at, self.codec.dump_value(values)), expires=self.expires)
-        done.append((join, values, join_outcome))
+        done.append((join, values, self._complete_join(At(at.carried, join, at.root_id), values)))
+
+    def _complete_join(self, at: At, values: list[Any]) -> StoreOutcome:
+        """Record the join ``at`` as the list of its members' ``values`` (and its own part,
+        when it is a member of an enclosing join)."""
+        return self.backend.store(
+            at.task_id, states.SUCCESS, self.codec.success(values, self._children(at)),
+            part=self._part(at, self.codec.dump_value(values)), expires=self.expires,
+            tracked=_tracked(at))
 
     def _settle(self, carried: Carried, root_id: str,
-                done: deque[tuple[int, Any, StoreOutcome]], messages: list[Outgoing]) -> None:
-        """Continue from completed joins (iteratively: joins complete joins) and publish."""
+                done: deque[tuple[int, Any, StoreOutcome]], messages: list[Outgoing]) -> int:
+        """Continue from completed joins (iteratively: joins complete joins) and publish;
+        return how many joins completed."""
+        completed = 0
         while done:
             position, value, outcome = done.popleft()
+            completed += 1
             at = At(carried, position, root_id)
             self._consumers(at, value, messages, done)
             if carried.workflow.memberships(position):
                 self._after_part(at, outcome, done)
         self.dispatch(messages)
+        return completed
 
     def _downstream(self, workflow: Workflow, origin: int,
                     origin_is_item: bool) -> list[tuple[int, bool]]:
@@ -289,4 +350,5 @@ class Advancer:
         workflow = at.workflow
         records = [(workflow.node_id(position), states.FAILURE, wrapped if via_join else direct)
                    for position, via_join in marked]
-        self.backend.store_many(records, expires=self.expires)
+        tracked = at.root_id if tracking.counted(workflow, at.root_id, None) else None
+        self.backend.store_many(records, expires=self.expires, tracked=tracked)

@@ -35,6 +35,8 @@ def banner(worker: Worker) -> str:
         f"  concurrency: {size} ({worker.pool_kind}), prefetch {worker.prefetch}",
         *_limits(worker),
         f"  tasks:       {shown or '(none registered)'}",
+        *([f"  metrics:     http://{conf.worker_metrics_host}:{conf.worker_metrics_port}"
+           f"/metrics"] if worker.metrics is not None else []),
     ])
 
 

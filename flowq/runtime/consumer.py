@@ -40,7 +40,7 @@ from flowq.exceptions import (
 )
 from flowq.runtime import broker, logs, signalling, signing
 from flowq.runtime.advance import At
-from flowq.runtime.events import DISABLED, TaskEvents
+from flowq.runtime.events import DISABLED, TaskHook
 from flowq.runtime.execute import FAILURE, MALFORMED, REJECT, SUCCESS, Outcome, short
 from flowq.runtime.message import Request, check_size, parse
 from flowq.runtime.pool import Pool
@@ -94,7 +94,9 @@ class Intake:
         self.generation = 0  # bumped on reconnect: older delivery tags are dead
         self.channel: Any = None
         self.counts = {"received": 0, "succeeded": 0, "failed": 0, "dead": 0}
-        self.events: TaskEvents = DISABLED  # set by the worker when events are on
+        #: Told of every job's progress: task events (when on) and ``observers``.
+        self.events: TaskHook = DISABLED
+        self.observers: list[TaskHook] = []  # e.g. metrics, whatever the events setting
         self.quorum = broker.quorum_queues(conf)  # the broker counts deliveries
 
     # -- intake ---------------------------------------------------------------------------
@@ -210,7 +212,7 @@ class Intake:
         limit = self.app.conf.task_max_deliveries
         count = broker.quorum_deliveries(job.message.headers) if self.quorum else None
         if count is None:
-            key = f"deliveries:{request.id}:{request.retries}"
+            key = delivery_counter(request.id, request.retries)
             try:
                 count = self.app.runtime.backend.incr(key, expires=self.app.conf.result_expires)
             except BackendError as exc:  # run it: without a backend it cannot finish anyway,
@@ -489,6 +491,11 @@ class Intake:
         self.generation += 1
         self.buffer.clear()
         self.held.clear()
+
+
+def delivery_counter(task_id: str, retries: int) -> str:
+    """The backend counter of deliveries of a late-acked task's attempt ``retries``."""
+    return f"deliveries:{task_id}:{retries}"
 
 
 def display_name(request: Request) -> str:

@@ -52,6 +52,7 @@ class Outcome:
     summary: str = ""
     requeue: bool = False
     error: str | None = None  # for MALFORMED: the ProtocolError subclass's name
+    joins: int = 0  # joins (chord headers, groups, fanouts) this success completed
 
 
 def short(value: Any, limit: int = 80) -> str:
@@ -150,10 +151,12 @@ def _run(app: Flowq, runtime: Any, task: Task[Any, Any], context: Context, reque
         return (Outcome(FAILURE, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"),
                 exc, states.FAILURE)
     ignore = task.ignore_result or request.headers.get("ignore_result") is True
+    joins = 0
     if not (ignore and is_trivial(at.workflow)):
-        runtime.advancer.succeeded(at, value, late_ack=late_ack)
+        joins = runtime.advancer.succeeded(at, value, late_ack=late_ack)
     signalling.succeeded(task, value)
-    return Outcome(SUCCESS, time.perf_counter() - started, short(value)), value, states.SUCCESS
+    return (Outcome(SUCCESS, time.perf_counter() - started, short(value), joins=joins), value,
+            states.SUCCESS)
 
 
 def _replace(app: Flowq, runtime: Any, request: Request, at: At, replacement: Any) -> None:

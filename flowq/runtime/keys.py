@@ -6,7 +6,8 @@ The prefix (default ``flowq:``) lets several apps or test runs share a Redis dat
 On a Redis Cluster (:class:`ClusterKeys`) the keys that one script or transaction touches
 together carry the same hash tag, the part of a key between ``{`` and ``}`` that alone
 picks its slot: a task's result with its chord-part intent (tagged by task id), the delay
-index with its payloads (one tag per prefix: one slot for the deployment). Every other key
+index with its payloads and the tracked workflows' index, summaries and progress (one tag
+per prefix each: one slot for the deployment). Every other key
 is used alone and hashes whole, so keys spread over the masters.
 """
 
@@ -51,6 +52,23 @@ class Keys:
         # string holding the owner's id, with the lease's TTL (single beat)
         return f"{self.prefix}l:{key}"
 
+    def workflow_summary(self, root_id: str) -> str:
+        # string: what the recent-workflows list shows of a workflow (JSON), with result_expires
+        return f"{self.prefix}wf:s:{root_id}"
+
+    def workflow_detail(self, root_id: str) -> str:
+        # string: what only the workflow's own page needs (its node paths, compressed)
+        return f"{self.prefix}wf:d:{root_id}"
+
+    def workflow_progress(self, root_id: str) -> str:
+        # hash: terminal state -> nodes recorded in it, "at" -> ms time of the last one
+        return f"{self.prefix}wf:p:{root_id}"
+
+    @property
+    def workflows(self) -> str:
+        # sorted set: root id of a workflow sent from outside a task -> unix time it was sent
+        return f"{self.prefix}wf:recent"
+
     @property
     def revoked(self) -> str:
         # sorted set: revoked id -> unix time it expires at (+inf: never)
@@ -83,6 +101,20 @@ class ClusterKeys(Keys):
         # task_id, kept next to the record so the part, recorded in the chord's own slot
         # by a second script, always agrees with the record, whoever records it
         return f"{self.prefix}rp:{{{task_id}}}"
+
+    # A deployment's tracked workflows share one tag: track_workflow is one transaction.
+    def workflow_summary(self, root_id: str) -> str:
+        return f"{self.prefix}wf:{{{self.prefix}wf}}:s:{root_id}"
+
+    def workflow_detail(self, root_id: str) -> str:
+        return f"{self.prefix}wf:{{{self.prefix}wf}}:d:{root_id}"
+
+    def workflow_progress(self, root_id: str) -> str:
+        return f"{self.prefix}wf:{{{self.prefix}wf}}:p:{root_id}"
+
+    @property
+    def workflows(self) -> str:
+        return f"{self.prefix}wf:{{{self.prefix}wf}}:recent"
 
     @property
     def delay_due(self) -> str:

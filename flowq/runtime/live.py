@@ -1,16 +1,16 @@
 """A sent workflow's live state, found by the id of any of its nodes.
 
-When a workflow (anything but a lone task) is sent from outside a task, the sender stores
-in the result backend, with ``result_expires``, a small pointer blob ``wfroot:<root_id>``
-(the headers its messages carry: the workflow inline, or the content hash of the copy
-already stored) and, for every node, an index entry ``wfnode:<task_id>`` holding the root
-id: one batched write of n + 1 small blobs, so ``flowq graph`` and ``AsyncResult.root_id``
-find the workflow from any node's id with one read. Node ids are uuid5 digests of the
-root id and a position, which cannot be turned back into the root id, hence the index.
-The items of a fanout are indexed when it expands (one batched write per expansion).
+When a workflow (anything but a lone task) is sent from outside a task, the sender tracks
+it (:mod:`flowq.runtime.tracking`): its summary holds the headers its messages carry (the
+workflow inline, or the content hash of the copy already stored). The sender also stores,
+for every node, an index entry ``wfnode:<task_id>`` holding the root id (one batched write
+of n small blobs), so ``flowq graph``, ``app.workflow()`` and ``AsyncResult.root_id`` find
+the workflow from any node's id with one read: node ids are uuid5 digests of the root id
+and a position, which cannot be turned back into the root id. The items of a fanout are
+indexed when it expands (one batched write per expansion).
 
-Drawing a workflow costs one read for the pointer and one ``get_many`` for the records of
-every node, plus one look at each unfinished join or fanout. A node's state is its
+Drawing a workflow costs one read for the summary and one ``get_many`` for the records
+of every node, plus one look at each unfinished join or fanout. A node's state is its
 record's (PENDING without one); nodes without a record that a worker is running or
 holding right now show STARTED or RECEIVED, read from the workers' ``active`` and
 ``reserved`` replies. A fanout shows its width once its input is known.
@@ -18,7 +18,6 @@ holding right now show STARTED or RECEIVED, read from the workers' ``active`` an
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +26,9 @@ import networkx as nx
 
 from flowq import states
 from flowq.canvas import ids
-from flowq.canvas.dag import FANOUT, JOIN, Node, Workflow
+from flowq.canvas.dag import FANOUT, JOIN, Workflow
 from flowq.canvas.graph import to_graph
-from flowq.exceptions import MalformedCanvas
+from flowq.runtime import tracking
 from flowq.runtime.backends.base import Record, ResultBackend
 from flowq.runtime.codec import exception_from_dict
 from flowq.runtime.workflows import Carried
@@ -40,23 +39,15 @@ if TYPE_CHECKING:
 _RESULT_CHARS = 60
 
 
-def pointer_key(root_id: str) -> str:
-    return f"wfroot:{root_id}"
-
-
 def node_key(task_id: str) -> str:
     return f"wfnode:{task_id}"
 
 
-def remember(backend: ResultBackend, carried: Carried, root_id: str,
-             expires: float | None) -> None:
-    """Store where the workflow ``root_id`` can be found, and the root of each of its
-    nodes, in one batched write; a lone task needs neither (it is its own root)."""
-    if not carried.headers:
-        return
+def index_nodes(backend: ResultBackend, workflow: Workflow, root_id: str,
+                expires: float | None) -> None:
+    """Index every node of the workflow ``root_id``, sent now (one batched write)."""
     entry = root_id.encode()
-    backend.put_blobs([(pointer_key(root_id), json.dumps(carried.headers).encode()),
-                       *((node_key(task_id), entry) for task_id in carried.workflow.ids())],
+    backend.put_blobs([(node_key(task_id), entry) for task_id in workflow.ids()],
                       expires=expires)
 
 
@@ -75,21 +66,21 @@ def root_of(backend: ResultBackend, task_id: str) -> str | None:
 
 
 def find(app: Flowq, root_id: str) -> Workflow | None:
-    """The workflow sent with root id ``root_id``, or None if no pointer is stored.
+    """The workflow sent with root id ``root_id``, or None if it is not tracked.
 
-    Raises MalformedCanvas if the pointer is there but the workflow cannot be read.
+    Raises MalformedCanvas if it is tracked but its graph cannot be read.
     """
+    carried = find_carried(app, root_id)
+    return None if carried is None else carried.workflow
+
+
+def find_carried(app: Flowq, root_id: str) -> Carried | None:
+    """:func:`find`, with the headers that carry the workflow in its messages."""
     runtime = app.runtime
-    data = runtime.backend.get_blob(pointer_key(root_id))
-    if data is None:
+    tracked = tracking.find(runtime.backend, root_id)
+    if tracked is None:
         return None
-    try:
-        headers = json.loads(data)
-    except ValueError:
-        raise MalformedCanvas(f"the workflow pointer of {root_id} is not JSON") from None
-    if not isinstance(headers, dict):
-        raise MalformedCanvas(f"the workflow pointer of {root_id} is not an object")
-    return runtime.workflows.load(headers, "?", root_id).workflow
+    return runtime.workflows.load(tracked.headers, "?", root_id)
 
 
 def live_graph(app: Flowq, workflow: Workflow,
@@ -118,14 +109,25 @@ def live_graph(app: Flowq, workflow: Workflow,
     return graph
 
 
+def fanout_width(app: Flowq, workflow: Workflow, position: int,
+                 records: Sequence[Record | None]) -> int | None:
+    """How many items the fanout at ``position`` runs, once its list is known (given
+    with it, or its parent's result among ``records``, one per node); else None."""
+    node = workflow.nodes[position]
+    items: Any = node.items
+    if items is None and node.input is not None:
+        parent = records[node.input]
+        if parent is not None and parent.state == states.SUCCESS:
+            items = app.result_codec.load(parent.payload).get("result")
+    return len(items) if isinstance(items, (list, tuple)) else None
+
+
 def _fanout(app: Flowq, workflow: Workflow, position: int, records: list[Record | None],
             running: Mapping[str, str], data: dict[str, Any]) -> None:
     """Width of an expanded fanout, its progress, and STARTED while items run."""
-    node = workflow.nodes[position]
-    items = _listed(app, node, None if node.input is None else records[node.input])
-    if items is None:
+    width = fanout_width(app, workflow, position, records)
+    if width is None:
         return
-    width = len(items)
     data["width"] = width
     if records[position] is not None:
         return
@@ -152,8 +154,9 @@ def _outcome(app: Flowq, record: Record) -> str | None:
     return text if len(text) <= _RESULT_CHARS else text[: _RESULT_CHARS - 1] + "…"
 
 
-def running_ids(app: Flowq, root_id: str, timeout: float = 1.0) -> dict[str, str]:
-    """Ids of ``root_id``'s tasks that workers run (STARTED) or hold (RECEIVED) now."""
+def running_ids(app: Flowq, root_id: str | None, timeout: float = 1.0) -> dict[str, str]:
+    """Ids of ``root_id``'s tasks (None: of any) that workers run (STARTED) or hold
+    (RECEIVED) now."""
     found: dict[str, str] = {}
     for reply in app.control.broadcast("workflow_tasks", {"root_id": root_id}, reply=True,
                                        timeout=timeout):
@@ -170,7 +173,7 @@ def unfinished(workflow: Workflow, graph: nx.DiGraph) -> bool:
     """Whether some node of the drawn workflow has not reached a final state: a node of
     the main part, or an errback-side node that started (the others never run unless a
     failure sends them)."""
-    errback_side = workflow.on_failure_only()
+    errback_side = workflow.errback_nodes()
     for position in range(len(workflow.nodes)):
         state = graph.nodes[position].get("state")
         if state in states.READY_STATES:
@@ -181,7 +184,7 @@ def unfinished(workflow: Workflow, graph: nx.DiGraph) -> bool:
 
 
 @attrs.frozen(slots=True)
-class Progress:
+class TaskProgress:
     """How far a workflow got, counted in tasks: its task nodes and, once a fanout's list
     is known, each of its items (joins are bookkeeping, errbacks run only on failure).
 
@@ -204,7 +207,7 @@ class Progress:
         return self.done >= self.total
 
     @classmethod
-    def of(cls, found: Sequence[str | None]) -> Progress:
+    def of(cls, found: Sequence[str | None]) -> TaskProgress:
         """The progress of tasks in the states ``found`` (None: no record yet)."""
         succeeded = sum(1 for state in found if state == states.SUCCESS)
         failed = sum(1 for state in found if state in (states.FAILURE, states.REVOKED))
@@ -213,51 +216,33 @@ class Progress:
         return cls(len(found), succeeded, failed, running)
 
 
-def progress(app: Flowq, workflow: Workflow, backend: ResultBackend | None = None) -> Progress:
-    """The :class:`Progress` of a sent workflow: one ``get_many`` over its task nodes, plus
+def progress(app: Flowq, workflow: Workflow) -> TaskProgress:
+    """The :class:`TaskProgress` of a sent workflow: one ``get_many`` over its nodes, plus
     one over the items of each fanout that expanded and has not succeeded yet."""
-    backend = backend or app.runtime.backend
-    errback_side = workflow.on_failure_only()
-    counted = [p for p, node in enumerate(workflow.nodes)
-               if node.kind != JOIN and p not in errback_side]
-    node_ids = workflow.ids()
-    records = backend.get_many([node_ids[p] for p in counted])
+    backend = app.runtime.backend
+    errback_side = workflow.errback_nodes()
+    records = backend.get_many(workflow.ids())
     found: list[str | None] = []
-    for position, record in zip(counted, records, strict=True):
-        if workflow.nodes[position].kind == FANOUT:
-            found += _item_states(app, backend, workflow, position, record)
+    for position, (node, record) in enumerate(zip(workflow.nodes, records, strict=True)):
+        if node.kind == JOIN or position in errback_side:
+            continue
+        if node.kind == FANOUT:
+            found += _item_states(app, backend, workflow, position, records)
         else:
             found.append(None if record is None else record.state)
-    return Progress.of(found)
+    return TaskProgress.of(found)
 
 
 def _item_states(app: Flowq, backend: ResultBackend, workflow: Workflow, position: int,
-                 record: Record | None) -> list[str | None]:
+                 records: Sequence[Record | None]) -> list[str | None]:
     """The states of a fanout's items, or of the fanout itself while its list is unknown."""
+    record = records[position]
     if record is not None and record.state == states.SUCCESS:
         done = app.result_codec.load(record.payload).get("result")
         return [states.SUCCESS] * len(done) if isinstance(done, list) else [states.SUCCESS]
-    items = fanout_items(app, backend, workflow, position)
-    if items is None:
+    width = fanout_width(app, workflow, position, records)
+    if width is None:
         return [None if record is None else record.state]
     fanout_id = workflow.node_id(position)
-    item_records = backend.get_many([ids.fanout_item_id(fanout_id, i) for i in range(len(items))])
-    return [None if item is None else item.state for item in item_records]
-
-
-def fanout_items(app: Flowq, backend: ResultBackend, workflow: Workflow,
-                 position: int) -> list[Any] | None:
-    """The list a fanout runs over: its own, or its input's stored result (None while
-    unknown, or when that result is not a list: the fanout then failed without items)."""
-    node = workflow.nodes[position]
-    if node.items is not None or node.input is None:
-        return _listed(app, node, None)
-    return _listed(app, node, backend.get(workflow.node_id(node.input)))
-
-
-def _listed(app: Flowq, node: Node, parent: Record | None) -> list[Any] | None:
-    """A fanout's own list, else its parent's stored result if that is a list."""
-    items: Any = node.items
-    if items is None and parent is not None and parent.state == states.SUCCESS:
-        items = app.result_codec.load(parent.payload).get("result")
-    return list(items) if isinstance(items, (list, tuple)) else None
+    items = backend.get_many([ids.fanout_item_id(fanout_id, i) for i in range(width)])
+    return [None if item is None else item.state for item in items]

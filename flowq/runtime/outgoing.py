@@ -9,6 +9,7 @@ from typing import Any
 from kombu.serialization import dumps
 
 from flowq.canvas import ids
+from flowq.canvas.dag import Workflow
 from flowq.canvas.frozen import thaw
 from flowq.exceptions import InvalidWorkflow
 from flowq.runtime import signalling, signing
@@ -129,10 +130,7 @@ class MessageBuilder:
                 now: float) -> Outgoing:
         """Route, announce (``before_task_publish``), serialize and sign the message."""
         exchange, routing_key = options.get("exchange") or "", options.get("routing_key")
-        if routing_key and not exchange and not options.get("queue"):
-            queue = routing_key  # the default exchange routes by queue name
-        else:
-            queue = self.router.queue_for(task, tuple(args), kwargs, options)
+        queue = self._queue(task, options, args, kwargs)
         routing_key = (routing_key or queue) if exchange else queue
         priority = options.get("priority", self.conf.task_default_priority)
         policy = _publish_policy(options)
@@ -148,6 +146,21 @@ class MessageBuilder:
                          self.conf.security_key_id, now)
         return Outgoing(queue, headers, body, content_type, encoding, priority, eta,
                         exchange=exchange, routing_key=routing_key, policy=policy)
+
+    def queue_of(self, workflow: Workflow, position: int) -> str:
+        """The queue the node at ``position`` is sent to (judged by its own arguments:
+        a router that looks at the incoming result may choose otherwise)."""
+        node = workflow.nodes[position]
+        task = node.task or ""
+        options = {**self.task_defaults(task), **node.options}
+        return self._queue(task, options, list(thaw(node.args)), dict(thaw(node.kwargs)))
+
+    def _queue(self, task: str, options: Mapping[str, Any], args: list[Any],
+               kwargs: dict[str, Any]) -> str:
+        if options.get("routing_key") and not options.get("exchange") and not options.get(
+                "queue"):
+            return str(options["routing_key"])  # the default exchange routes by queue name
+        return self.router.queue_for(task, tuple(args), kwargs, options)
 
 
 def _custom_headers(task: str, given: Mapping[str, Any]) -> dict[str, Any]:

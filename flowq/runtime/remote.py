@@ -244,12 +244,13 @@ def scheduled(worker: Worker, limit: int = SCHEDULED_SHOWN) -> dict[str, Any]:
 
 
 @command
-def workflow_tasks(worker: Worker, root_id: str) -> dict[str, list[str]]:
-    """Ids of the workflow ``root_id``'s tasks this worker runs or holds (for live graphs)."""
+def workflow_tasks(worker: Worker, root_id: str | None = None) -> dict[str, list[str]]:
+    """Ids of the workflow ``root_id``'s tasks (None: of every task) this worker runs or
+    holds (for live graphs and stuck-workflow checks)."""
     intake = worker.intake
 
     def of(jobs: Any) -> list[str]:
-        return [job.request.id for job in jobs if job.request.root_id == root_id]
+        return [job.request.id for job in jobs if root_id in (None, job.request.root_id)]
 
     return {"active": of(intake.active.values()), "reserved": of((*intake.held, *intake.buffer))}
 
@@ -308,7 +309,8 @@ def stats(worker: Worker) -> dict[str, Any]:
             "reserved": len(intake.held) + len(intake.buffer),
             "events": worker.events.enabled,
             "autoscaler": worker.autoscaler.info() if worker.autoscaler else None,
-            "counts": dict(intake.counts), "rate_limits": intake.limits.limits()}
+            "counts": dict(intake.counts), "rate_limits": intake.limits.limits(),
+            "loadavg": [round(load, 2) for load in os.getloadavg()]}
 
 
 @command

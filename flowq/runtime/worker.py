@@ -35,6 +35,7 @@ from flowq.runtime.consumer import Intake, display_name
 from flowq.runtime.logfile import expand
 from flowq.runtime.message import Request
 from flowq.runtime.pidfile import Pidfile
+from flowq.runtime.metrics import WorkerMetrics
 from flowq.runtime.pool import Pool, make_pool
 from flowq.runtime.publisher import decode_delayed
 from flowq.runtime.revoked_stamps import RevokedStamps
@@ -110,6 +111,11 @@ class Worker:
                                     self.max_tasks_per_child, self.max_memory_per_child)
         self.intake = Intake(app, self.pool, self.hostname, self._revoked_reason)
         self.events = events.WorkerEvents(self)  # does nothing unless events are on
+        self.metrics: WorkerMetrics | None = None
+        if conf.worker_metrics_port is not None:  # raises MissingExtra without the extra
+            self.metrics = WorkerMetrics(self)
+            self.intake.observers.append(self.metrics)
+            self.intake.events = events.hooks(self.intake.events, self.intake.observers)
         self.revoked_ids: set[str] = set()
         self.revoked_stamps = RevokedStamps()
         self.warm = False
@@ -155,6 +161,9 @@ class Worker:
         if connection is None:  # stopped while waiting for the broker
             self.app.close()
             return 1 if self.cold else 0
+        if self.metrics is not None:
+            conf = self.app.conf
+            self.metrics.serve(conf.worker_metrics_host, conf.worker_metrics_port)
         self.pool.start()
         self._refresh_revoked()
         self.events.start()
@@ -434,6 +443,8 @@ class Worker:
         self.intake.collect()
         signalling.worker_stopping(self)
         self.events.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         self._close_connection()
         self.app.close()
         log.info("Worker %s stopped", self.hostname)

@@ -46,11 +46,13 @@ def fresh_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 def db14_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[Cluster]:
     """Redis broker, backend and ledger on database 14, with one worker (2 prefork
-    children) per test module, started with the module's ``WORKER_ARGS`` if it has any."""
+    children) per test module, started with the module's ``WORKER_ARGS`` and
+    ``WORKER_ENV`` if it has them."""
     _require("redis")
     instance = Cluster("redis-db14", tmp_path_factory.mktemp("db14"))
     instance.configure(app)
-    instance.start_worker(*getattr(request.module, "WORKER_ARGS", ()))
+    instance.start_worker(*getattr(request.module, "WORKER_ARGS", ()),
+                          env=getattr(request.module, "WORKER_ENV", None))
     yield instance
     instance.cleanup()
     app.close()

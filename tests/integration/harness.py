@@ -33,13 +33,15 @@ CONFIGS: dict[str, tuple[str | None, str | None]] = {
     "redis": (f"{REDIS_URL}/4", f"{REDIS_URL}/4?key_prefix={{prefix}}"),
     "amqp": (AMQP_URL, f"{REDIS_URL}/5?key_prefix={{prefix}}"),
     "embedded": (None, None),
-    # Redis broker + backend on database 14, ledger there too (the observability tests)
+    # the dashboard's and stuck-workflow tests: broker, backend and ledger in db 3
+    "redis3": (f"{REDIS_URL}/3", f"{REDIS_URL}/3?key_prefix={{prefix}}"),
+    # the observability tests (handles, progress, metrics, resume): all in db 14
     "redis-db14": (f"{REDIS_URL}/14", f"{REDIS_URL}/14?key_prefix={{prefix}}"),
-    # the same on database 10 (the signal and stamping tests)
+    # the signal and stamping tests: all in db 10
     "redis-db10": (f"{REDIS_URL}/10", f"{REDIS_URL}/10?key_prefix={{prefix}}"),
 }
-#: configurations whose ledger is not in LEDGER_DB
-LEDGER_DBS = {"redis-db14": 14, "redis-db10": 10}
+#: Where each configuration keeps its ledger (default: LEDGER_DB).
+LEDGER_DBS = {"redis3": 3, "redis-db14": 14, "redis-db10": 10}
 
 
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -145,20 +147,20 @@ class Cluster:
         self.backend_url = backend.format(prefix=self.prefix) if backend else None
         self.data_dir = str(tmp / "data")
         self.ledger_prefix = f"flowq-ledger-{token}:"
-        self.ledger_db = ledger_db = LEDGER_DBS.get(name, LEDGER_DB)
+        self.ledger_url = f"{REDIS_URL}/{LEDGER_DBS.get(name, LEDGER_DB)}"
         self.env = {k: v for k, v in os.environ.items()
                     if k not in ("FLOWQ_BROKER_URL", "FLOWQ_RESULT_BACKEND")}
         self.control = f"flowq-test-{token}"  # broadcasts reach this cluster's workers only
         self.env.update({"FLOWQ_TEST_QUEUE": self.queue, "FLOWQ_TEST_DATA": self.data_dir,
                          "FLOWQ_TEST_CONTROL": self.control,
-                         "FLOWQ_TEST_LEDGER": f"{REDIS_URL}/{ledger_db}#{self.ledger_prefix}",
+                         "FLOWQ_TEST_LEDGER": f"{self.ledger_url}#{self.ledger_prefix}",
                          "PYTHONPATH": str(ROOT)})
         if broker:
             self.env["FLOWQ_BROKER_URL"] = broker
         if self.backend_url:
             self.env["FLOWQ_RESULT_BACKEND"] = self.backend_url
         self.workers: list[WorkerProcess] = []
-        self.ledger = redis.Redis.from_url(f"{REDIS_URL}/{ledger_db}")
+        self.ledger = redis.Redis.from_url(self.ledger_url)
 
     def configure(self, app: Any) -> None:
         """Point the test process's app at this cluster."""
@@ -172,7 +174,7 @@ class Cluster:
         app.conf.control_exchange = self.control
         app._reset_runtime()
         app_module.LEDGER_PREFIX = self.ledger_prefix
-        app_module._ledger_url = f"{REDIS_URL}/{self.ledger_db}"
+        app_module._ledger_url = self.ledger_url
         app_module._ledger = None
 
     def start_worker(self, *args: str, wait: bool = True, **kwargs: Any) -> WorkerProcess:

@@ -10,7 +10,7 @@ import pytest
 from flowq import Flowq, chord, fanout, states
 from flowq.canvas import ids
 from flowq.progress import ProgressBar, bar_line, shown
-from flowq.runtime.live import Progress
+from flowq.runtime.live import TaskProgress
 
 app = Flowq("progress", broker="memory://progress", backend="memory://progress")
 
@@ -42,11 +42,11 @@ def store(task_id: str, state: str, value: object = None) -> None:
 def test_tasks_count_joins_do_not_and_errback_chains_do_not() -> None:
     canvas = chord([add.s(1, 1), add.s(2, 2)], tsum.s()).on_error(notify.s() | notify.s())
     flow = canvas.delay().workflow()
-    assert flow.progress() == Progress(total=3)
+    assert flow.progress() == TaskProgress(total=3)
     members = flow.dag.ids()[:2]
     store(members[0], states.SUCCESS, 2)
     store(members[1], "PROGRESS", {"current": 1})
-    assert flow.progress() == Progress(total=3, succeeded=1, running=1)
+    assert flow.progress() == TaskProgress(total=3, succeeded=1, running=1)
     assert flow.state == states.STARTED and not flow.ready()
 
 
@@ -55,12 +55,12 @@ def test_fanout_items_count_once_its_list_is_known() -> None:
     assert flow.progress().total == 3  # listing, the fanout (width unknown), tsum
     listing_id, fanout_id = flow.dag.ids()[:2]
     store(listing_id, states.SUCCESS, [0, 1, 2])
-    assert flow.progress() == Progress(total=5, succeeded=1)
+    assert flow.progress() == TaskProgress(total=5, succeeded=1)
     app.backend.store(ids.fanout_item_id(fanout_id, 1), states.FAILURE,
                       app.result_codec.failure(ValueError("x")))
-    assert flow.progress() == Progress(total=5, succeeded=1, failed=1)
+    assert flow.progress() == TaskProgress(total=5, succeeded=1, failed=1)
     store(fanout_id, states.SUCCESS, [10, 11, 12])  # a finished fanout: no item is read
-    assert flow.progress() == Progress(total=5, succeeded=4)
+    assert flow.progress() == TaskProgress(total=5, succeeded=4)
 
 
 def test_a_finished_workflow_is_success_or_failure() -> None:
@@ -73,12 +73,12 @@ def test_a_finished_workflow_is_success_or_failure() -> None:
 
 
 @pytest.mark.parametrize(("progress", "line"), [
-    (Progress(total=4), "[" + "." * 30 + "] 0/4 done"),
-    (Progress(total=4, succeeded=1, failed=1, running=2),
+    (TaskProgress(total=4), "[" + "." * 30 + "] 0/4 done"),
+    (TaskProgress(total=4, succeeded=1, failed=1, running=2),
      "[" + "#" * 15 + "." * 15 + "] 2/4 done, 1 failed, 2 running"),
-    (Progress(total=0), "[" + "#" * 30 + "] 0/0 done"),
+    (TaskProgress(total=0), "[" + "#" * 30 + "] 0/0 done"),
 ])
-def test_bar_line(progress: Progress, line: str) -> None:
+def test_bar_line(progress: TaskProgress, line: str) -> None:
     assert bar_line(progress) == line
 
 
@@ -90,9 +90,9 @@ class FakeTerminal(io.StringIO):
 def test_the_bar_redraws_in_place_and_wipes_longer_lines() -> None:
     screen = FakeTerminal()
     bar = ProgressBar(screen)
-    bar.draw(Progress(total=2, running=1))
-    bar.draw(Progress(total=2, running=1))  # unchanged: not drawn again
-    bar.draw(Progress(total=2, succeeded=2))
+    bar.draw(TaskProgress(total=2, running=1))
+    bar.draw(TaskProgress(total=2, running=1))  # unchanged: not drawn again
+    bar.draw(TaskProgress(total=2, succeeded=2))
     bar.close()
     first = "[" + "." * 30 + "] 0/2 done, 1 running"
     second = "[" + "#" * 30 + "] 2/2 done"
@@ -101,10 +101,10 @@ def test_the_bar_redraws_in_place_and_wipes_longer_lines() -> None:
 
 def test_shown_draws_nothing_off_a_terminal() -> None:
     quiet = io.StringIO()
-    with shown(lambda: Progress(total=1), stream=quiet, interval=0.01):
+    with shown(lambda: TaskProgress(total=1), stream=quiet, interval=0.01):
         pass
     assert quiet.getvalue() == ""
     loud = FakeTerminal()
-    with shown(lambda: Progress(total=1, succeeded=1), stream=loud, interval=0.01):
+    with shown(lambda: TaskProgress(total=1, succeeded=1), stream=loud, interval=0.01):
         pass
     assert loud.getvalue() == "\r[" + "#" * 30 + "] 1/1 done\n"

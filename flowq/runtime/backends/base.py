@@ -15,6 +15,9 @@ checks them against each one):
   Exactly one call ever sees the chord complete, except a retry by the same claimant
   (the task id that completed it), which sees it again so a crash between "complete"
   and "body published" cannot lose the body.
+* A store that names a ``tracked`` workflow and writes a terminal record for the first
+  time adds one to that workflow's count of the state, in the same atomic step (so a
+  duplicate or a retried call never counts twice).
 * Everything expires after ``expires`` seconds (None: never) so nothing piles up.
 """
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple, TypeVar
 
 import attrs
@@ -96,6 +99,30 @@ class StoreOutcome:
     lost: bool = False
 
 
+@attrs.frozen(slots=True)
+class Progress:
+    """A tracked workflow's outcomes so far: terminal state -> nodes recorded in it, and
+    when the last one was recorded (unix time; None before the first)."""
+
+    counts: Mapping[str, int] = attrs.field(factory=dict)
+    updated: float | None = None
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+
+@attrs.frozen(slots=True)
+class TrackedWorkflow:
+    """An entry of the index of recent workflows: its root id, when it was sent, the
+    summary its sender stored and its progress."""
+
+    root_id: str
+    created: float
+    summary: bytes
+    progress: Progress
+
+
 class DelayedMessage(NamedTuple):
     """A message waiting for its due time in the backend's delay index."""
 
@@ -113,16 +140,19 @@ class ResultBackend(abc.ABC):
 
     @abc.abstractmethod
     def store(self, task_id: str, state: str, payload: bytes, *,
-              part: ChordPart | None = None, expires: float | None = None) -> StoreOutcome:
+              part: ChordPart | None = None, expires: float | None = None,
+              tracked: str | None = None) -> StoreOutcome:
         """Write ``task_id``'s record and, in the same atomic step, its chord part.
 
-        Terminal states also wake every :meth:`wait` on ``task_id``.
+        Terminal states also wake every :meth:`wait` on ``task_id``; a first terminal
+        record counts in the progress of the workflow ``tracked`` (a root id), if given.
         """
 
     @abc.abstractmethod
     def store_many(self, records: Sequence[tuple[str, str, bytes]],
-                   expires: float | None = None) -> None:
-        """Write many terminal records at once (pipelined); existing ones are kept."""
+                   expires: float | None = None, tracked: str | None = None) -> None:
+        """Write many terminal records at once (pipelined); existing ones are kept. The
+        new ones count in the progress of ``tracked``, as with :meth:`store`."""
 
     @abc.abstractmethod
     def get_many(self, task_ids: Sequence[str]) -> list[Record | None]:
@@ -156,6 +186,50 @@ class ResultBackend(abc.ABC):
     @abc.abstractmethod
     def chord_values(self, join_id: str) -> dict[int, bytes | None]:
         """The parts recorded so far (index -> value, None for a failed part)."""
+
+    @abc.abstractmethod
+    def chord_reset(self, joins: Sequence[tuple[str, int, Mapping[int, bytes]]],
+                    expires: float | None = None) -> None:
+        """Replace the state of each chord ``(join_id, size, parts)`` by exactly ``parts``
+        (index -> value), none fired and none failed: what ``resume`` keeps of a chord
+        whose other members run again."""
+
+    # -- resume: letting tasks run again ----------------------------------------------
+
+    @abc.abstractmethod
+    def reset(self, counted: Sequence[str], *, tracked: str | None = None,
+              uncounted: Sequence[str] = (), flags: Sequence[str] = (),
+              counters: Sequence[str] = ()) -> None:
+        """Delete records so that their tasks can run again (``resume``): those of
+        ``counted`` (their terminal states stop counting in the progress of the workflow
+        ``tracked``, if given, which counts as changed now), those of ``uncounted`` (fanout
+        items and errbacks, never counted), and the flags and counters named.
+
+        Each counted record is deleted and uncounted in one atomic step, so a reset that
+        is repeated, or resumed after a crash, never uncounts a record twice.
+        """
+
+    # -- tracked workflows: the index of recent ones, their progress ----------------------
+
+    @abc.abstractmethod
+    def track_workflow(self, root_id: str, created: float, summary: bytes, detail: bytes,
+                       expires: float | None, keep: int) -> None:
+        """Index the workflow ``root_id``, sent at ``created`` (unix time), among the recent
+        ones, with its ``summary`` (read with every listing) and ``detail`` (read for it
+        alone), in one atomic step. The index keeps the ``keep`` newest entries and none
+        older than ``expires`` seconds, so it costs O(1) per workflow sent."""
+
+    @abc.abstractmethod
+    def recent_workflows(self, limit: int) -> list[TrackedWorkflow]:
+        """The ``limit`` most recently sent workflows still indexed, newest first."""
+
+    @abc.abstractmethod
+    def tracked_workflows(self, root_ids: Sequence[str]) -> list[TrackedWorkflow | None]:
+        """The index entries of ``root_ids`` in order; None where there is none."""
+
+    @abc.abstractmethod
+    def workflow_detail(self, root_id: str) -> bytes | None:
+        """The ``detail`` stored with :meth:`track_workflow`, or None."""
 
     # -- flags (once-only markers) ------------------------------------------------------
 
@@ -262,6 +336,10 @@ class ResultBackend(abc.ABC):
     def delay_expedite(self, task_ids: Iterable[str], now: float) -> int:
         """Make the delayed messages of ``task_ids`` (keys ``<id>:<retries>``) due at
         ``now``, so a revoked one is taken, and marked revoked, at once; how many."""
+
+    @abc.abstractmethod
+    def delay_pending(self, task_ids: Iterable[str]) -> set[str]:
+        """Which of ``task_ids`` have a message in the delay index."""
 
     @abc.abstractmethod
     def delay_count(self) -> int:
@@ -372,5 +450,5 @@ def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start:start + size]
 
 
-__all__ = ["ChordPart", "DelayedMessage", "PendingWait", "Record", "ResultBackend",
-           "StoreOutcome", "chord_verdict", "chunked", "is_terminal"]
+__all__ = ["ChordPart", "DelayedMessage", "PendingWait", "Progress", "Record", "ResultBackend",
+           "StoreOutcome", "TrackedWorkflow", "chord_verdict", "chunked", "is_terminal"]

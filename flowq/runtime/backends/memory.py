@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, TypeVar, cast
 
 import attrs
@@ -19,9 +19,11 @@ from flowq.runtime.backends.base import (
     ChordPart,
     DelayedMessage,
     PendingWait,
+    Progress,
     Record,
     ResultBackend,
     StoreOutcome,
+    TrackedWorkflow,
     chord_verdict,
     is_terminal,
 )
@@ -63,6 +65,12 @@ class _Expiring(Generic[V]):
         if deadline is None or deadline > item[1]:
             self._items[key] = (item[0], deadline)
 
+    def replace(self, key: str, value: V) -> None:
+        """Change the value of ``key`` (if present), keeping its expiry."""
+        item = self._items.get(key)
+        if item is not None:
+            self._items[key] = (value, item[1])
+
     def pop(self, key: str) -> None:
         self._items.pop(key, None)
 
@@ -98,22 +106,40 @@ class MemoryBackend(ResultBackend):
         self._revoked: dict[str, float] = {}  # id -> monotonic deadline (inf: never)
         self._leases: _Expiring[str] = _Expiring()
         self._delayed: dict[str, tuple[float, bytes]] = {}
+        self._tracked: _Expiring[tuple[float, bytes, bytes]] = _Expiring()
+        self._progress: _Expiring[Progress] = _Expiring()
+        self._recent: dict[str, float] = {}  # root id -> time sent
 
     # -- results ----------------------------------------------------------------------------
 
     def store(self, task_id: str, state: str, payload: bytes, *,
-              part: ChordPart | None = None, expires: float | None = None) -> StoreOutcome:
+              part: ChordPart | None = None, expires: float | None = None,
+              tracked: str | None = None) -> StoreOutcome:
         with self._cond:
             new = self._write(task_id, Record(state, payload), expires, keep_existing=False)
+            if new:
+                self._count(tracked, [state], expires)
             if part is None:
                 return StoreOutcome(new)
             return self._record_part(part, expires, new)
 
     def store_many(self, records: Sequence[tuple[str, str, bytes]],
-                   expires: float | None = None) -> None:
+                   expires: float | None = None, tracked: str | None = None) -> None:
         with self._cond:
-            for task_id, state, payload in records:
-                self._write(task_id, Record(state, payload), expires, keep_existing=True)
+            written = [state for task_id, state, payload in records
+                       if self._write(task_id, Record(state, payload), expires,
+                                      keep_existing=True)]
+            self._count(tracked, written, expires)
+
+    def _count(self, tracked: str | None, written: list[str], expires: float | None) -> None:
+        """Add the terminal ``written`` states to the progress of ``tracked``."""
+        terminal = [state for state in written if is_terminal(state)]
+        if tracked is None or not terminal:
+            return
+        counts = dict((self._progress.get(tracked) or Progress()).counts)
+        for state in terminal:
+            counts[state] = counts.get(state, 0) + 1
+        self._progress.set(tracked, Progress(counts, time.time()), expires)
 
     def _write(self, task_id: str, record: Record, expires: float | None, *,
                keep_existing: bool) -> bool:
@@ -175,6 +201,70 @@ class MemoryBackend(ResultBackend):
         with self._cond:
             chord = self._chords.get(join_id)
             return {} if chord is None else dict(chord.parts)
+
+    def chord_reset(self, joins: Sequence[tuple[str, int, Mapping[int, bytes]]],
+                    expires: float | None = None) -> None:
+        with self._cond:
+            for join_id, size, parts in joins:
+                self._chords.set(join_id, _Chord(size, dict(parts)), expires)
+
+    # -- resume -----------------------------------------------------------------------------
+
+    def reset(self, counted: Sequence[str], *, tracked: str | None = None,
+              uncounted: Sequence[str] = (), flags: Sequence[str] = (),
+              counters: Sequence[str] = ()) -> None:
+        with self._cond:
+            gone = [record.state for record in map(self._results.get, dict.fromkeys(counted))
+                    if record is not None and is_terminal(record.state)]
+            for task_id in (*counted, *uncounted):
+                self._results.pop(task_id)
+            for key in flags:
+                self._flags.pop(key)
+            for key in counters:
+                self._counters.pop(key)
+            progress = None if tracked is None else self._progress.get(tracked)
+            if tracked is not None and progress is not None:
+                counts = dict(progress.counts)
+                for state in gone:
+                    counts[state] = counts.get(state, 0) - 1
+                self._progress.replace(tracked, Progress(
+                    {state: n for state, n in counts.items() if n > 0}, time.time()))
+
+    # -- tracked workflows ------------------------------------------------------------------
+
+    def track_workflow(self, root_id: str, created: float, summary: bytes, detail: bytes,
+                       expires: float | None, keep: int) -> None:
+        with self._cond:
+            self._tracked.set(root_id, (created, summary, detail), expires)
+            self._recent[root_id] = created
+            if expires is not None:
+                oldest = time.time() - expires
+                self._recent = {root: sent for root, sent in self._recent.items()
+                                if sent > oldest}
+            while len(self._recent) > keep:
+                del self._recent[min(self._recent, key=self._recent.__getitem__)]
+
+    def recent_workflows(self, limit: int) -> list[TrackedWorkflow]:
+        with self._cond:
+            newest = sorted(self._recent, key=self._recent.__getitem__, reverse=True)
+        return [entry for entry in self.tracked_workflows(newest[:limit]) if entry is not None]
+
+    def tracked_workflows(self, root_ids: Sequence[str]) -> list[TrackedWorkflow | None]:
+        with self._cond:
+            return [self._entry(root_id) for root_id in root_ids]
+
+    def _entry(self, root_id: str) -> TrackedWorkflow | None:
+        stored = self._tracked.get(root_id)
+        if stored is None:
+            return None
+        created, summary, _ = stored
+        return TrackedWorkflow(root_id, created, summary,
+                               self._progress.get(root_id) or Progress())
+
+    def workflow_detail(self, root_id: str) -> bytes | None:
+        with self._cond:
+            stored = self._tracked.get(root_id)
+            return None if stored is None else stored[2]
 
     # -- flags and blobs --------------------------------------------------------------------
 
@@ -255,6 +345,11 @@ class MemoryBackend(ResultBackend):
             for key in keys:
                 self._delayed[key] = (now, self._delayed[key][1])
             return len(keys)
+
+    def delay_pending(self, task_ids: Iterable[str]) -> set[str]:
+        wanted = set(task_ids)
+        with self._cond:
+            return {key.rpartition(":")[0] for key in self._delayed} & wanted
 
     def delay_count(self) -> int:
         with self._cond:

@@ -24,7 +24,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast, overload
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -40,9 +40,11 @@ from flowq.runtime.backends.base import (
     ChordPart,
     DelayedMessage,
     PendingWait,
+    Progress,
     Record,
     ResultBackend,
     StoreOutcome,
+    TrackedWorkflow,
     chunked,
 )
 from flowq.runtime.keys import DEFAULT_PREFIX, Keys
@@ -58,10 +60,10 @@ _TERMINAL = " ".join(sorted(states.READY_STATES))
 _LUA = resources.files(__package__).joinpath("lua")
 #: script -> the library files (``lua/lib_*.lua``) it runs after; cluster-only scripts too.
 _SCRIPTS: dict[str, tuple[str, ...]] = {
-    "store": ("lib_record", "lib_part"), "flag_set": (), "delay_due": (),
-    "lease_acquire": (), "lease_release": (),
+    "store": ("lib_record", "lib_part"), "store_many": (), "reset": (), "flag_set": (),
+    "delay_due": (), "lease_acquire": (), "lease_release": (),
     "store_record": ("lib_record",), "store_part": ("lib_part",), "store_absent": (),
-    "chord_init": ()}
+    "chord_init": (), "take_record": ()}
 SOURCES = {name: "\n".join(_LUA.joinpath(f"{part}.lua").read_text()
                             for part in (*libraries, name))
            for name, libraries in _SCRIPTS.items()}
@@ -114,14 +116,17 @@ class RedisBackend(ResultBackend):
     # -- results ----------------------------------------------------------------------------
 
     def store(self, task_id: str, state: str, payload: bytes, *,
-              part: ChordPart | None = None, expires: float | None = None) -> StoreOutcome:
+              part: ChordPart | None = None, expires: float | None = None,
+              tracked: str | None = None) -> StoreOutcome:
         token = _token()  # the same for every retry of this call
         keys = [self.keys.result(task_id)]
         args: list[Any] = [_record(state, payload, token), token, _ms(expires) or "",
-                           self.keys.channel(task_id), _TERMINAL]
+                           self.keys.channel(task_id), _TERMINAL, _now_ms() if tracked else ""]
         if part is not None:
             keys.append(self.keys.chord(part.join_id))
             args += [part.index, _encode_part(part.value), part.claimant]
+        if tracked is not None:
+            keys.append(self.keys.workflow_progress(tracked))
         new, first_failure, lost, joined, *values = self._retry(
             functools.partial(self._scripts["store"], keys, args))
         return StoreOutcome(new=bool(new), joined=tuple(values) if joined else None,
@@ -129,15 +134,15 @@ class RedisBackend(ResultBackend):
 
     @_retried
     def store_many(self, records: Sequence[tuple[str, str, bytes]],
-                   expires: float | None = None) -> None:
-        # PUBLISH whether or not SET NX wrote: wait() reads the record it is woken for.
+                   expires: float | None = None, tracked: str | None = None) -> None:
         for batch in chunked(records, _BATCH // 2):
-            pipe = self._client.pipeline(transaction=False)
+            keys = [self.keys.result(task_id) for task_id, _, _ in batch]
+            args: list[Any] = [_ms(expires) or "", _now_ms() if tracked else ""]
             for task_id, state, payload in batch:
-                pipe.set(self.keys.result(task_id), _record(state, payload), nx=True,
-                         px=_ms(expires))
-                pipe.publish(self.keys.channel(task_id), state)
-            pipe.execute()
+                args += [_record(state, payload), state, self.keys.channel(task_id)]
+            if tracked is not None:
+                keys.append(self.keys.workflow_progress(tracked))
+            self._scripts["store_many"](keys, args)
 
     @_retried
     def get_many(self, task_ids: Sequence[str]) -> list[Record | None]:
@@ -250,6 +255,90 @@ class RedisBackend(ResultBackend):
         return {int(field): _decode_part(value) for field, value in fields.items()
                 if field.isdigit()}
 
+    # -- tracked workflows ------------------------------------------------------------------
+
+    @_retried
+    def track_workflow(self, root_id: str, created: float, summary: bytes, detail: bytes,
+                       expires: float | None, keep: int) -> None:
+        index = self.keys.workflows
+        pipe = self._client.pipeline(transaction=True)  # never an entry without its summary
+        pipe.set(self.keys.workflow_summary(root_id), summary, px=_ms(expires))
+        pipe.set(self.keys.workflow_detail(root_id), detail, px=_ms(expires))
+        pipe.zadd(index, {root_id: created})
+        pipe.zremrangebyrank(index, 0, -keep - 1)
+        if expires is not None:
+            pipe.zremrangebyscore(index, "-inf", f"({time.time() - expires}")
+            pipe.pexpire(index, _ms(expires))
+        pipe.execute()
+
+    @_retried
+    def recent_workflows(self, limit: int) -> list[TrackedWorkflow]:
+        newest = cast("list[tuple[bytes, float]]", self._client.zrevrange(
+            self.keys.workflows, 0, limit - 1, withscores=True))
+        roots = [root_id.decode() for root_id, _ in newest]
+        return [entry for entry in self._tracked(roots, [created for _, created in newest])
+                if entry is not None]
+
+    @_retried
+    def tracked_workflows(self, root_ids: Sequence[str]) -> list[TrackedWorkflow | None]:
+        return self._tracked(root_ids, None)
+
+    def _tracked(self, root_ids: Sequence[str],
+                 created: Sequence[float] | None) -> list[TrackedWorkflow | None]:
+        """Summaries and progress of ``root_ids`` (and their times, unless ``created``
+        gives them) in one round trip per batch."""
+        found: list[TrackedWorkflow | None] = []
+        for start in range(0, len(root_ids), _BATCH // 3):
+            batch = root_ids[start:start + _BATCH // 3]
+            pipe = self._client.pipeline(transaction=False)
+            for root_id in batch:
+                pipe.get(self.keys.workflow_summary(root_id))
+                pipe.hgetall(self.keys.workflow_progress(root_id))
+                if created is None:
+                    pipe.zscore(self.keys.workflows, root_id)
+            replies = pipe.execute()
+            step = 2 if created is not None else 3
+            for offset, root_id in enumerate(batch):
+                summary, progress, *score = replies[offset * step:(offset + 1) * step]
+                sent = created[start + offset] if created is not None else score[0]
+                found.append(None if summary is None or sent is None else TrackedWorkflow(
+                    root_id, float(sent), summary, _decode_progress(progress)))
+        return found
+
+    @_retried
+    def workflow_detail(self, root_id: str) -> bytes | None:
+        return cast("bytes | None", self._client.get(self.keys.workflow_detail(root_id)))
+
+    @_retried
+    def chord_reset(self, joins: Sequence[tuple[str, int, Mapping[int, bytes]]],
+                    expires: float | None = None) -> None:
+        for batch in chunked(joins, _BATCH // 4):
+            pipe = self._client.pipeline(transaction=True)  # each chord replaced whole
+            for join_id, size, parts in batch:
+                key = self.keys.chord(join_id)
+                pipe.delete(key)
+                pipe.hset(key, mapping={"size": size, "n": len(parts),
+                                        **{str(i): _encode_part(v) for i, v in parts.items()}})
+                if expires is not None:
+                    pipe.pexpire(key, _ms(expires))
+            pipe.execute()
+
+    # -- resume -----------------------------------------------------------------------------
+
+    def reset(self, counted: Sequence[str], *, tracked: str | None = None,
+              uncounted: Sequence[str] = (), flags: Sequence[str] = (),
+              counters: Sequence[str] = ()) -> None:
+        progress = self.keys.workflow_progress(tracked) if tracked else self.keys.prefix
+        now = str(_now_ms()) if tracked else ""
+        for batch in chunked([self.keys.result(task_id) for task_id in counted], _BATCH // 2):
+            self._retry(functools.partial(self._scripts["reset"], [progress, *batch],
+                                          [now, len(batch), _TERMINAL]))
+        others = [*(self.keys.result(task_id) for task_id in uncounted),
+                  *(self.keys.flag(key) for key in flags),
+                  *(self.keys.counter(key) for key in counters)]
+        for batch in chunked(others, _BATCH):
+            self._retry(functools.partial(self._client.delete, *batch))
+
     # -- flags and blobs --------------------------------------------------------------------
 
     def set_flag(self, key: str, expires: float | None = None) -> bool:
@@ -338,15 +427,22 @@ class RedisBackend(ResultBackend):
 
     @_retried
     def delay_expedite(self, task_ids: Iterable[str], now: float) -> int:
-        wanted = set(task_ids)
-        if not wanted or not self._client.zcard(self.keys.delay_due):
-            return 0
-        # one pass over the index's keys ("<id>:<retries>"), not one per id
-        keys = [key for key, _ in self._client.zscan_iter(self.keys.delay_due, count=1000)
-                if key.decode().rpartition(":")[0] in wanted]
+        keys = self._delay_keys_of(set(task_ids))
         for batch in chunked(keys, _BATCH):
             self._client.zadd(self.keys.delay_due, dict.fromkeys(batch, now), xx=True)
         return len(keys)
+
+    @_retried
+    def delay_pending(self, task_ids: Iterable[str]) -> set[str]:
+        return {key.decode().rpartition(":")[0] for key in self._delay_keys_of(set(task_ids))}
+
+    def _delay_keys_of(self, wanted: set[str]) -> list[bytes]:
+        """Keys of the delay index (``<id>:<retries>``) of ``wanted`` ids: one pass over
+        the index, not one per id."""
+        if not wanted or not self._client.zcard(self.keys.delay_due):
+            return []
+        return [key for key, _ in self._client.zscan_iter(self.keys.delay_due, count=1000)
+                if key.decode().rpartition(":")[0] in wanted]
 
     @_retried
     def delay_count(self) -> int:
@@ -425,6 +521,17 @@ def _ms(seconds: None) -> None: ...
 def _ms(seconds: float | None) -> int | None:
     """An expiry in whole milliseconds, at least 1 (Redis rejects 0)."""
     return None if seconds is None else max(1, math.ceil(seconds * 1000))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _decode_progress(fields: dict[bytes, bytes]) -> Progress:
+    """A progress hash: terminal state -> count, and ``at`` -> ms time of the last one."""
+    at = fields.pop(b"at", None)
+    return Progress({state.decode(): int(n) for state, n in fields.items()},
+                    None if at is None else int(at) / 1000)
 
 
 def _token() -> str:

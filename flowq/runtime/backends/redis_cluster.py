@@ -14,6 +14,12 @@ in one step is split where the keys cannot share a slot (names from
   the child stored its success counts the success). Each step is idempotent and keyed by
   the call's token, so retries behave as on one server.
 * Chords are created one script each (``chord_init.lua``), pipelined per node.
+* A tracked workflow's progress lives in the tracking slot, so its count is a step of its
+  own after the record's (one more round trip per transition of a tracked workflow): a
+  crash between the two leaves that node uncounted, and a count retried after a lost reply
+  may count it twice. The counts are for display; nothing advances by them. Resume's
+  ``reset`` likewise deletes each record in its slot (``take_record.lua``), then uncounts
+  what it deleted, and ``chord_reset`` replaces each chord in a transaction of its own.
 * The delay index and its payloads share one tag per prefix (one slot per deployment);
   revocations are one sorted set; flags, counters, blobs and leases are single keys.
 * Wake-ups for :meth:`wait` use classic pub/sub, which a cluster broadcasts to every
@@ -26,12 +32,14 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import redis
 from redis.cluster import RedisCluster
 
+from flowq import states
 from flowq.exceptions import ConfigurationError
 from flowq.runtime import cluster_url
 from flowq.runtime.backends.base import ChordPart, StoreOutcome, chunked
@@ -42,6 +50,7 @@ from flowq.runtime.backends.redis import (  # the single server's record encodin
     RedisBackend,
     _encode_part,
     _ms,
+    _now_ms,
     _record,
     _token,
 )
@@ -86,7 +95,8 @@ class RedisClusterBackend(RedisBackend):
     # -- results ----------------------------------------------------------------------------
 
     def store(self, task_id: str, state: str, payload: bytes, *,
-              part: ChordPart | None = None, expires: float | None = None) -> StoreOutcome:
+              part: ChordPart | None = None, expires: float | None = None,
+              tracked: str | None = None) -> StoreOutcome:
         token = _token()  # the same for every retry of this call, in both steps
         keys = [self.keys.result(task_id)]
         args: list[Any] = [_record(state, payload, token), token, _ms(expires) or "",
@@ -94,7 +104,10 @@ class RedisClusterBackend(RedisBackend):
         if part is not None:
             keys.append(self.keys.part_intent(task_id))
             args.append(_encode_part(part.value))
-        new, recorded_part = self._retry(lambda: self._scripts["store_record"](keys, args))
+        new, recorded_part, written = self._retry(
+            lambda: self._scripts["store_record"](keys, args))
+        if written and tracked is not None:
+            self._count(tracked, Counter({state: 1}), expires)
         if part is None:
             return StoreOutcome(new=bool(new))
         part_args = [token, _ms(expires) or "", part.index, recorded_part,
@@ -105,12 +118,35 @@ class RedisClusterBackend(RedisBackend):
                             first_failure=bool(first_failure), lost=bool(lost))
 
     def store_many(self, records: Sequence[tuple[str, str, bytes]],
-                   expires: float | None = None) -> None:
+                   expires: float | None = None, tracked: str | None = None) -> None:
         calls = [([self.keys.result(task_id)], [_record(state, payload),
                                                 _ms(expires) or "",
                                                 self.keys.channel(task_id), state])
                  for task_id, state, payload in records]
-        self._retry(functools.partial(self._pipelined, "store_absent", calls))
+        written = self._retry(functools.partial(self._pipelined, "store_absent", calls))
+        if tracked is not None:
+            self._count(tracked, Counter(state for (_, state, _), wrote
+                                         in zip(records, written, strict=True) if wrote),
+                        expires)
+
+    def _count(self, tracked: str, written: Counter[str], expires: float | None,
+               touch: bool = False) -> None:
+        """Add ``written`` (nodes per state, negative to uncount) to the progress of
+        ``tracked``; with ``touch``, mark it changed even when nothing is added."""
+        if not written and not touch:
+            return
+        key = self.keys.workflow_progress(tracked)
+
+        def count() -> None:
+            pipe = self._client.pipeline(transaction=True)  # one slot: the tracking tag
+            for state, n in written.items():
+                pipe.hincrby(key, state, n)
+            pipe.hset(key, "at", _now_ms())
+            if expires is not None:
+                pipe.pexpire(key, _ms(expires))
+            pipe.execute()
+
+        self._retry(count)
 
     def _mget(self, keys: list[str]) -> list[bytes | None]:
         # one MGET per slot, pipelined per node
@@ -128,6 +164,41 @@ class RedisClusterBackend(RedisBackend):
         calls = [([self.keys.chord(join_id)], [size, _ms(expires) or ""])
                  for join_id, size in joins]
         self._retry(functools.partial(self._pipelined, "chord_init", calls))
+
+    def chord_reset(self, joins: Sequence[tuple[str, int, Mapping[int, bytes]]],
+                    expires: float | None = None) -> None:
+        for join_id, size, parts in joins:
+            key = self.keys.chord(join_id)
+
+            def replace(key: str = key, size: int = size, parts: Mapping[int, bytes] = parts
+                        ) -> None:
+                pipe = self._client.pipeline(transaction=True)  # one key: one slot
+                pipe.delete(key)
+                pipe.hset(key, mapping={"size": size, "n": len(parts),
+                                        **{str(i): _encode_part(v) for i, v in parts.items()}})
+                if expires is not None:
+                    pipe.pexpire(key, _ms(expires))
+                pipe.execute()
+
+            self._retry(replace)
+
+    def reset(self, counted: Sequence[str], *, tracked: str | None = None,
+              uncounted: Sequence[str] = (), flags: Sequence[str] = (),
+              counters: Sequence[str] = ()) -> None:
+        calls: list[tuple[list[str], list[Any]]] = [
+            ([self.keys.result(task_id), self.keys.part_intent(task_id)], [])
+            for task_id in counted]
+        taken = self._retry(functools.partial(self._pipelined, "take_record", calls))
+        if tracked is not None:
+            gone = Counter(state.decode() for state in taken
+                           if state and state.decode() in states.READY_STATES)
+            self._count(tracked, Counter({state: -n for state, n in gone.items()}), None,
+                        touch=True)
+        self.forget(uncounted)
+        others = [*(self.keys.flag(key) for key in flags),
+                  *(self.keys.counter(key) for key in counters)]
+        for batch in chunked(others, _BATCH):
+            self._retry(functools.partial(self._client.delete, *batch))
 
     def close(self) -> None:
         if "_client" in self.__dict__:  # never connect just to close

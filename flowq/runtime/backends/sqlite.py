@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from flowq import states
@@ -22,11 +22,14 @@ from flowq.runtime.backends.base import (
     ChordPart,
     DelayedMessage,
     PendingWait,
+    Progress,
     Record,
     ResultBackend,
     StoreOutcome,
+    TrackedWorkflow,
     chord_verdict,
     chunked,
+    is_terminal,
 )
 
 #: Ids per ``IN (...)`` query, under SQLite's limit on bound parameters.
@@ -52,6 +55,12 @@ CREATE TABLE IF NOT EXISTS revoked (id TEXT PRIMARY KEY, expires_at REAL);
 CREATE TABLE IF NOT EXISTS delayed (key TEXT PRIMARY KEY, due REAL NOT NULL, payload BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS delayed_by_due ON delayed (due);
 CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL);
+CREATE TABLE IF NOT EXISTS workflows (
+    seq INTEGER PRIMARY KEY, root_id TEXT NOT NULL UNIQUE, created REAL NOT NULL,
+    summary BLOB NOT NULL, detail BLOB NOT NULL, expires_at REAL);
+CREATE TABLE IF NOT EXISTS progress (
+    root_id TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL, updated REAL NOT NULL,
+    expires_at REAL, PRIMARY KEY (root_id, state)) WITHOUT ROWID;
 """
 
 #: A row is alive until its ``expires_at`` (NULL: forever); ``:now`` is time.time().
@@ -63,7 +72,14 @@ INSERT INTO results (id, state, payload, expires_at) VALUES (:id, :state, :paylo
 ON CONFLICT (id) DO UPDATE SET
     state = excluded.state, payload = excluded.payload, expires_at = excluded.expires_at
 WHERE results.expires_at <= :now"""
-_EXPIRED_TABLES = ("results", "chords", "flags", "blobs", "revoked", "leases")
+_EXPIRED_TABLES = ("results", "chords", "flags", "blobs", "revoked", "leases", "workflows",
+                   "progress")
+#: One more node of a tracked workflow recorded in ``:state`` (an expired count restarts).
+_COUNT = """
+INSERT INTO progress VALUES (:root, :state, :n, :now, :until)
+ON CONFLICT (root_id, state) DO UPDATE SET
+    n = CASE WHEN progress.expires_at <= :now THEN 0 ELSE progress.n END + excluded.n,
+    updated = excluded.updated, expires_at = excluded.expires_at"""
 
 
 class SqliteBackend(ResultBackend):
@@ -133,25 +149,32 @@ class SqliteBackend(ResultBackend):
     # -- results ----------------------------------------------------------------------------
 
     def store(self, task_id: str, state: str, payload: bytes, *,
-              part: ChordPart | None = None, expires: float | None = None) -> StoreOutcome:
+              part: ChordPart | None = None, expires: float | None = None,
+              tracked: str | None = None) -> StoreOutcome:
         now = time.time()
         row = {"id": task_id, "state": state, "payload": payload, "until": _until(now, expires),
                "now": now}
         with self._transaction() as db:
             new = db.execute(f"{_PUT_RESULT} OR results.state NOT IN ({_TERMINAL})",
                              row).rowcount == 1
+            if new:
+                _count(db, tracked, state, 1, now, expires)
             if part is None:
                 return StoreOutcome(new)
             return self._record_part(db, part, now, expires, new)
 
     def store_many(self, records: Sequence[tuple[str, str, bytes]],
-                   expires: float | None = None) -> None:
+                   expires: float | None = None, tracked: str | None = None) -> None:
         now = time.time()
         until = _until(now, expires)
+        by_state: dict[str, list[dict[str, Any]]] = {}
+        for task_id, state, payload in records:
+            by_state.setdefault(state, []).append(
+                {"id": task_id, "state": state, "payload": payload, "until": until, "now": now})
         with self._transaction() as db:
-            db.executemany(_PUT_RESULT, [
-                {"id": task_id, "state": state, "payload": payload, "until": until, "now": now}
-                for task_id, state, payload in records])
+            for state, rows in by_state.items():  # one statement per state: its rowcount
+                written = db.executemany(_PUT_RESULT, rows).rowcount
+                _count(db, tracked, state, written, now, expires)
 
     def get_many(self, task_ids: Sequence[str]) -> list[Record | None]:
         found: dict[str, Record] = {}
@@ -216,6 +239,91 @@ class SqliteBackend(ResultBackend):
         rows = self._read(f"SELECT idx, value FROM chord_parts WHERE chord_id = :id AND EXISTS "
                           f"(SELECT 1 FROM chords WHERE id = :id AND {_ALIVE})", id=join_id)
         return dict(rows)
+
+    def chord_reset(self, joins: Sequence[tuple[str, int, Mapping[int, bytes]]],
+                    expires: float | None = None) -> None:
+        until = _until(time.time(), expires)
+        with self._transaction() as db:
+            for join_id, size, parts in joins:
+                db.execute("DELETE FROM chord_parts WHERE chord_id = ?", (join_id,))
+                db.execute("INSERT OR REPLACE INTO chords (id, size, recorded, fired, failed, "
+                           "expires_at) VALUES (?, ?, ?, NULL, 0, ?)",
+                           (join_id, size, len(parts), until))
+                db.executemany("INSERT INTO chord_parts VALUES (?, ?, ?)",
+                               [(join_id, index, value) for index, value in parts.items()])
+
+    # -- resume -----------------------------------------------------------------------------
+
+    def reset(self, counted: Sequence[str], *, tracked: str | None = None,
+              uncounted: Sequence[str] = (), flags: Sequence[str] = (),
+              counters: Sequence[str] = ()) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            if tracked is not None:
+                self._uncount(db, tracked, list(dict.fromkeys(counted)), now)
+            db.executemany("DELETE FROM results WHERE id = ?",
+                           [(task_id,) for task_id in (*counted, *uncounted)])
+            db.executemany("DELETE FROM flags WHERE key = ?", [(key,) for key in flags])
+            db.executemany("DELETE FROM counters WHERE key = ?", [(key,) for key in counters])
+
+    @staticmethod
+    def _uncount(db: sqlite3.Connection, tracked: str, task_ids: list[str], now: float) -> None:
+        """Take the terminal records of ``task_ids`` out of the progress of ``tracked``."""
+        gone: dict[str, int] = {}
+        for batch in chunked(task_ids, _BATCH):
+            rows = db.execute(f"SELECT state FROM results WHERE id IN "
+                              f"({', '.join('?' * len(batch))}) AND state IN ({_TERMINAL}) "
+                              f"AND (expires_at IS NULL OR expires_at > ?)", (*batch, now))
+            for (state,) in rows:
+                gone[state] = gone.get(state, 0) + 1
+        db.executemany("UPDATE progress SET n = max(n - ?, 0) WHERE root_id = ? AND state = ?",
+                       [(n, tracked, state) for state, n in gone.items()])
+        db.execute("UPDATE progress SET updated = ? WHERE root_id = ?", (now, tracked))
+
+    # -- tracked workflows ------------------------------------------------------------------
+
+    def track_workflow(self, root_id: str, created: float, summary: bytes, detail: bytes,
+                       expires: float | None, keep: int) -> None:
+        with self._transaction() as db:  # an entry lives ``expires`` past its sending
+            seq = db.execute(
+                "INSERT OR REPLACE INTO workflows (root_id, created, summary, detail, expires_at)"
+                " VALUES (?, ?, ?, ?, ?) RETURNING seq",
+                (root_id, created, summary, detail, _until(created, expires))).fetchone()[0]
+            # entries are numbered as sent: all but the ``keep`` newest go, through the key
+            db.execute("DELETE FROM workflows WHERE seq <= ?", (seq - keep,))
+
+    def recent_workflows(self, limit: int) -> list[TrackedWorkflow]:
+        newest = self._read(f"SELECT root_id FROM workflows WHERE {_ALIVE} "
+                            f"ORDER BY seq DESC LIMIT :limit", limit=limit)
+        found = self.tracked_workflows([root_id for (root_id,) in newest])
+        return [entry for entry in found if entry is not None]
+
+    def tracked_workflows(self, root_ids: Sequence[str]) -> list[TrackedWorkflow | None]:
+        entries: dict[str, tuple[float, bytes]] = {}
+        counts: dict[str, dict[str, int]] = {}
+        updated: dict[str, float] = {}
+        for batch in chunked(root_ids, _BATCH):
+            marks = ", ".join("?" * len(batch))
+            alive = "(expires_at IS NULL OR expires_at > ?)"
+            now = time.time()
+            for root_id, created, summary in self._conn().execute(
+                    f"SELECT root_id, created, summary FROM workflows WHERE root_id IN ({marks})"
+                    f" AND {alive}", (*batch, now)):
+                entries[root_id] = (created, summary)
+            for root_id, state, n, at in self._conn().execute(
+                    f"SELECT root_id, state, n, updated FROM progress WHERE root_id IN ({marks})"
+                    f" AND {alive}", (*batch, now)):
+                counts.setdefault(root_id, {})[state] = n
+                updated[root_id] = max(at, updated.get(root_id, at))
+        return [None if root_id not in entries else TrackedWorkflow(
+                    root_id, entries[root_id][0], entries[root_id][1],
+                    Progress(counts.get(root_id, {}), updated.get(root_id)))
+                for root_id in root_ids]
+
+    def workflow_detail(self, root_id: str) -> bytes | None:
+        rows = self._read(f"SELECT detail FROM workflows WHERE root_id = :root AND {_ALIVE}",
+                          root=root_id)
+        return rows[0][0] if rows else None
 
     # -- flags and blobs --------------------------------------------------------------------
 
@@ -308,6 +416,12 @@ class SqliteBackend(ResultBackend):
                                   (now, f"{task_id}:", f"{task_id};")).rowcount
                        for task_id in task_ids)
 
+    def delay_pending(self, task_ids: Iterable[str]) -> set[str]:
+        # keys are "<id>:<retries>": the range [id + ":", id + ";") holds one id's keys
+        return {task_id for task_id in task_ids
+                if self._read("SELECT 1 FROM delayed WHERE key >= :lo AND key < :hi LIMIT 1",
+                              lo=f"{task_id}:", hi=f"{task_id};")}
+
     def delay_count(self) -> int:
         return int(self._read("SELECT count(*) FROM delayed")[0][0])
 
@@ -342,6 +456,14 @@ class SqliteBackend(ResultBackend):
             connections, self._connections = self._connections, {}
             for db in connections.values():
                 db.close()
+
+
+def _count(db: sqlite3.Connection, tracked: str | None, state: str, n: int, now: float,
+           expires: float | None) -> None:
+    """Add ``n`` nodes recorded in ``state`` to the progress of ``tracked`` (terminal only)."""
+    if tracked is not None and n and is_terminal(state):
+        db.execute(_COUNT, {"root": tracked, "state": state, "n": n, "now": now,
+                            "until": _until(now, expires)})
 
 
 def _until(now: float, expires: float | None) -> float | None:

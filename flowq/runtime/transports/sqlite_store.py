@@ -246,6 +246,11 @@ class Store:
         )
         return int(count)
 
+    def payloads(self, queue: str, limit: int) -> list[str]:
+        """Up to ``limit`` messages of ``queue``, waiting or claimed, oldest first."""
+        return [payload for (payload,) in self._rows(
+            "SELECT payload FROM messages WHERE queue = ? ORDER BY id LIMIT ?", (queue, limit))]
+
     def purge(self, queue: str) -> int:
         """Delete the ready messages of ``queue``; return how many."""
         return self._change("DELETE FROM messages WHERE queue = ? AND tag IS NULL", (queue,))

@@ -1,10 +1,16 @@
--- lib_record.lua: write_record(), shared by the scripts that write a task's result record.
+-- lib_record.lua: write_record() and count_progress(), shared by the scripts that write a
+-- task's result record.
 --
 -- write_record(key, record, token, expiry, channel, terminal) writes the record
 -- "<state>\n<token>\n<payload>" at key when there is none or it is not terminal (terminal
 -- states are write-once), with the expiry in milliseconds ('' for none), and publishes the
 -- state on channel when it is terminal. terminal is a set of state names. Returns 1 when
--- this call wrote the record, or wrote it before a reply that was lost (same token), else 0.
+-- this call wrote the record, or wrote it before a reply that was lost (same token), else 0;
+-- and, second, the state written when this very call wrote it (nil for a retry).
+--
+-- count_progress(key, state, now_ms, expiry) adds one node recorded in state to the
+-- progress hash of a tracked workflow (terminal state -> count, "at" -> ms time of the last
+-- one) and renews its expiry ('' for none).
 
 local function terminal_states(names)
   local terminal = {}
@@ -25,5 +31,11 @@ local function write_record(key, record, token, expiry, channel, terminal)
   end
   local state = string.match(record, '^[^\n]*')
   if terminal[state] then redis.call('PUBLISH', channel, state) end
-  return 1
+  return 1, state
+end
+
+local function count_progress(key, state, now_ms, expiry)
+  redis.call('HINCRBY', key, state, 1)
+  redis.call('HSET', key, 'at', now_ms)
+  if expiry ~= '' then redis.call('PEXPIRE', key, expiry) end
 end

@@ -9,11 +9,13 @@
 -- ARGV[4]  the record's (terminal) state
 --
 -- Publishes whether or not it wrote: a waiter reads the record it is woken for.
+-- Returns 1 when it wrote the record, else 0.
 
+local written
 if ARGV[2] == '' then
-  redis.call('SET', KEYS[1], ARGV[1], 'NX')
+  written = redis.call('SET', KEYS[1], ARGV[1], 'NX')
 else
-  redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+  written = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
-return 1
+return written and 1 or 0

@@ -8,19 +8,22 @@
 -- ARGV[1..5]  as in store.lua: record, token, expiry ("" for none), channel, terminal states
 -- ARGV[6]  this call's part: "v<value>" or "x" (only with a part)
 --
--- Returns {new, part}: new is 1 when this call wrote the record (see write_record); part is
--- the part to record: this call's when it wrote the record, else the intent of the call that
--- did (so a worker that records a lost child's failure after the child stored a success
--- counts the success), else this call's.
+-- Returns {new, part, written}: new is 1 when this call wrote the record (see write_record);
+-- part is the part to record: this call's when it wrote the record, else the intent of the
+-- call that did (so a worker that records a lost child's failure after the child stored a
+-- success counts the success), else this call's; written is 1 when this very call (not a
+-- retry of it) wrote a terminal record, which then counts in a tracked workflow's progress.
 
-local new = write_record(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], terminal_states(ARGV[5]))
-if not KEYS[2] then return {new, false} end
+local terminal = terminal_states(ARGV[5])
+local new, state = write_record(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], terminal)
+local written = (state and terminal[state]) and 1 or 0
+if not KEYS[2] then return {new, false, written} end
 if new == 1 then
   if ARGV[3] == '' then
     redis.call('SET', KEYS[2], ARGV[6])
   else
     redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[3])
   end
-  return {new, ARGV[6]}
+  return {new, ARGV[6], written}
 end
-return {new, redis.call('GET', KEYS[2]) or ARGV[6]}
+return {new, redis.call('GET', KEYS[2]) or ARGV[6], written}
