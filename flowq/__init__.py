@@ -18,6 +18,7 @@ _EXPORTS = {
     "Task": "flowq.task",
     "AsyncResult": "flowq.result",
     "GroupResult": "flowq.result",
+    "ResultSet": "flowq.result",
     "LiveWorkflow": "flowq.workflow",
     "Signature": "flowq.canvas",
     "Chain": "flowq.canvas",
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # "X as X": re-exported for type checkers, even with --strict
     from flowq.canvas.signature import signature as signature
     from flowq.result import AsyncResult as AsyncResult
     from flowq.result import GroupResult as GroupResult
+    from flowq.result import ResultSet as ResultSet
     from flowq.shared import shared_task as shared_task
     from flowq.task import Task as Task
     from flowq.workflow import LiveWorkflow as LiveWorkflow

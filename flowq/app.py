@@ -238,12 +238,15 @@ class Flowq:
 
     def compile(self, canvas: Canvas, args: Iterable[Any] | None = None,
                 kwargs: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None,
-                strict: bool = False) -> Workflow:
+                strict: bool = False, seed: str | None = None) -> Workflow:
         """Compile and check ``canvas``; raise InvalidWorkflow naming every bad node.
 
-        ``strict`` also rejects task names this app does not know.
+        ``strict`` also rejects task names this app does not know; ``seed`` is the id
+        the workflow's ids derive from (a fresh one by default).
         """
-        workflow = compile_workflow(canvas, args, kwargs, options)
+        on_header = self.conf.task_allow_error_cb_on_chord_header
+        workflow = compile_workflow(canvas, args, kwargs, options, seed=seed,
+                                    errbacks_on_chord_header=on_header)
         problems = validate(workflow, self.tasks.get, self.tasks if strict else None)
         if problems:
             raise InvalidWorkflow(problems)
@@ -259,7 +262,8 @@ class Flowq:
         """Send a workflow (any canvas) and return the handle of its result."""
         if self.conf.task_always_eager:
             return self.apply(canvas, args, kwargs, **options)
-        workflow = self.compile(canvas, args, kwargs, options)
+        workflow = self.compile(canvas, args, kwargs, canvas.frozen_options(options),
+                                seed=canvas.frozen_seed)
         caller = current_request()
         root_id = caller.root_id if caller and caller.root_id else workflow.seed
         runtime = self.runtime
@@ -275,11 +279,19 @@ class Flowq:
         return self.result_for(workflow, root_id=root_id)
 
     def apply(self, canvas: Canvas, args: Iterable[Any] | None = None,
-              kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
-        """Run a workflow in this process (eagerly) and return its result handle."""
+              kwargs: Mapping[str, Any] | None = None, throw: bool | None = None,
+              **options: Any) -> Any:
+        """Run a workflow in this process (eagerly) and return its result handle.
+
+        ``throw`` re-raises the workflow's exception (default: the
+        ``task_eager_propagates`` setting), as Celery's ``apply(throw=...)`` does.
+        """
         from flowq.runtime.eager import run_eagerly
 
-        return run_eagerly(self, self.compile(canvas, args, kwargs, options))
+        propagate = self.conf.task_eager_propagates if throw is None else throw
+        workflow = self.compile(canvas, args, kwargs, canvas.frozen_options(options),
+                                seed=canvas.frozen_seed)
+        return run_eagerly(self, workflow, propagate)
 
     def send_task(self, name: str, args: Iterable[Any] | None = None,
                   kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:

@@ -24,7 +24,9 @@
     ├── WorkflowError
     │   ├── InvalidWorkflow           a canvas that cannot run; names the node's path
     │   ├── WorkflowNotFound          no sent workflow is known for an id (LookupError too)
-    │   └── ResumeRefused             resume() of a workflow running, successful or revoked
+    │   ├── ResumeRefused             resume() of a workflow running, successful or revoked
+    │   └── ImmutableSignature        assigning to a signature's attributes (AttributeError too)
+    ├── EncodeError                   a value the serializer cannot carry (TypeError too)
     ├── TaskOutcome                   raised inside tasks to steer the worker
     │   ├── Retry, Reject, Ignore, Replace
     │   ├── SoftTimeLimitExceeded, TimeLimitExceeded
@@ -34,6 +36,11 @@
     │   ├── TaskRevokedError          revoked or expired before it ran
     │   ├── MaxRetriesExceededError   retries exhausted; carries the last exception
     │   └── RemoteError               a task raised an exception we will not rebuild
+
+Warnings (``UserWarning``)::
+
+    FlowqWarning
+    └── DiscardedSignatureWarning     sig.link(cb) as a statement: its new signature is lost
 """
 
 from __future__ import annotations
@@ -142,6 +149,10 @@ class InvalidWorkflow(WorkflowError, ValueError):
 
     def __init__(self, problems: list[tuple[str, str]] | str):
         if isinstance(problems, str):
+            if problems.startswith("invalid workflow"):  # rebuilt from its own message
+                self.problems = [("workflow", problems)]
+                super().__init__(problems)
+                return
             problems = [("workflow", problems)]
         self.problems = list(problems)
         lines = [f"{path}: {what}" for path, what in self.problems]
@@ -157,6 +168,34 @@ class WorkflowNotFound(WorkflowError, LookupError):
 class ResumeRefused(WorkflowError):
     """``resume()`` cannot run: the workflow is still running, fully successful, or
     revoked."""
+
+
+class ImmutableSignature(WorkflowError, AttributeError):
+    """An attribute of a signature was assigned (``sig.args = ...``): signatures are values.
+
+    Also an ``AttributeError``, which is what assigning to a read-only attribute raises.
+    """
+
+
+class EncodeError(FlowqError, TypeError):
+    """A task argument or result that the serializer cannot carry unchanged.
+
+    The message names the task, where the value sits (``argument 1['items'][3]``, ``the
+    return value``) and its type, and says what to do. Also a ``TypeError``, which is what
+    ``json.dumps`` raises for such a value.
+    """
+
+
+# -- warnings ---------------------------------------------------------------------------------
+
+
+class FlowqWarning(UserWarning):
+    """Root of the warnings flowq gives."""
+
+
+class DiscardedSignatureWarning(FlowqWarning):
+    """A signature method that returns a new signature was called and its result thrown
+    away: Celery code that expects ``sig.link(cb)`` to change ``sig`` in place."""
 
 
 # -- outcomes raised inside tasks -------------------------------------------------------------

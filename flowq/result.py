@@ -1,4 +1,5 @@
-"""Result handles: :class:`AsyncResult` for one task, :class:`GroupResult` for a group.
+"""Result handles: :class:`AsyncResult` for one task, :class:`GroupResult` for a group,
+:class:`ResultSet` for results gathered by hand.
 
 A handle holds an id and reads the result backend on demand; ``get()`` waits without
 polling where the backend can notify. A chain's handle is its last step's, with
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, overload
 
 from flowq import states
@@ -68,13 +69,12 @@ class _Handle:
         from flowq.exceptions import WorkflowNotFound
         from flowq.runtime.live import TaskProgress
 
-        read: Callable[[], TaskProgress]
-        try:
-            if self._bound_backend is not None:  # an eager run's: nothing is stored
-                raise WorkflowNotFound(self.id)
-            read = self.workflow().progress
-        except WorkflowNotFound:
-            own = self._leaves() if isinstance(self, GroupResult) else [self]
+        read: Callable[[], TaskProgress] | None = None
+        if self._bound_backend is None:  # (an eager run's handle: no workflow is stored)
+            with contextlib.suppress(WorkflowNotFound):
+                read = self.workflow().progress
+        if read is None:
+            own = self._leaves() if isinstance(self, ResultSet) else [self]
             backend, ids = self._backend(), [task.id for task in own]
 
             def read() -> TaskProgress:
@@ -193,6 +193,17 @@ class AsyncResult(_Handle, Generic[R]):
 
     wait = get
 
+    def maybe_throw(self, propagate: bool = True, callback: Any = None) -> Any:
+        """Without waiting: raise the task's exception if it failed (with ``propagate``),
+        call ``callback(id, value)``, and return its value (None while not ready)."""
+        record = self._fetch()
+        value = None if record is None else _value(self.app, record, propagate, self.id)
+        if callback is not None:
+            callback(self.id, value)
+        return value
+
+    maybe_reraise = maybe_throw
+
     def forget(self) -> None:
         """Delete the stored result."""
         self._backend().forget([self.id])
@@ -202,21 +213,54 @@ class AsyncResult(_Handle, Generic[R]):
         return f"<AsyncResult: {self.id}>"
 
 
-class GroupResult(_Handle):
-    """The results of a group's members, in member order."""
+class ResultSet:
+    """Results waited on together (Celery's ``ResultSet``); it has no id of its own.
 
-    def __init__(self, id: str, results: Sequence[Any], app: Flowq | None = None,
-                 parent: Any = None, backend: ResultBackend | None = None,
-                 joined: bool = False, root_id: str | None = None):
+    ``ResultSet([add.delay(1, 1), add.delay(2, 2)]).get()`` is ``[2, 4]``. Members are
+    kept in order; :meth:`add`, :meth:`remove`, :meth:`discard`, :meth:`update` and
+    :meth:`clear` change the set (a handle, unlike a signature, is not a value).
+    """
+
+    def __init__(self, results: Sequence[Any], app: Flowq | None = None,
+                 backend: ResultBackend | None = None):
         from flowq._state import current_app
 
-        self.id = id
         self.results = list(results)
-        self.app = app or current_app()
-        self.parent = parent
-        self._bound_backend = backend
-        self._root_id = root_id
-        self._joined = joined  # the group's own record is written when all members finish
+        # the members' app (and backend) unless given: they know where they are stored
+        first = self.results[0] if self.results else None
+        self.app = app or getattr(first, "app", None) or current_app()
+        self._bound_backend = backend or getattr(first, "_bound_backend", None)
+
+    def _backend(self) -> ResultBackend:
+        return self._bound_backend or self.app.backend
+
+    # -- the set ---------------------------------------------------------------------------
+
+    def add(self, result: Any) -> None:
+        if result not in self.results:
+            self.results.append(result)
+
+    def remove(self, result: Any) -> None:
+        """Remove ``result`` (a handle or a task id); KeyError if it is not a member."""
+        if isinstance(result, str):
+            result = self.app.AsyncResult(result)
+        try:
+            self.results.remove(result)
+        except ValueError:
+            raise KeyError(result) from None
+
+    def discard(self, result: Any) -> None:
+        try:
+            self.remove(result)
+        except KeyError:
+            pass
+
+    def update(self, results: Iterable[Any]) -> None:
+        for result in results:
+            self.add(result)
+
+    def clear(self) -> None:
+        self.results.clear()
 
     def __len__(self) -> int:
         return len(self.results)
@@ -227,40 +271,108 @@ class GroupResult(_Handle):
     def __getitem__(self, index: int) -> Any:
         return self.results[index]
 
-    @property
-    def children(self) -> list[Any]:
-        return self.results
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ResultSet) and not isinstance(other, GroupResult):
+            return other.results == self.results
+        return NotImplemented  # (defining __eq__ leaves it unhashable: it changes in place)
 
-    def _leaves(self) -> list[AsyncResult]:
-        leaves: list[AsyncResult] = []
+    # -- state -----------------------------------------------------------------------------
+
+    def _leaves(self) -> list[AsyncResult[Any]]:
+        leaves: list[AsyncResult[Any]] = []
         stack = list(reversed(self.results))
         while stack:
             handle = stack.pop()
-            if isinstance(handle, GroupResult):
+            if isinstance(handle, ResultSet):
                 stack.extend(reversed(handle.results))
             else:
                 leaves.append(handle)
         return leaves
 
+    def _records(self) -> list[Record | None]:
+        return self._backend().get_many([r.id for r in self._leaves()])
+
     def completed_count(self) -> int:
         """How many members finished successfully."""
-        records = self._backend().get_many([r.id for r in self._leaves()])
-        return sum(1 for r in records if r is not None and r.state == states.SUCCESS)
+        return sum(1 for r in self._records() if r is not None and r.state == states.SUCCESS)
 
     def ready(self) -> bool:
-        records = self._backend().get_many([r.id for r in self._leaves()])
-        return all(r is not None and r.state in states.READY_STATES for r in records)
+        return all(r is not None and r.state in states.READY_STATES for r in self._records())
 
     def waiting(self) -> bool:
         return not self.ready()
 
     def successful(self) -> bool:
-        records = self._backend().get_many([r.id for r in self._leaves()])
-        return all(r is not None and r.state == states.SUCCESS for r in records)
+        return all(r is not None and r.state == states.SUCCESS for r in self._records())
 
     def failed(self) -> bool:
-        records = self._backend().get_many([r.id for r in self._leaves()])
-        return any(r is not None and r.state == states.FAILURE for r in records)
+        return any(r is not None and r.state == states.FAILURE for r in self._records())
+
+    def maybe_throw(self, propagate: bool = True, callback: Any = None) -> None:
+        """Without waiting: raise the first failed member's exception (with
+        ``propagate``), calling ``callback(id, value)`` for each member that is ready."""
+        for leaf, record in zip(self._leaves(), self._records()):
+            if record is not None:
+                value = _value(self.app, record, propagate, leaf.id)
+                if callback is not None:
+                    callback(leaf.id, value)
+
+    maybe_reraise = maybe_throw
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def get(self, timeout: float | None = None, propagate: bool = True,
+            interval: float | None = None, callback: Any = None) -> list[Any]:
+        """Wait for every member; return their results in order (nested for nested groups).
+
+        With ``propagate``, the first failed member's exception is raised; ``callback``
+        (Celery's) is called with ``(task_id, value)`` for each member instead of
+        collecting the values, and the list returned is then empty.
+        """
+        return self._collected(self._wait(timeout), propagate, callback)
+
+    join = join_native = get
+
+    def _wait(self, timeout: float | None) -> list[tuple[AsyncResult[Any], Record]]:
+        leaves = self._leaves()
+        return list(zip(leaves, self._backend().wait([r.id for r in leaves], timeout)))
+
+    def _collected(self, arrived: list[tuple[AsyncResult[Any], Record]], propagate: bool,
+                   callback: Any) -> list[Any]:
+        values = {leaf.id: _value(self.app, record, propagate, leaf.id)
+                  for leaf, record in arrived}
+        if callback is not None:
+            for leaf, _ in arrived:
+                callback(leaf.id, values[leaf.id])
+            return []
+        return _shape(self.results, values)
+
+    def revoke(self, terminate: bool = False, signal: str = "SIGTERM") -> None:
+        self.app.control.revoke([r.id for r in self._leaves()], terminate=terminate,
+                                signal=signal)
+
+    def forget(self) -> None:
+        self._backend().forget([r.id for r in self._leaves()])
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: [{', '.join(r.id for r in self.results)}]>"
+
+
+class GroupResult(_Handle, ResultSet):
+    """The results of a group's members, in member order; its id is the group's."""
+
+    def __init__(self, id: str, results: Sequence[Any], app: Flowq | None = None,
+                 parent: Any = None, backend: ResultBackend | None = None,
+                 joined: bool = False, root_id: str | None = None):
+        super().__init__(results, app, backend)
+        self.id = id
+        self.parent = parent
+        self._root_id = root_id
+        self._joined = joined  # the group's own record is written when all members finish
+
+    @property
+    def children(self) -> list[Any]:
+        return self.results
 
     @property
     def state(self) -> str:
@@ -268,31 +380,29 @@ class GroupResult(_Handle):
             return states.FAILURE
         return states.SUCCESS if self.ready() else states.PENDING
 
-    def get(self, timeout: float | None = None, propagate: bool = True,
-            interval: float | None = None, progress: bool = False) -> list[Any]:
+    def get(self, timeout: float | None = None, propagate: bool = True,  # type: ignore[override]
+            interval: float | None = None, progress: bool = False,
+            callback: Any = None) -> list[Any]:
         """Wait for every member; return their results in order (nested for nested groups).
 
         With ``propagate``, the first failed member's exception is raised. ``progress``
-        and ``interval`` draw a progress bar as :meth:`AsyncResult.get` does.
+        and ``interval`` draw a progress bar as :meth:`AsyncResult.get` does; ``callback``
+        is :meth:`ResultSet.get`'s.
         """
-        backend = self._backend()
         with self._progress_shown(progress, interval):
-            if self._joined and propagate:
+            if self._joined and propagate and callback is None:
                 # one key to wait on: the group's own record, written when the last part
                 # arrives
-                (record,) = backend.wait([self.id], timeout)
+                (record,) = self._backend().wait([self.id], timeout)
                 if record.state == states.SUCCESS:
                     joined: list[Any] = self.app.result_codec.load(record.payload)["result"]
                     return joined
-            leaves = self._leaves()
-            records = backend.wait([r.id for r in leaves], timeout)
-        values = {leaf.id: _value(self.app, rec, propagate, leaf.id)
-                  for leaf, rec in zip(leaves, records)}
-        return _shape(self.results, values)
+            arrived = self._wait(timeout)
+        return self._collected(arrived, propagate, callback)
 
-    join = get
+    join = join_native = get  # type: ignore[assignment]  # get() also takes progress=
 
-    def revoke(self, terminate: bool = False, signal: str = "SIGTERM",
+    def revoke(self, terminate: bool = False, signal: str = "SIGTERM",  # type: ignore[override]
                workflow: bool = False) -> None:
         ids = [self.root_id] if workflow else [r.id for r in self._leaves()]
         self.app.control.revoke(ids, terminate=terminate, signal=signal)
@@ -350,7 +460,7 @@ def _shape(handles: Sequence[Any], values: dict[str, Any]) -> list[Any]:
         handle = next(items, None)
         if handle is None:
             stack.pop()
-        elif isinstance(handle, GroupResult):
+        elif isinstance(handle, ResultSet):
             inner: list[Any] = []
             target.append(inner)
             stack.append((iter(handle.results), inner))

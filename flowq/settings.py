@@ -54,6 +54,8 @@ DEFAULTS: dict[str, Setting] = {
     "task_time_limit": Setting(_OPT_NUM, None, "Hard time limit in seconds for every task."),
     "task_soft_time_limit": Setting(_OPT_NUM, None, "Soft time limit in seconds for every task."),
     "task_track_started": Setting(bool, False, "Record STARTED when a task begins."),
+    "task_allow_error_cb_on_chord_header": Setting(
+        bool, False, "A chord's link_error also runs (immutable) for each failed header task."),
     "task_max_deliveries": Setting(int, 5, "Deliveries of one message before it is dead-lettered."),
     "task_max_eta": Setting(_NUM, 365 * 86400.0, "Furthest eta (seconds ahead) a send accepts."),
     "task_default_priority": Setting((int, type(None)), None, "Priority when none is given."),

@@ -22,6 +22,7 @@ from flowq.canvas.options import CallOptions
 from flowq.canvas.signature import Signature
 from flowq.exceptions import (
     ConfigurationError,
+    InvalidWorkflow,
     InvalidState,
     MaxRetriesExceededError,
     Replace,
@@ -32,6 +33,7 @@ from flowq.typevars import P, R
 if TYPE_CHECKING:
     from flowq.app import Flowq
     from flowq.result import AsyncResult
+    from flowq.result import AsyncResult as PartResult  # (Task.AsyncResult shadows the name)
     from flowq.runtime.message import Request
 
 @attrs.define(slots=True)
@@ -61,6 +63,10 @@ class Context:
     stamped_headers: list[str] = attrs.Factory(list)
     #: the runtime executing this request (a worker's, or an eager run's); internal
     runtime: Any = attrs.field(default=None, repr=False, eq=False)
+    #: where in its workflow this request runs (an ``At``), and how many parts it added
+    #: to its chord so far (``add_to_chord``); internal
+    place: Any = attrs.field(default=None, repr=False, eq=False)
+    parts_added: int = attrs.field(default=0, repr=False, eq=False)
 
     @classmethod
     def of(cls, request: Request, args: Iterable[Any], kwargs: Mapping[str, Any],
@@ -234,10 +240,14 @@ class Task(Generic[P, R]):
         return result
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
-              **options: Unpack[CallOptions]) -> AsyncResult[R]:
-        """Run here, now, as a worker would; returns a result handle."""
+              throw: bool | None = None, **options: Unpack[CallOptions]) -> AsyncResult[R]:
+        """Run here, now, as a worker would; returns a result handle.
+
+        ``throw`` re-raises the task's exception (default: the ``task_eager_propagates``
+        setting), as in Celery.
+        """
         result: AsyncResult[R] = self.app.apply(self.s(*(args or ()), **(kwargs or {})),
-                                                None, None, **options)
+                                                None, None, throw=throw, **options)
         return result
 
     def AsyncResult(self, task_id: str) -> AsyncResult[R]:  # noqa: N802 - Celery's name
@@ -302,9 +312,47 @@ class Task(Generic[P, R]):
         """Replace the running task with the workflow ``sig`` (Celery's ``Task.replace``).
 
         The task's result becomes ``sig``'s result and its place in any enclosing
-        workflow is kept: what waits on this task waits on ``sig`` instead.
+        workflow is kept: what waits on this task waits on ``sig`` instead. A replacement
+        that cannot run (an empty chain, a chord without a body, bad arguments) raises
+        InvalidWorkflow here, so the task fails with that error.
         """
+        from flowq.canvas.signature import Canvas
+
+        if not isinstance(sig, Canvas):
+            raise InvalidWorkflow([(f"self.replace() in {self.name}",
+                                    f"expected a signature or workflow, got {sig!r}")])
+        try:
+            self.app.compile(sig)
+        except InvalidWorkflow as exc:
+            raise InvalidWorkflow([(f"self.replace() in {self.name}", f"{where}: {what}")
+                                   for where, what in exc.problems]) from None
         raise Replace(sig)
+
+    def add_to_chord(self, sig: Any, lazy: bool = False) -> PartResult:
+        """Add ``sig`` (a task signature) to the chord or group the running task is a
+        member of, and send it: the chord's body then also waits for it, and its result
+        comes after the members' (and earlier additions') in the list. Celery's
+        ``Task.add_to_chord``, on every backend.
+
+        A redelivered task adding again adds the same part once. ``lazy=True`` (send it
+        later yourself) is not supported: a part must be sent as one.
+        """
+        from flowq.canvas.signature import as_canvas
+
+        request = self.request
+        if lazy:
+            raise ConfigurationError("add_to_chord(sig, lazy=True) is not supported: call "
+                                     "add_to_chord(sig) when the part should be sent")
+        if request.place is None or request.group is None:
+            raise InvalidWorkflow([(self.name, "add_to_chord() needs a running task that is a "
+                                               "member of a chord or group")])
+        from flowq.result import AsyncResult
+
+        request.parts_added += 1
+        runtime = request.runtime
+        part_id = runtime.advancer.add_part(request.place, as_canvas(sig) or sig,
+                                            f"{request.id}:{request.parts_added}")
+        return AsyncResult(part_id, self.app, backend=runtime.backend)
 
     def backoff_delay(self, retries: int) -> float:
         """Seconds before automatic retry number ``retries + 1`` (exponential, capped)."""

@@ -8,7 +8,15 @@ from typing import Any
 import attrs
 
 from flowq.canvas.frozen import EMPTY, FrozenDict
-from flowq.canvas.signature import Canvas, canvas_tuple, freeze_options, tasks_arg
+from flowq.canvas.signature import (
+    Canvas,
+    Frozen,
+    canvas_tuple,
+    freeze_options,
+    frozen_field,
+    refuse_assignment,
+    tasks_arg,
+)
 from flowq.canvas.steps import Steps
 
 
@@ -16,6 +24,7 @@ def _steps(value: Any) -> Steps:
     return value if isinstance(value, Steps) else Steps(canvas_tuple(value))
 
 
+@refuse_assignment
 @attrs.frozen(slots=True, repr=False)
 class Chain(Canvas):
     """Steps in sequence. The chain's result (and id) is its last step's.
@@ -26,6 +35,7 @@ class Chain(Canvas):
 
     _steps: Steps = attrs.field(alias="tasks", converter=_steps)
     options: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=freeze_options)
+    _frozen: Frozen | None = frozen_field()
 
     @property
     def tasks(self) -> tuple[Canvas, ...]:
@@ -49,10 +59,10 @@ class Chain(Canvas):
         push_step(tail, step)  # may turn a trailing group into a chord
         return Chain(self._steps.without_last().extended(tail))
 
-    def set_immutable(self, immutable: bool) -> Chain:
+    def _with_immutable(self, immutable: bool) -> Chain:
         if not self.tasks:
             return self
-        first = self.tasks[0].set_immutable(immutable)
+        first = self.tasks[0]._with_immutable(immutable)
         return attrs.evolve(self, tasks=(first, *self.tasks[1:]))
 
     def partial(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Chain:

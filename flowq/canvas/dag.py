@@ -20,7 +20,7 @@ are ``deferred``: started by a failure, never at send time.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -33,6 +33,7 @@ from flowq.canvas.frozen import EMPTY, FrozenDict
 from flowq.canvas.group import Group
 from flowq.canvas.options import ENTRY, NOT_PROPAGATED, stamp_names
 from flowq.canvas.signature import Canvas, Signature, freeze_options
+from flowq.canvas.stream import Stream
 from flowq.exceptions import InvalidWorkflow
 
 TASK, JOIN, FANOUT = "task", "join", "fanout"
@@ -57,6 +58,8 @@ class Node:
     deferred: bool = False
     items: tuple[Any, ...] | None = None
     path: str = attrs.field(default="", eq=False)
+    #: a join whose members the producer streams in while sending (no ``members``)
+    streamed: bool = False
 
     @property
     def is_entry(self) -> bool:
@@ -88,6 +91,36 @@ class _Topology:
 
 
 @attrs.frozen(slots=True)
+class StreamPlan:
+    """How the producer publishes a streamed join's members: the stream, and the options
+    its members inherit (merged as compile merges a header member's)."""
+
+    join: int
+    stream: Stream
+    path: str
+    inherited: FrozenDict[str, Any]
+    entry: FrozenDict[str, Any]
+    call: FrozenDict[str, Any]
+
+    def batches(self, size: int) -> Iterator[list[Node]]:
+        """The members' task nodes, ``size`` at a time, taken from the generator only as
+        each batch is asked for."""
+        batch: list[Node] = []
+        for index, member in enumerate(self.stream.members(self.path)):
+            path = f"{self.path}[{index}]"
+            if not isinstance(member, Signature):
+                raise InvalidWorkflow([(path, "a chord header streamed from a generator "
+                                              "takes task signatures; give a list to use a "
+                                              "chain, group or chord as a member")])
+            batch.append(task_node(member, path, self.inherited, self.entry, self.call))
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+@attrs.frozen(slots=True)
 class Workflow:
     """A compiled workflow: nodes in topological order, the output node and scopes.
 
@@ -99,6 +132,8 @@ class Workflow:
     nodes: tuple[Node, ...]
     output: int
     scopes: tuple[Scope, ...] = ()
+    #: the producer's plans for streamed joins (never encoded: only the sender has them)
+    streams: tuple[StreamPlan, ...] = attrs.field(default=(), eq=False, repr=False)
     _topo: _Topology | None = attrs.field(init=False, default=None, eq=False, repr=False)
     _ids: list[str] | None = attrs.field(init=False, default=None, eq=False, repr=False)
     _errback_nodes: frozenset[int] | None = attrs.field(init=False, default=None, eq=False,
@@ -203,17 +238,20 @@ def _build_topology(nodes: tuple[Node, ...]) -> _Topology:
 def compile_workflow(canvas: Canvas, args: Iterable[Any] | None = None,
                      kwargs: Mapping[str, Any] | None = None,
                      options: Mapping[str, Any] | None = None,
-                     seed: str | None = None) -> Workflow:
+                     seed: str | None = None, errbacks_on_chord_header: bool = False) -> Workflow:
     """Compile ``canvas`` (with call-time partial arguments and options) to a :class:`Workflow`.
 
     Raises :class:`InvalidWorkflow` for shapes that cannot run (a chord without a body,
     nesting deeper than :data:`MAX_NESTING`). Arity and option checks are
-    :mod:`flowq.canvas.validate`'s job.
+    :mod:`flowq.canvas.validate`'s job. ``errbacks_on_chord_header`` (Celery's
+    ``task_allow_error_cb_on_chord_header``): a chord's own errbacks also get a scope of
+    their own on each header member, started immutable, as Celery links them to each
+    header task.
     """
     if args or kwargs:
         canvas = canvas.partial(tuple(args or ()), dict(kwargs or {}))
     call = dict(freeze_options(options))
-    builder = _Builder()
+    builder = _Builder(errbacks_on_chord_header)
     output = builder.add(canvas, None, _root_path(canvas), EMPTY, EMPTY, call, 0, deferred=False)
     for name in ("link", "link_error"):
         for extra in call.get(name, ()):
@@ -223,7 +261,22 @@ def compile_workflow(canvas: Canvas, args: Iterable[Any] | None = None,
     first = nodes[0].task_id
     if first:  # node 0's id is the seed itself, so it is not stored twice
         nodes = (attrs.evolve(nodes[0], task_id=None), *nodes[1:])
-    return Workflow(first or seed or ids.new_id(), nodes, output, tuple(builder.scopes))
+    return Workflow(first or seed or ids.new_id(), nodes, output, tuple(builder.scopes),
+                    tuple(builder.streams))
+
+
+def task_node(sig: Signature, path: str, inherited: Mapping[str, Any] = EMPTY,
+              entry: Mapping[str, Any] = EMPTY, call: Mapping[str, Any] | None = None) -> Node:
+    """The node a lone signature compiles to where nothing feeds it (a part added to a
+    chord, or streamed into its header): options merged as :func:`compile_workflow`
+    merges them. It has no scope of its own, so ``link``/``link_error`` are refused."""
+    if sig.options.get("link") or sig.options.get("link_error"):
+        raise InvalidWorkflow([(path, "a part added to a chord (or streamed into its header) "
+                                      "cannot have a link or link_error of its own; give "
+                                      "them to the chord")])
+    builder = _Builder()
+    builder._task(sig, None, path, FrozenDict(inherited), FrozenDict(entry), call or {}, False)
+    return Node(**builder.nodes[0])
 
 
 def _root_path(canvas: Canvas) -> str:
@@ -233,7 +286,9 @@ def _root_path(canvas: Canvas) -> str:
 class _Builder:
     """Appends nodes in topological order while walking the canvas (depth first)."""
 
-    def __init__(self) -> None:
+    def __init__(self, errbacks_on_chord_header: bool = False) -> None:
+        self.errbacks_on_chord_header = errbacks_on_chord_header
+        self.streams: list[StreamPlan] = []
         self.nodes: list[dict[str, Any]] = []
         self.scopes: list[Scope] = []
         self.pending: deque[tuple[str, Canvas, int, int, int, str]] = deque()
@@ -332,10 +387,20 @@ class _Builder:
                 raise InvalidWorkflow([(path, "chord has no body; give one with "
                                               "chord(header, body) or chord(header)(body)")])
             lo = len(self.nodes)
-            join = self._group(canvas.header, input, f"{prefix}.header", inherited, entry,
-                               sub_call, depth + 1, deferred, path)
+            members: list[tuple[int, int, int]] = []
+            if isinstance(canvas.header, Stream):
+                join = self._streamed(canvas.header, input, f"{prefix}.header", inherited,
+                                      entry, sub_call, depth, deferred, path, members)
+            else:
+                join = self._group(canvas.header, input, f"{prefix}.header", inherited, entry,
+                                   sub_call, depth + 1, deferred, path, members)
             # a header keeps its own links and errbacks (``group.on_error(e) | body``)
             self._attach_own(canvas.header.options, join, lo, f"{prefix}.header")
+            if self.errbacks_on_chord_header:
+                for errback in canvas.options.get("link_error", ()):
+                    for index, (start, out, end) in enumerate(members):
+                        self.attach("link_error", errback._with_immutable(True), out, start,
+                                    end, f"{prefix}.header[{index}]")
             body_call = {k: v for k, v in sub_call.items() if k not in ENTRY}
             return self.add(canvas.body, join, f"{prefix}.body", inherited, EMPTY, body_call,
                             depth + 1, deferred)
@@ -360,14 +425,40 @@ class _Builder:
 
     def _group(self, group: Group, input: int | None, prefix: str,
                inherited: FrozenDict[str, Any], entry: FrozenDict[str, Any],
-               call: Mapping[str, Any], depth: int, deferred: bool, path: str) -> int:
+               call: Mapping[str, Any], depth: int, deferred: bool, path: str,
+               ranges: list[tuple[int, int, int]] | None = None) -> int:
+        """Add the members and their join; ``ranges`` collects each member's
+        ``(first node, output node, end)``."""
         shared, entry = _scoped(group.options, inherited, entry)
-        members = tuple(self.add(member, input, f"{prefix}[{i}]", shared, entry, call,
-                                 depth + 1, deferred)
-                        for i, member in enumerate(group.tasks))
+        outputs = []
+        for i, member in enumerate(group.tasks):
+            start = len(self.nodes)
+            outputs.append(self.add(member, input, f"{prefix}[{i}]", shared, entry, call,
+                                    depth + 1, deferred))
+            if ranges is not None:
+                ranges.append((start, outputs[-1], len(self.nodes)))
+        members = tuple(outputs)
         self.nodes.append({"kind": JOIN, "members": members, "path": path,
                            "task_id": group.options.get("task_id")})
         return len(self.nodes) - 1
+
+    def _streamed(self, stream: Stream, input: int | None, prefix: str,
+                  inherited: FrozenDict[str, Any], entry: FrozenDict[str, Any],
+                  call: Mapping[str, Any], depth: int, deferred: bool, path: str,
+                  ranges: list[tuple[int, int, int]]) -> int:
+        """A header from a generator: a streamed join the producer fills while sending;
+        where a worker would publish the header (after a parent, in an errback), the
+        generator is taken as a list now (once: the list is kept for later compiles)."""
+        if input is not None or deferred:
+            return self._group(stream.as_group(prefix), input, prefix, inherited, entry, call,
+                               depth + 1, deferred, path, ranges)
+        shared, own_entry = _scoped(stream.options, inherited, entry)
+        self.nodes.append({"kind": JOIN, "members": (), "path": path, "streamed": True,
+                           "task_id": stream.options.get("task_id")})
+        join = len(self.nodes) - 1
+        self.streams.append(StreamPlan(join, stream, prefix, shared, own_entry,
+                                       FrozenDict(call)))
+        return join
 
     def _fanout(self, fan: Fanout, input: int | None, prefix: str,
                 inherited: FrozenDict[str, Any], entry: FrozenDict[str, Any],

@@ -26,6 +26,7 @@ from flowq.canvas.fanout import Fanout
 from flowq.canvas.frozen import thaw
 from flowq.canvas.group import Group
 from flowq.canvas.signature import Canvas, Signature
+from flowq.canvas.stream import Stream
 from flowq.exceptions import InvalidWorkflow
 
 C = TypeVar("C", bound=Canvas)
@@ -35,7 +36,7 @@ def to_dict(canvas: Canvas) -> dict[str, Any]:
     """``canvas`` as JSON-shaped values (nested canvases, links included, as dicts)."""
     options = thaw(canvas.options)
     if isinstance(canvas, Signature):
-        return {"task": canvas.task, "args": thaw(canvas.args), "kwargs": thaw(canvas.kwargs),
+        return {"task": canvas.task, "args": list(thaw(canvas.args)), "kwargs": thaw(canvas.kwargs),
                 "options": options, "immutable": canvas.immutable, "subtask_type": None}
     if isinstance(canvas, (Chain, Group)):
         kind = "chain" if isinstance(canvas, Chain) else "group"
@@ -45,6 +46,9 @@ def to_dict(canvas: Canvas) -> dict[str, Any]:
         return {"subtask_type": "chord", "header": to_dict(canvas.header),
                 "body": None if canvas.body is None else to_dict(canvas.body),
                 "options": options}
+    if isinstance(canvas, Stream):
+        raise TypeError("a chord whose header is a generator cannot become a dict (that would "
+                        "take every member from the generator first); give the header as a list")
     if isinstance(canvas, Fanout):
         return {"subtask_type": "fanout", "task": to_dict(canvas.task),
                 "items": None if canvas.items is None else thaw(canvas.items),
@@ -53,10 +57,14 @@ def to_dict(canvas: Canvas) -> dict[str, Any]:
 
 
 def from_dict(value: Mapping[str, Any], app: Any = None) -> Canvas:
-    """The canvas :func:`to_dict` made ``value`` from. Raises InvalidWorkflow naming what
-    is missing or unknown."""
+    """The canvas :func:`to_dict` made ``value`` from, or that Celery's own dict of a
+    signature, chain, group or chord describes (its parts under ``kwargs``). Raises
+    InvalidWorkflow naming what is missing or unknown."""
     kind = value.get("subtask_type")
     options = _options(value.get("options") or {}, app)
+    inner = value.get("kwargs") if kind is not None else None  # Celery keeps parts there
+    if isinstance(inner, Mapping):
+        value = {**inner, **value}
     try:
         if kind is None:
             return Signature(value["task"], value.get("args") or (), value.get("kwargs") or {},
@@ -65,9 +73,11 @@ def from_dict(value: Mapping[str, Any], app: Any = None) -> Canvas:
             parts = [from_dict(part, app) for part in value["tasks"]]
             return Chain(parts, options) if kind == "chain" else Group(parts, options)
         if kind == "chord":
-            body = value.get("body")
-            header = _of(Group, from_dict(value["header"], app), "a chord's header")
-            return Chord(header, None if body is None else from_dict(body, app), options)
+            body, header = value.get("body"), value["header"]
+            if not isinstance(header, Mapping):  # a list of signatures
+                header = {"subtask_type": "group", "tasks": header}
+            header_group = _of(Group, from_dict(header, app), "a chord's header")
+            return Chord(header_group, None if body is None else from_dict(body, app), options)
         if kind == "fanout":
             task = _of(Signature, from_dict(value["task"], app), "a fanout's task")
             return Fanout(task, value.get("items"), options)

@@ -8,13 +8,22 @@ from typing import Any
 import attrs
 
 from flowq.canvas.frozen import EMPTY, FrozenDict, freeze
-from flowq.canvas.signature import Canvas, Signature, freeze_options
+from flowq.canvas.signature import (
+    Canvas,
+    Frozen,
+    Signature,
+    as_canvas,
+    freeze_options,
+    frozen_field,
+    refuse_assignment,
+)
 
 
 def _items(value: Any) -> tuple[Any, ...] | None:
     return None if value is None else freeze(tuple(value))
 
 
+@refuse_assignment
 @attrs.frozen(slots=True, repr=False)
 class Fanout(Canvas):
     """Run ``task`` once per item of the list its parent returns, in parallel.
@@ -27,12 +36,13 @@ class Fanout(Canvas):
     task: Signature
     items: tuple[Any, ...] | None = attrs.field(default=None, converter=_items)
     options: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=freeze_options)
+    _frozen: Frozen | None = frozen_field()
 
     def children(self) -> tuple[Canvas, ...]:
         return (self.task,)
 
-    def set_immutable(self, immutable: bool) -> Fanout:
-        return attrs.evolve(self, task=self.task.set_immutable(immutable))
+    def _with_immutable(self, immutable: bool) -> Fanout:
+        return attrs.evolve(self, task=self.task._with_immutable(immutable))
 
     def partial(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Fanout:
         if not (args or kwargs):
@@ -47,12 +57,13 @@ class Fanout(Canvas):
         return f"fanout({self.task!r})"
 
 
-def fanout(task: Signature, **options: Any) -> Fanout:
+def fanout(task: Signature | Any, **options: Any) -> Fanout:
     """Run ``task`` once per item of the list the previous step returns.
 
     ``fetch_urls.s() | fanout(download.s()) | merge.s()`` downloads every URL in
     parallel and passes the list of downloads to ``merge``.
     """
-    if not isinstance(task, Signature):
+    template = as_canvas(task)  # a bare task stands for its signature
+    if not isinstance(template, Signature):
         raise TypeError(f"fanout expects a task signature, got {task!r}")
-    return Fanout(task, None, options)
+    return Fanout(template, None, options)

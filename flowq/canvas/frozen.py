@@ -1,7 +1,9 @@
 """Deeply immutable copies of user values, so a signature really is a value.
 
-Lists become tuples and dicts become :class:`FrozenDict`; :func:`thaw` turns them back
-into what a task receives over JSON (lists and dicts), which is also what eager runs pass.
+Lists become tuples, sets frozensets and dicts :class:`FrozenDict`; :func:`thaw` turns
+them back into the types they were given as (a list comes back a list, a tuple a tuple,
+a set a set), so no type changes on the way to the serializer: what a serializer does
+with each type is its own, documented, business (JSON makes tuples lists and refuses sets).
 """
 
 from __future__ import annotations
@@ -65,32 +67,70 @@ class FrozenDict(Mapping[K, V]):
     def without(self, *keys: K) -> FrozenDict[K, V]:
         return FrozenDict({k: v for k, v in self._data.items() if k not in keys})
 
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        from flowq.exceptions import ImmutableSignature
+
+        raise ImmutableSignature(
+            "a signature's options and keyword arguments are read-only (flowq signatures are "
+            "values); build a new signature instead: sig = sig.set(queue='q') for options, "
+            "sig = sig.clone(kwargs={...}) for keyword arguments")
+
+    __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = _read_only
+
+
+class FrozenList(tuple):  # type: ignore[type-arg]
+    """A frozen list: a tuple that :func:`thaw` turns back into a list (a tuple stays one)."""
+
+    __slots__ = ()
+
+
+class FrozenSet(frozenset):  # type: ignore[type-arg]
+    """A frozen set: a frozenset that :func:`thaw` turns back into a set."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(frozenset(self))
+
 
 EMPTY: FrozenDict[Any, Any] = FrozenDict()
 
 
 def freeze(value: Any) -> Any:
-    """Return an immutable copy of ``value`` (lists/sets -> tuples, dicts -> FrozenDict)."""
+    """Return an immutable copy of ``value`` (lists -> FrozenList, sets -> FrozenSet,
+    dicts -> FrozenDict; tuples and frozensets stay what they are, frozen inside)."""
     if isinstance(value, (str, bytes, int, float, bool, type(None), FrozenDict)):
         return value
     if isinstance(value, Mapping):
         return FrozenDict({k: freeze(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(freeze(v) for v in value)
-    if isinstance(value, (set, frozenset)):
-        return frozenset(freeze(v) for v in value)
+    if isinstance(value, list):
+        return FrozenList(freeze(v) for v in value)
+    if isinstance(value, tuple):
+        return type(value)(freeze(v) for v in value) if type(value) in (tuple, FrozenList) \
+            else value  # a named tuple (or other tuple type) is the caller's own value
+    if isinstance(value, set):
+        return FrozenSet(freeze(v) for v in value)
+    if isinstance(value, frozenset):
+        return type(value)(freeze(v) for v in value) if type(value) in (frozenset, FrozenSet) \
+            else value
     return value
 
 
 def thaw(value: Any) -> Any:
-    """Return a plain copy of ``value`` shaped as JSON would deliver it (lists, dicts;
-    a canvas becomes its dict, see :mod:`flowq.canvas.dicts`)."""
+    """Return a plain copy of ``value`` with the types it was given as: lists, tuples,
+    sets and dicts (a canvas becomes its dict, see :mod:`flowq.canvas.dicts`)."""
     if isinstance(value, (str, bytes, int, float, bool, type(None))):
         return value
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
+    if isinstance(value, FrozenList):
         return [thaw(v) for v in value]
+    if type(value) is tuple:
+        return tuple(thaw(v) for v in value)
+    if isinstance(value, (FrozenSet, set)):
+        return {thaw(v) for v in value}
+    if type(value) is frozenset:
+        return frozenset(thaw(v) for v in value)
     from flowq.canvas.signature import Canvas  # (imports this module)
 
     if isinstance(value, Canvas):

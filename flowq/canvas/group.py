@@ -8,21 +8,31 @@ from typing import Any
 import attrs
 
 from flowq.canvas.frozen import EMPTY, FrozenDict
-from flowq.canvas.signature import Canvas, canvas_tuple, freeze_options, tasks_arg
+from flowq.canvas.signature import (
+    Canvas,
+    Frozen,
+    canvas_tuple,
+    freeze_options,
+    frozen_field,
+    refuse_assignment,
+    tasks_arg,
+)
 
 
+@refuse_assignment
 @attrs.frozen(slots=True, repr=False)
 class Group(Canvas):
     """Members in parallel. A group of one is still a group: its result is a list."""
 
     tasks: tuple[Canvas, ...] = attrs.field(converter=canvas_tuple)
     options: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=freeze_options)
+    _frozen: Frozen | None = frozen_field()
 
     def children(self) -> tuple[Canvas, ...]:
         return self.tasks
 
-    def set_immutable(self, immutable: bool) -> Group:
-        return attrs.evolve(self, tasks=tuple(t.set_immutable(immutable) for t in self.tasks))
+    def _with_immutable(self, immutable: bool) -> Group:
+        return attrs.evolve(self, tasks=tuple(t._with_immutable(immutable) for t in self.tasks))
 
     def partial(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Group:
         if not (args or kwargs):

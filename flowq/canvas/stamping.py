@@ -26,6 +26,7 @@ Stamping a name a signature already has replaces its value, or with
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from flowq.canvas.chord import Chord
     from flowq.canvas.group import Group
     from flowq.canvas.signature import Canvas, Signature
+    from flowq.canvas.stream import Stream
 
 P = TypeVar("P", bound="Canvas")
 #: Deepest nesting stamping walks (compiling refuses deeper canvases anyway).
@@ -53,10 +55,10 @@ class StampingVisitor(abc.ABC):
     ``*_end`` methods return nothing. Only :meth:`on_signature` must be written.
     """
 
-    def on_group_start(self, group: Group, **headers: Any) -> dict[str, Any]:
+    def on_group_start(self, group: Group | Stream, **headers: Any) -> dict[str, Any]:
         return {}
 
-    def on_group_end(self, group: Group, **headers: Any) -> None:
+    def on_group_end(self, group: Group | Stream, **headers: Any) -> None:
         return None
 
     def on_chain_start(self, chain: Chain, **headers: Any) -> dict[str, Any]:
@@ -184,9 +186,17 @@ class _Stamper:
                                                for member in group.tasks))
 
     def _chord(self, chord: Chord, flow: _Flow, depth: int) -> Chord:
+        from flowq.canvas.group import Group
+
         header_flow = self._ask("on_chord_header_start", chord, flow)
         chord = self._links(chord, header_flow, depth)
-        header = self._members(chord.header, header_flow, depth + 1)
+        header: Any
+        if isinstance(chord.header, Group):
+            header = self._members(chord.header, header_flow, depth + 1)
+        else:  # a header streamed from a generator: each member is stamped as it is taken
+            streamed = self._links(chord.header, header_flow, depth + 1)
+            stamp_member = functools.partial(self.visit, flow=header_flow, depth=depth + 2)
+            header = attrs.evolve(streamed, steps=(*streamed.steps, ("stamp", stamp_member)))
         self._tell("on_chord_header_end", chord, header_flow)
         body = chord.body
         if body is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from flowq.canvas.dag import FANOUT, JOIN, Node, Workflow
@@ -92,22 +92,37 @@ def unknown_task_message(name: str, known: Collection[str]) -> str:
     return f"task {name!r} is not registered{hint}"
 
 
-def _incoming(node: Node) -> str | None:
-    """What the worker will put in front of the node's own arguments."""
+def takes_failure(signature: inspect.Signature, args: Sequence[Any],
+                  kwargs: Mapping[str, Any]) -> bool:
+    """Whether an errback task is called Celery's new way, ``(request, exc, traceback)``
+    followed by its own ``args``: its function has exactly three required positional
+    parameters before those (Celery decides by arity too). Any other errback receives the
+    failed task's id."""
+    required = [p for p in signature.parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and p.default is p.empty and p.name not in kwargs]
+    return len(required) == 3 + len(args)
+
+
+def _incoming(node: Node, info: TaskInfo) -> tuple[str, int] | None:
+    """What the worker will put in front of the node's own arguments, and how many."""
     if node.immutable:
         return None
     if node.kind == FANOUT:
-        return "one item of the list"
+        return "one item of the list", 1
     if node.deferred:
-        return "the failed task's id"
+        if takes_failure(info.call_signature, node.args, node.kwargs):
+            return "(request, exc, traceback) of the failed task", 3
+        return "the failed task's id", 1
     if node.input is not None:
-        return "the parent's result"
+        return "the parent's result", 1
     return None
 
 
 def _arity_problem(node: Node, info: TaskInfo) -> str | None:
-    incoming = _incoming(node)
-    args: list[Any] = [_ARG] * (1 if incoming else 0) + list(node.args)
+    received = _incoming(node, info)
+    incoming, count = received if received else (None, 0)
+    args: list[Any] = [_ARG] * count + list(node.args)
     try:
         info.call_signature.bind(*args, **dict(node.kwargs))
     except TypeError as exc:

@@ -20,7 +20,9 @@ Rows (trailing default fields are dropped):
 
 ``back`` is how many positions back the input node is (0: no input), so a chain step
 is always ``1``; ``name``/``kw``/``opt`` index the tables (-1: none); ``flags`` bit 1 is
-immutable, bit 2 deferred. ``args`` is the node's argument list, or the index of one in
+immutable, bit 2 deferred, bit 4 (joins) streamed: its members are published by the
+producer while sending, so none is listed (readers before it refuse the flag). ``args`` is
+the node's argument list, or the index of one in
 the ``args`` table: an argument list that several nodes have (a group of one signature
 repeated, an errback shared by many parts) is written once. A document using that table
 lists ``"args"`` in ``crit``, so a reader that predates it refuses the document instead
@@ -37,13 +39,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from flowq.canvas.dag import FANOUT, JOIN, TASK, Node, Scope, Workflow
+from flowq.canvas.encodable import arguments_error, encode_error, unencodable
 from flowq.canvas.frozen import EMPTY, FrozenDict, freeze, thaw
 from flowq.exceptions import MalformedCanvas
 
 VERSION = 1
 KNOWN_FIELDS = frozenset({"v", "seed", "out", "names", "kw", "opts", "args", "nodes", "ids",
                           "scopes", "crit"})
-_IMMUTABLE, _DEFERRED = 1, 2
+_IMMUTABLE, _DEFERRED, _STREAMED = 1, 2, 4
 _KINDS = {0: TASK, 1: JOIN, 2: FANOUT, 3: JOIN}
 
 
@@ -92,9 +95,11 @@ def encode(workflow: Workflow) -> dict[str, Any]:
         if node.task_id and position != 0:
             explicit[str(position)] = node.task_id
         if node.kind == JOIN:
-            rows.append(_join_row(node.members, flags))
+            rows.append(_join_row(node.members, flags | (_STREAMED if node.streamed else 0)))
             continue
         kind = 0 if node.kind == TASK else 2
+        if node.input is not None or node.deferred or node.kind == FANOUT:
+            _check_carried(node)
         args = shared_args.ref(node.args) if position in shared else _plain(node.args)
         row = [kind, names.ref(node.task), args,
                0 if node.input is None else position - node.input,
@@ -155,15 +160,51 @@ def _drop_defaults(row: list[Any]) -> None:
         row.pop()
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _json_carries(value: Any) -> bool:
+    """What JSON carries unchanged: a str, number, bool or None (or a string key)."""
+    if isinstance(value, dict):  # a key, tested as {key: None}
+        return all(isinstance(key, str) for key in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _check_carried(node: Node) -> None:
+    """A node whose message is built from the workflow (a later step, an errback, a
+    fanout) gets its arguments from this JSON document: refuse what JSON would change."""
+    if node.items is None and all(type(arg) in _SCALARS for arg in node.args) and all(
+            type(arg) in _SCALARS for arg in node.kwargs.values()):
+        return  # the common case, without the general walk
+    if unencodable([node.args, node.kwargs, node.items], _json_carries) is None:
+        return
+    owner = f"task {node.task!r}" + (f" at {node.path}" if node.path else "")
+    note = (" in the workflow's header (the arguments of every step after the first "
+            "travel there, as JSON)")
+    if node.items is not None and unencodable(node.items, _json_carries) is not None:
+        raise encode_error(owner, "the fanout's list", node.items, "json", _json_carries, note)
+    received = 0 if node.immutable else 1  # the parent's result, failed task id or item
+    raise arguments_error(owner, node.args, node.kwargs, "json", _json_carries, note,
+                          first=received)
+
+
 def _plain(value: Any) -> Any:
-    """Frozen values back to JSON types; datetimes become ISO 8601 strings."""
+    """Frozen values back to JSON types; datetimes become ISO 8601 strings.
+
+    Values JSON has no type for can only be in options (checked when the canvas was
+    built) or in the arguments of a workflow's first steps, which travel in their own
+    message bodies (what is written here is a copy for graphs and arrival checks): those
+    are written as their ``repr``.
+    """
     if isinstance(value, datetime.datetime):
         return value.isoformat()
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (tuple, list, frozenset, set)):
         return [_plain(v) for v in value]
-    return thaw(value)
+    plain = thaw(value)
+    return plain if plain is None or isinstance(plain, (str, int, float, bool, dict)) \
+        else repr(plain)
 
 
 def dumps(workflow: Workflow) -> str:
@@ -344,8 +385,11 @@ def _join(row: list[Any], position: int, task_id: str | None, member_of: set[int
     if taken:
         raise _fail(f"{field}[1]", f"node {min(taken)} is already a member of another join")
     member_of.update(members)
-    flags = _int(flags, f"{field}[flags]", 0, 4)
-    return Node(JOIN, members=members, task_id=task_id, deferred=bool(flags & _DEFERRED))
+    flags = _int(flags, f"{field}[flags]", 0, 8)
+    if flags & _STREAMED and members:
+        raise _fail(f"{field}[1]", "a streamed join lists no members")
+    return Node(JOIN, members=members, task_id=task_id, deferred=bool(flags & _DEFERRED),
+                streamed=bool(flags & _STREAMED))
 
 
 def _scope(value: Any, position: int, nodes: list[Node]) -> Scope:

@@ -25,17 +25,45 @@ import attrs
 
 from flowq import states
 from flowq.canvas import ids
-from flowq.canvas.dag import FANOUT, JOIN, TASK, Workflow
-from flowq.exceptions import ChordError, ChordStateLost
+from flowq.canvas.dag import FANOUT, JOIN, TASK, StreamPlan, Workflow, task_node
+from flowq.canvas.signature import Signature
+from flowq.canvas.validate import takes_failure, validate
+from flowq.exceptions import ChordError, ChordStateLost, EncodeError, InvalidWorkflow
 from flowq.runtime import live
 from flowq.runtime import tracking
 from flowq.runtime.backends.base import ChordPart, Record, ResultBackend, StoreOutcome
-from flowq.runtime.codec import ResultCodec, exception_from_dict, format_traceback
+from flowq.runtime.codec import (
+    ResultCodec,
+    exception_from_dict,
+    exception_to_dict,
+    format_traceback,
+)
 from flowq.runtime.message import Outgoing
 from flowq.runtime.outgoing import MessageBuilder
 from flowq.runtime.workflows import Carried
 
 Dispatch = Callable[[Sequence[Outgoing]], None]
+#: Members of a streamed chord header taken from its generator, and published, at a time.
+STREAM_BATCH = 500
+
+
+@attrs.frozen(slots=True)
+class Failure:
+    """A failed task, as errbacks are told of it."""
+
+    at: At
+    exc: BaseException
+    traceback: str
+    given: Mapping[str, Any] | None  # what the failed run knew of itself
+
+    def request(self, with_arguments: bool = True) -> dict[str, Any]:
+        """The failed run's request as plain values (new-style errbacks' ``request``)."""
+        at = self.at
+        doc: dict[str, Any] = {"id": at.task_id, "task": at.task_name, "root_id": at.root_id}
+        doc.update(self.given or {})
+        if not with_arguments:
+            doc["args"], doc["kwargs"] = [], {}
+        return doc
 
 
 @attrs.frozen(slots=True)
@@ -93,27 +121,83 @@ class Advancer:
     # -- sending ------------------------------------------------------------------------
 
     def start(self, carried: Carried, root_id: str, parent_id: str | None) -> None:
-        """Create chord state and publish the workflow's entry nodes."""
+        """Create chord state and publish the workflow's entry nodes, then the members
+        of its streamed chord headers, batch by batch (see :meth:`_stream`)."""
         workflow = carried.workflow
-        joins = [(workflow.node_id(j), len(workflow.nodes[j].members)) for j in workflow.joins()]
+        for plan in workflow.streams:
+            plan.stream.check_untaken(plan.path)  # before anything is sent
+        # a streamed join starts with one part: the seal its producer records at the end
+        joins = [(workflow.node_id(j), 1 if node.streamed else len(node.members))
+                 for j in workflow.joins() for node in (workflow.nodes[j],)]
         if joins:
             self.backend.chord_init(joins, expires=self.expires)
         messages: list[Outgoing] = []
         done: deque[tuple[int, Any, StoreOutcome]] = deque()
         for entry in workflow.entries():
-            self._begin(At(carried, entry, root_id), None, parent_id, messages, done,
-                        items=workflow.nodes[entry].items)
+            if not workflow.nodes[entry].streamed:
+                self._begin(At(carried, entry, root_id), None, parent_id, messages, done,
+                            items=workflow.nodes[entry].items)
         self._settle(carried, root_id, done, messages)
+        for plan in workflow.streams:
+            self._stream(At(carried, plan.join, root_id), plan, parent_id)
+
+    def _stream(self, at: At, plan: StreamPlan, parent_id: str | None) -> None:
+        """Publish a streamed header: take a batch of members from the generator, grow
+        the chord by its size (so the parts already published cannot complete it), publish
+        it, and so on; then record the seal, the chord's last part, which lets it complete.
+        The seal's slot is always the last one, so member ``i`` is part ``i`` and the body
+        gets every member's result in order (the seal's own value dropped).
+
+        An error on the way (the generator raising, a member that is not a task or does
+        not fit its task) fails the chord, so nothing waits for it, and is raised.
+        """
+        join_id = at.task_id
+        published = 0
+        try:
+            for number, batch in enumerate(plan.batches(STREAM_BATCH)):
+                problems = validate(Workflow(join_id, tuple(batch), 0), self.builder.tasks)
+                if problems:
+                    raise InvalidWorkflow(problems)
+                before = self.backend.chord_grow(join_id, f"stream:{number}", len(batch),
+                                                 expires=self.expires)
+                if before is None:
+                    raise ChordStateLost(f"chord {join_id} failed or expired while its header "
+                                         f"was being sent")
+                first = before - 1  # the seal's slot moves up, past the new parts
+                messages = [self.builder.for_node(
+                    at.carried, at.node, node.args, node.kwargs, root_id=at.root_id,
+                    parent_id=parent_id, item=(first + k, first + k + 1), part=node)
+                    for k, node in enumerate(batch)]
+                if at.root_id == at.workflow.seed:  # findable by any id, as fanout items
+                    live.index_items(self.backend, [m.id for m in messages], at.root_id,
+                                     self.expires)
+                self.dispatch(messages)
+                published += len(batch)
+        except Exception as exc:
+            self.failed(at, exc)
+            raise
+        seal = At(at.carried, at.node, at.root_id, (published, published + 1))
+        outcome = self.backend.store(
+            seal.task_id, states.SUCCESS, self.codec.success(None),
+            part=self._part(seal, self.codec.dump_value(None)), expires=self.expires)
+        done: deque[tuple[int, Any, StoreOutcome]] = deque()
+        self._after_part(seal, outcome, done)
+        self._settle(at.carried, at.root_id, done, [])
 
     # -- outcomes -----------------------------------------------------------------------
 
     def succeeded(self, at: At, value: Any, late_ack: bool = False) -> int:
         """Record ``value`` for ``at`` and publish whatever it unblocks; return how many
-        joins (chord headers, groups, fanouts) that completed."""
-        outcome = self.backend.store(
-            at.task_id, states.SUCCESS, self.codec.success(value, self._children(at)),
-            part=self._part(at, self.codec.dump_value(value)), expires=self.expires,
-            tracked=_tracked(at))
+        joins (chord headers, groups, fanouts) that completed.
+
+        Raises EncodeError, before anything is stored, when the result serializer cannot
+        carry ``value`` (the caller records that as the task's failure).
+        """
+        owner = f"task {at.task_name!r}"
+        payload = self.codec.success(value, self._children(at), owner=owner)
+        part = self._part(at, self.codec.dump_value(value, owner=owner))
+        outcome = self.backend.store(at.task_id, states.SUCCESS, payload, part=part,
+                                     expires=self.expires, tracked=_tracked(at))
         if not self._should_advance(at, outcome, late_ack):
             return 0
         messages: list[Outgoing] = []
@@ -126,10 +210,16 @@ class Advancer:
         return completed
 
     def failed(self, at: At, exc: BaseException, traceback: str | None = None,
-               state: str = states.FAILURE, late_ack: bool = False) -> None:
-        """Record the failure of ``at``, fail everything downstream, run errbacks once."""
+               state: str = states.FAILURE, late_ack: bool = False,
+               request: Mapping[str, Any] | None = None) -> None:
+        """Record the failure of ``at``, fail everything downstream, run errbacks once.
+
+        ``request`` describes the failed run (its arguments, hostname, ...) for errbacks
+        called Celery's new way, ``(request, exc, traceback)``.
+        """
+        traceback = traceback or format_traceback(exc)
         outcome = self.backend.store(
-            at.task_id, state, self.codec.failure(exc, traceback or format_traceback(exc)),
+            at.task_id, state, self.codec.failure(exc, traceback),
             part=self._part(at, None), expires=self.expires, tracked=_tracked(at))
         if not self._should_advance(at, outcome, late_ack):
             return
@@ -148,11 +238,44 @@ class Advancer:
             if not any(scope.lo <= position < scope.hi for position in touched):
                 continue
             if self.backend.set_flag(errback_flag(workflow.seed, number), expires=self.expires):
+                failure = Failure(at, exc, traceback, request)
                 for errback in scope.errbacks:
-                    self._begin(At(at.carried, errback, at.root_id), None, at.task_id,
-                                messages, done, failed_id=at.task_id)
+                    self._errback(At(at.carried, errback, at.root_id), failure, messages, done)
         self._settle(at.carried, at.root_id, done, messages)
         self._mark(at, late_ack)
+
+    def add_part(self, at: At, sig: Any, claim: str) -> Any:
+        """Grow the chord (or group) ``at`` is a member of by the task ``sig`` and send it
+        (``Task.add_to_chord``); ``claim`` makes a repeated call add the same part once.
+        Returns the part's result handle."""
+        workflow = at.workflow
+        if at.item is not None:
+            join = at.node
+        elif workflow.memberships(at.node):
+            join = workflow.memberships(at.node)[0].join
+        else:
+            raise InvalidWorkflow([(str(at.task_name), "add_to_chord() needs a task that is a "
+                                                       "member of a chord or group")])
+        path = f"add_to_chord({sig!r})"
+        if not isinstance(sig, Signature):
+            raise InvalidWorkflow([(path, "only a task signature can be added to a chord")])
+        if workflow.nodes[join].streamed:
+            raise InvalidWorkflow([(path, "a chord whose header is streamed from a generator "
+                                          "cannot be grown by its members")])
+        node = task_node(sig, path)
+        problems = validate(Workflow(at.task_id, (node,), 0), self.builder.tasks)
+        if problems:
+            raise InvalidWorkflow(problems)
+        join_id = workflow.node_id(join)
+        index = self.backend.chord_grow(join_id, claim, 1, expires=self.expires)
+        if index is None:
+            raise ChordStateLost(f"cannot add to chord {join_id}: it completed, failed or "
+                                 f"expired already")
+        message = self.builder.for_node(at.carried, join, sig.args, sig.kwargs,
+                                        root_id=at.root_id, parent_id=at.task_id,
+                                        item=(index, index + 1), part=node)
+        self.dispatch([message])
+        return message.id
 
     def replay(self, at: At, record: Record) -> None:
         """Advance from a result an earlier delivery stored but may not have advanced
@@ -228,8 +351,36 @@ class Advancer:
 
     def _consumers(self, at: At, value: Any, messages: list[Outgoing],
                    done: deque[tuple[int, Any, StoreOutcome]]) -> None:
+        """Start the nodes taking ``at``'s result. One whose message cannot carry it (the
+        task serializer refuses what the result serializer stored) fails, with that error."""
         for consumer in at.workflow.consumers(at.node):
-            self._begin(At(at.carried, consumer, at.root_id), value, at.task_id, messages, done)
+            step = At(at.carried, consumer, at.root_id)
+            try:
+                self._begin(step, value, at.task_id, messages, done)
+            except EncodeError as error:
+                self.failed(step, error)
+
+    def _errback(self, at: At, failure: Failure, messages: list[Outgoing],
+                 done: deque[tuple[int, Any, StoreOutcome]]) -> None:
+        """Start errback ``at``: with Celery's new-style ``(request, exc, traceback)``
+        when its task takes them (known here, by arity), else with the failed task's id."""
+        node = at.workflow.nodes[at.node]
+        task = self.builder.tasks(node.task) if node.kind == TASK and node.task else None
+        failed_id = failure.at.task_id
+        if (node.immutable or task is None
+                or not takes_failure(task.call_signature, node.args, node.kwargs)):
+            self._begin(at, None, failed_id, messages, done, failed_id=failed_id)
+            return
+        def message(request: dict[str, Any]) -> Outgoing:
+            arguments = (request, exception_to_dict(failure.exc), failure.traceback)
+            return self.builder.for_node(at.carried, at.node, arguments + tuple(node.args),
+                                         node.kwargs, root_id=at.root_id, parent_id=failed_id,
+                                         errback=True)
+
+        try:
+            messages.append(message(failure.request()))
+        except EncodeError:  # the failed task's arguments do not fit the errback's message
+            messages.append(message(failure.request(with_arguments=False)))
 
     def _begin(self, at: At, value: Any, parent_id: str | None, messages: list[Outgoing],
                done: deque[tuple[int, Any, StoreOutcome]], items: Any = None,
@@ -276,13 +427,15 @@ class Advancer:
         if tracking.counted(at.workflow, at.root_id, None):  # findable by any of its ids
             live.index_items(self.backend, [ids.fanout_item_id(at.task_id, i)
                                             for i in range(width)], at.root_id, self.expires)
+        expanded = []
         for index, item in enumerate(items):
             if only is not None and index not in only:
                 continue
             args = tuple(node.args) if node.immutable else (item, *node.args)
-            messages.append(self.builder.for_node(
+            expanded.append(self.builder.for_node(
                 at.carried, at.node, args, node.kwargs, root_id=at.root_id,
                 parent_id=parent_id, item=(index, width)))
+        messages.extend(expanded)  # all items or none (one may not encode)
 
     def _after_part(self, at: At, outcome: StoreOutcome,
                     done: deque[tuple[int, Any, StoreOutcome]]) -> None:
@@ -297,6 +450,8 @@ class Advancer:
             return
         join = at.node if at.item is not None else at.workflow.memberships(at.node)[0].join
         values = [self.codec.load_value(v) if v is not None else None for v in outcome.joined]
+        if at.workflow.nodes[join].streamed:
+            values.pop()  # the seal's
         done.append((join, values, self._complete_join(At(at.carried, join, at.root_id), values)))
 
     def _complete_join(self, at: At, values: list[Any]) -> StoreOutcome:

@@ -17,10 +17,12 @@ import traceback as tb
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from kombu.exceptions import EncodeError as KombuEncodeError
 from kombu.serialization import dumps as kombu_dumps
 from kombu.serialization import loads as kombu_loads
 from kombu.serialization import registry
 
+from flowq.canvas.encodable import arguments_error, encode_error
 from flowq.exceptions import ChordError, ContentDisallowed, MalformedMessage, RemoteError
 
 _TAGS = {"json": b"j", "msgpack": b"m", "yaml": b"y", "pickle": b"p"}
@@ -33,6 +35,38 @@ def content_type_of(serializer: str) -> str:
         return registry._encoders[serializer].content_type  # type: ignore[no-any-return]
     except KeyError:
         raise ContentDisallowed(f"unknown serializer {serializer!r}") from None
+
+
+def serialize(document: Any, serializer: str, owner: str, place: str,
+              value: Any = None) -> tuple[str, str, bytes | str]:
+    """``kombu.serialization.dumps(document)``, or an EncodeError naming ``owner``, the
+    ``place`` of ``value`` (the part of ``document`` that may not encode; the document
+    itself by default) and the offending piece inside it."""
+    try:
+        return kombu_dumps(document, serializer=serializer)  # type: ignore[no-any-return]
+    except KombuEncodeError:
+        subject = document if value is None else value
+        raise encode_error(owner, place, subject, serializer,
+                           lambda piece: _carries(piece, serializer)) from None
+
+
+def serialize_call(args: Any, kwargs: Any, serializer: str,
+                   owner: str) -> tuple[str, str, bytes | str]:
+    """A task message body ``[args, kwargs]``, or an EncodeError naming ``owner`` and the
+    argument (by position or keyword) the serializer cannot carry."""
+    try:
+        return kombu_dumps([args, kwargs], serializer=serializer)  # type: ignore[no-any-return]
+    except KombuEncodeError:
+        raise arguments_error(owner, args, kwargs, serializer,
+                              lambda piece: _carries(piece, serializer)) from None
+
+
+def _carries(piece: Any, serializer: str) -> bool:
+    try:
+        kombu_dumps(piece, serializer=serializer)
+    except KombuEncodeError:
+        return False
+    return True
 
 
 def accepted_types(accept: Collection[str]) -> set[str]:
@@ -51,8 +85,8 @@ class ResultCodec:
         self.tag = _TAGS[serializer]
         self.accept = accepted_types(accept)
 
-    def _dump(self, document: Any) -> bytes:
-        _, _, data = kombu_dumps(document, serializer=self.serializer)
+    def _dump(self, document: Any, owner: str = "a result", value: Any = None) -> bytes:
+        _, _, data = serialize(document, self.serializer, owner, "the return value", value)
         return self.tag + (data if isinstance(data, bytes) else data.encode())
 
     def _load(self, payload: bytes) -> Any:
@@ -68,19 +102,21 @@ class ResultCodec:
 
     # values (chord parts carry bare values) -----------------------------------------------
 
-    def dump_value(self, value: Any) -> bytes:
-        return self._dump(value)
+    def dump_value(self, value: Any, owner: str = "a result") -> bytes:
+        return self._dump(value, owner)
 
     def load_value(self, payload: bytes) -> Any:
         return self._load(payload)
 
     # result documents ---------------------------------------------------------------------
 
-    def success(self, value: Any, children: Sequence[str] = ()) -> bytes:
+    def success(self, value: Any, children: Sequence[str] = (), owner: str = "a result") -> bytes:
+        """The document of a successful result; EncodeError (naming ``owner``) when the
+        serializer cannot carry ``value``."""
         doc: dict[str, Any] = {"result": value}
         if children:
             doc["children"] = list(children)
-        return self._dump(doc)
+        return self._dump(doc, owner, value)
 
     def failure(self, exc: BaseException, traceback: str | None = None,
                 children: Sequence[str] = ()) -> bytes:
@@ -118,7 +154,7 @@ def exception_to_dict(exc: BaseException) -> dict[str, Any]:
         if original is not None:
             doc["wraps"] = {"type": original.__qualname__, "module": original.__module__}
         return doc
-    doc = {"type": cls.__qualname__, "module": cls.__module__, "message": str(exc),
+    doc = {"type": cls.__qualname__, "module": cls.__module__, "message": _text(exc, str),
            "args": _safe_args(exc.args)}
     cause = getattr(exc, "exc", None)  # MaxRetriesExceededError's last exception
     if isinstance(cause, BaseException) and cause is not exc:
@@ -127,7 +163,17 @@ def exception_to_dict(exc: BaseException) -> dict[str, Any]:
 
 
 def _safe_args(args: tuple[Any, ...]) -> list[Any]:
-    return [a if isinstance(a, (str, int, float, bool, type(None))) else repr(a) for a in args]
+    return [a if isinstance(a, (str, int, float, bool, type(None))) else _text(a, repr)
+            for a in args]
+
+
+def _text(value: Any, show: Any) -> str:
+    """``str``/``repr`` of a value from user code, which may itself raise: an exception
+    whose ``__str__`` is broken must still be recorded, not lose the task's outcome."""
+    try:
+        return str(show(value))
+    except Exception:  # noqa: BLE001 - anything: the text is for people
+        return f"<{type(value).__name__} that cannot be shown>"
 
 
 def _known_exception_class(module: Any, name: Any) -> type[Exception] | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import queue
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from billiard import exceptions as pool_errors
 from kombu import Producer
+from kombu.exceptions import OperationalError
+from redis import exceptions as redis_errors
 from kombu.message import Message
 
 from flowq import exceptions, states
@@ -40,7 +43,8 @@ from flowq.exceptions import (
 )
 from flowq.runtime import broker, logs, signalling, signing
 from flowq.runtime.advance import At
-from flowq.runtime.events import DISABLED, TaskHook
+from flowq.runtime.events import DISABLED
+from flowq.runtime.hooks import TaskHook
 from flowq.runtime.execute import FAILURE, MALFORMED, REJECT, SUCCESS, Outcome, short
 from flowq.runtime.message import Request, check_size, parse
 from flowq.runtime.pool import Pool
@@ -50,6 +54,12 @@ if TYPE_CHECKING:
     from flowq.app import Flowq
 
 log = logging.getLogger("flowq.worker")
+#: Errors meaning a server is unreachable, not that the task is wrong: a job that ends
+#: with one of these is retried (acks_late) or advanced later, never failed for it.
+OUTAGES: tuple[type[BaseException], ...] = (BackendError, BrokerError, OSError,
+                                            sqlite3.OperationalError, OperationalError,
+                                            redis_errors.ConnectionError,
+                                            redis_errors.TimeoutError)
 security_log = logging.getLogger("flowq.security")
 REASON_HEADER = "x-flowq-reason"
 _REPR_LIMIT = 1024
@@ -326,7 +336,7 @@ class Intake:
                                       f"[{request.id}]: {error}")
             log.error("Process running %s[%s] died: %s", request.task, request.id, error,
                       extra=logs.about(request))
-        else:
+        elif isinstance(error, OUTAGES):
             # The child could not record the outcome or publish the next steps (backend
             # or broker down): with acks_late the message goes back so the task runs
             # again; an early-acked one is advanced from its stored result later.
@@ -337,6 +347,12 @@ class Intake:
             else:
                 self.unadvanced.append(job)
             return
+        else:
+            # Anything else is a fault of the task's own making that escaped the child's
+            # recording (running it again would fail the same way): the task fails with it.
+            failure = error if isinstance(error, Exception) else WorkerLostError(repr(error))
+            log.error("Task %s[%s] failed outside the task: %s: %s", request.task, request.id,
+                      type(error).__name__, error, extra=logs.about(request))
         self._fail(job, failure)
         self._ack(job)
         self.counts["failed"] += 1

@@ -50,8 +50,9 @@ class EagerRuntime:
                                  self.publish, None)
 
 
-def run_eagerly(app: Flowq, workflow: Workflow) -> Any:
-    """Run ``workflow`` to completion here; return its result handle."""
+def run_eagerly(app: Flowq, workflow: Workflow, throw: bool = False) -> Any:
+    """Run ``workflow`` to completion here; return its result handle (having raised the
+    workflow's exception, if it failed, with ``throw``)."""
     from flowq.task import current_request
 
     runtime = EagerRuntime(app)
@@ -67,6 +68,6 @@ def run_eagerly(app: Flowq, workflow: Workflow) -> Any:
                         message.content_encoding, accept)
         execute(app, request, eager=True, runtime=runtime)
     handle = app.result_for(workflow, backend=runtime.backend, root_id=root_id)
-    if app.conf.task_eager_propagates:
+    if throw:
         handle.get()
     return handle

@@ -45,12 +45,12 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from kombu import Consumer, Exchange, Producer, Queue
 
-from flowq.runtime import broker
+from flowq.runtime import broker, hooks
 from flowq.runtime.execute import FAILURE, IGNORE, REJECT, REPLACED, RETRY, SUCCESS
 from flowq.runtime.pidfile import running
 
@@ -223,59 +223,6 @@ class EventDispatcher:
                 pass
 
 
-class TaskHook(Protocol):
-    """What the worker's intake tells about each moment of a task's life: the one way to
-    follow tasks from the worker (events, metrics). Called in the main process."""
-
-    def task_received(self, job: Job) -> None: ...
-
-    def task_started(self, job: Job) -> None: ...
-
-    def task_finished(self, job: Job, outcome: Outcome) -> None: ...
-
-    def task_failed(self, job: Job, error: BaseException) -> None: ...
-
-    def task_revoked(self, job: Job, reason: str, terminated: bool) -> None: ...
-
-    def task_rejected(self, headers: Any, queue_name: str, error: BaseException) -> None: ...
-
-
-def hooks(events: TaskHook, observers: Sequence[TaskHook]) -> TaskHook:
-    """What an intake tells of its jobs: the task events hook, then every observer."""
-    return TaskHooks([events, *observers]) if observers else events
-
-
-class TaskHooks:
-    """Several :class:`TaskHook` told the same things, in order."""
-
-    def __init__(self, hooks: Sequence[TaskHook]):
-        self.hooks = tuple(hooks)
-
-    def task_received(self, job: Job) -> None:
-        for hook in self.hooks:
-            hook.task_received(job)
-
-    def task_started(self, job: Job) -> None:
-        for hook in self.hooks:
-            hook.task_started(job)
-
-    def task_finished(self, job: Job, outcome: Outcome) -> None:
-        for hook in self.hooks:
-            hook.task_finished(job, outcome)
-
-    def task_failed(self, job: Job, error: BaseException) -> None:
-        for hook in self.hooks:
-            hook.task_failed(job, error)
-
-    def task_revoked(self, job: Job, reason: str, terminated: bool) -> None:
-        for hook in self.hooks:
-            hook.task_revoked(job, reason, terminated)
-
-    def task_rejected(self, headers: Any, queue_name: str, error: BaseException) -> None:
-        for hook in self.hooks:
-            hook.task_rejected(headers, queue_name, error)
-
-
 class TaskEvents:
     """What the worker's intake reports about tasks; does nothing when events are off.
 
@@ -378,7 +325,8 @@ class WorkerEvents:
                                               status=lambda: worker_status(worker))
         self.dispatcher.start()
         self.dispatcher.send_worker("worker-online")
-        worker.intake.events = hooks(TaskEvents(self.dispatcher), worker.intake.observers)
+        worker.intake.events = hooks.hooks(TaskEvents(self.dispatcher),
+                                           worker.intake.observers)
         self.enabled = True
         log.info("Sending events to exchange %s", EXCHANGE_NAME)
         return True
@@ -387,7 +335,7 @@ class WorkerEvents:
         """Send ``worker-offline`` and stop sending; False if events are off already."""
         if not self.enabled or self.dispatcher is None:
             return False
-        self.worker.intake.events = hooks(DISABLED, self.worker.intake.observers)
+        self.worker.intake.events = hooks.hooks(DISABLED, self.worker.intake.observers)
         self.dispatcher.send_worker("worker-offline")
         self.dispatcher.stop()
         self.enabled = False

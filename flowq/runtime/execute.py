@@ -17,8 +17,10 @@ import attrs
 
 from flowq import states
 from flowq.exceptions import (
+    EncodeError,
     Ignore,
     InvalidWorkflow,
+    MalformedMessage,
     Replace,
     MaxRetriesExceededError,
     NotRegistered,
@@ -31,7 +33,10 @@ from flowq.exceptions import (
 from flowq.runtime import signalling
 from flowq.runtime.advance import At
 from flowq.runtime.backends.base import Record
+from flowq.canvas.dag import JOIN
+from flowq.runtime.codec import exception_from_dict
 from flowq.runtime.message import Request, decode_body, iso
+from flowq.runtime.outgoing import part_of
 from flowq.runtime.workflows import is_trivial
 from flowq.task import Context, _requests
 
@@ -93,6 +98,8 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
             raise ProtocolError(f"message id {request.id} does not match node "
                                 f"{request.node} of its workflow")
         args, kwargs = decode_body(request, app.accepted_content)
+        if request.headers.get("errback") == "request":
+            args = _failure_arguments(args)
     except ProtocolError as exc:
         return Outcome(MALFORMED, summary=str(exc), error=type(exc).__name__)
     finished = _already_finished(runtime, request, at, delivery_info)
@@ -101,7 +108,9 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
             runtime.advancer.replay(at, finished)
         return Outcome(DUPLICATE, summary=f"already {finished.state}: not run again")
     context = Context.of(request, args, kwargs, hostname=hostname, is_eager=eager,
-                         delivery_info=dict(delivery_info or {}), runtime=runtime)
+                         delivery_info={**(delivery_info or {}),
+                                        "priority": request.headers.get("priority")},
+                         runtime=runtime, place=at)
     _requests.stack.append(context)
     try:
         signalling.prerun(task, context)
@@ -135,7 +144,13 @@ def _run(app: Flowq, runtime: Any, task: Task[Any, Any], context: Context, reque
     except Ignore as ignored:
         return Outcome(IGNORE, time.perf_counter() - started), ignored, states.IGNORED
     except Replace as replace:  # Celery's replace ends the task with Ignore, hence IGNORED
-        _replace(app, runtime, request, at, replace.replacement)
+        try:
+            _replace(app, runtime, request, at, replace.replacement)
+        except (InvalidWorkflow, EncodeError) as exc:  # a replacement that cannot be sent
+            runtime.advancer.failed(at, exc, None, late_ack=late_ack)
+            signalling.failed(task, context, exc)
+            return (Outcome(FAILURE, time.perf_counter() - started,
+                            f"{type(exc).__name__}: {exc}"), exc, states.FAILURE)
         return (Outcome(REPLACED, time.perf_counter() - started, short(replace.replacement)),
                 replace, states.IGNORED)
     except SystemExit as exc:
@@ -146,17 +161,49 @@ def _run(app: Flowq, runtime: Any, task: Task[Any, Any], context: Context, reque
         signalling.failed(task, context, error)
         return Outcome(FAILURE, time.perf_counter() - started, short(error)), error, states.FAILURE
     except Exception as exc:
-        runtime.advancer.failed(at, exc, tb.format_exc(), late_ack=late_ack)
+        runtime.advancer.failed(at, exc, tb.format_exc(), late_ack=late_ack,
+                                request=_described(context))
         signalling.failed(task, context, exc)
         return (Outcome(FAILURE, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"),
                 exc, states.FAILURE)
     ignore = task.ignore_result or request.headers.get("ignore_result") is True
     joins = 0
     if not (ignore and is_trivial(at.workflow)):
-        joins = runtime.advancer.succeeded(at, value, late_ack=late_ack)
+        try:
+            joins = runtime.advancer.succeeded(at, value, late_ack=late_ack)
+        except EncodeError as exc:  # the result serializer cannot carry the value
+            runtime.advancer.failed(at, exc, None, late_ack=late_ack)
+            signalling.failed(task, context, exc)
+            return (Outcome(FAILURE, time.perf_counter() - started, f"EncodeError: {exc}"),
+                    exc, states.FAILURE)
     signalling.succeeded(task, value)
     return (Outcome(SUCCESS, time.perf_counter() - started, short(value), joins=joins), value,
             states.SUCCESS)
+
+
+#: What a new-style errback's ``request`` tells of the failed run (Celery's names).
+_DESCRIBED = ("id", "task", "root_id", "parent_id", "group", "group_index", "retries",
+              "args", "kwargs", "eta", "expires", "hostname", "delivery_info", "headers")
+
+
+def _described(context: Context) -> dict[str, Any]:
+    """The failed run's request as plain values, for new-style errbacks."""
+    doc = {name: getattr(context, name) for name in _DESCRIBED}
+    doc["args"] = list(context.args)
+    return doc
+
+
+def _failure_arguments(args: list[Any]) -> list[Any]:
+    """A new-style errback's first three arguments rebuilt from plain values: the failed
+    task's request (a Context), its exception (rebuilt safely) and its traceback."""
+    if len(args) < 3 or not isinstance(args[0], dict):
+        raise MalformedMessage("an errback message must start with the failed task's "
+                               "request, exception and traceback")
+    described, exc, traceback = args[:3]
+    known = {name: described[name] for name in _DESCRIBED if name in described}
+    known["args"] = tuple(known.get("args") or ())
+    request = Context(**known, called_directly=False)
+    return [request, exception_from_dict(exc), traceback, *args[3:]]
 
 
 def _replace(app: Flowq, runtime: Any, request: Request, at: At, replacement: Any) -> None:
@@ -221,6 +268,7 @@ def _retry(app: Flowq, runtime: Any, task: Task[Any, Any], context: Context, req
     if retry.eta is not None:
         extra["eta"] = retry.eta
     reason = retry.exc if retry.exc is not None else retry
+    joined = at.workflow.nodes[request.node].kind == JOIN  # an added or streamed part
     try:
         message = runtime.builder.for_node(
             at.carried, request.node,
@@ -229,8 +277,8 @@ def _retry(app: Flowq, runtime: Any, task: Task[Any, Any], context: Context, req
             root_id=request.root_id, parent_id=request.parent_id, item=request.item,
             retries=request.retries + 1, task_id=request.id,
             eta=None if retry.eta is not None else time.time() + float(retry.when or 0),
-            extra=extra)
-    except InvalidWorkflow as exc:
+            extra=extra, part=part_of(request.task, request.headers) if joined else None)
+    except (InvalidWorkflow, EncodeError) as exc:
         runtime.advancer.failed(at, exc)
         signalling.failed(task, context, exc)
         return (Outcome(FAILURE, time.perf_counter() - started, f"cannot retry: {exc}"), exc,

@@ -17,6 +17,12 @@ Body: ``[args, kwargs]`` in the task serializer (JSON by default). Headers (plai
 ``item``              ``[index, width]`` for one item of an expanded fanout
 ``shadow``            the name to show for the task in logs and events
 ``ignore_result``     ``true`` when the call asked not to store a lone task's result
+``errback``           ``"request"``: a new-style errback; its first three arguments are the
+                      failed task's request, exception and traceback, as plain values
+``part_options``      options of a part added to a chord or streamed into its header (an
+                      ``item`` of a join, whose task the workflow does not list)
+``priority``          the priority it was sent with (0-9, 9 highest), when one was
+                      (``self.request.delivery_info["priority"]``, on every broker)
 ``stamped_headers``   the names of the task's stamps (``sig.stamp(...)``)
 ``stamps``            ``{name: value}`` of those stamps
 ====================  =========================================================
@@ -51,7 +57,8 @@ _REQUIRED = ("id", "task", "root_id")
 RESERVED_HEADERS = frozenset({
     "flowq", "id", "task", "root_id", "parent_id", "group", "group_index", "retries", "eta",
     "expires", "timelimit", "wf", "wf_ref", "node", "item", "shadow", "ignore_result",
-    "stamped_headers", "stamps", "redelivered", "x-flowq-signature"})
+    "priority", "errback", "part_options", "stamped_headers", "stamps", "redelivered",
+    "x-flowq-signature"})
 
 
 @attrs.frozen(slots=True)

@@ -67,7 +67,7 @@ def _client() -> Any:
 
 
 class WorkerMetrics:
-    """A task hook (see :class:`flowq.runtime.events.TaskHook`) that counts outcomes, and
+    """A task hook (see :class:`flowq.runtime.hooks.TaskHook`) that counts outcomes, and
     the endpoint serving them with the worker's gauges."""
 
     def __init__(self, worker: Worker):

@@ -6,13 +6,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kombu.serialization import dumps
-
 from flowq.canvas import ids
-from flowq.canvas.dag import Workflow
-from flowq.canvas.frozen import thaw
+from flowq.canvas.dag import TASK, Node, Workflow
+from flowq.canvas.frozen import FrozenDict, thaw
+from flowq.canvas.options import NOT_PROPAGATED
 from flowq.exceptions import InvalidWorkflow
 from flowq.runtime import signalling, signing
+from flowq.runtime.codec import serialize_call
 from flowq.runtime.message import (
     PROTOCOL,
     RESERVED_HEADERS,
@@ -70,9 +70,16 @@ class MessageBuilder:
                  kwargs: Mapping[str, Any], *, root_id: str, parent_id: str | None,
                  item: tuple[int, int] | None = None, retries: int = 0,
                  task_id: str | None = None, eta: float | None = None,
-                 extra: Mapping[str, Any] | None = None) -> Outgoing:
+                 extra: Mapping[str, Any] | None = None, errback: bool = False,
+                 part: Node | None = None) -> Outgoing:
+        """The message running node ``position`` with ``args``/``kwargs``. ``errback``:
+        the first three arguments are a failed task's request, exception and traceback
+        (as plain values; the worker rebuilds them for a new-style errback). ``part``: the
+        task of an ``item`` of join ``position`` (a part added to a chord, or streamed
+        into its header), which the workflow does not list: its options travel in the
+        ``part_options`` header, so a retry keeps them."""
         workflow = carried.workflow
-        node = workflow.nodes[position]
+        node = part or workflow.nodes[position]
         task = node.task or ""
         options = {**self.task_defaults(task), **node.options, **(extra or {})}
         if task_id is None:
@@ -103,12 +110,13 @@ class MessageBuilder:
             headers["eta"] = iso(eta)
         if expires is not None:
             headers["expires"] = iso(expires)
-        self._option_headers(task, options, headers)
+        self._option_headers(task, options, headers, errback, part)
         headers.update(carried.headers)
-        return self._finish(task, headers, thaw(args), thaw(kwargs), options, eta, now)
+        owner = f"task {task!r}" + (f" at {node.path}" if node.path and len(workflow) > 1 else "")
+        return self._finish(task, owner, headers, thaw(args), thaw(kwargs), options, eta, now)
 
-    def _option_headers(self, task: str, options: Mapping[str, Any],
-                        headers: dict[str, Any]) -> None:
+    def _option_headers(self, task: str, options: Mapping[str, Any], headers: dict[str, Any],
+                        errback: bool, part: Node | None) -> None:
         """Headers that call options ask for: time limits, shadow name, stamps, ..."""
         soft, hard = options.get("soft_time_limit"), options.get("time_limit")
         if soft is not None or hard is not None:
@@ -118,6 +126,11 @@ class MessageBuilder:
             headers["shadow"] = options["shadow"]
         if options.get("ignore_result"):
             headers["ignore_result"] = True
+        if errback:
+            headers["errback"] = "request"
+        if part is not None:
+            headers["part_options"] = thaw({k: v for k, v in part.options.items()
+                                            if k not in NOT_PROPAGATED})
         if options.get("headers"):
             headers.update(_custom_headers(task, options["headers"]))
         stamped = options.get("stamped_headers")
@@ -125,10 +138,11 @@ class MessageBuilder:
             headers["stamped_headers"] = list(stamped)
             headers["stamps"] = {name: thaw(options.get(name)) for name in stamped}
 
-    def _finish(self, task: str, headers: dict[str, Any], args: list[Any],
+    def _finish(self, task: str, owner: str, headers: dict[str, Any], args: list[Any],
                 kwargs: dict[str, Any], options: Mapping[str, Any], eta: float | None,
                 now: float) -> Outgoing:
-        """Route, announce (``before_task_publish``), serialize and sign the message."""
+        """Route, announce (``before_task_publish``), serialize and sign the message
+        (``owner`` names it in an encoding error)."""
         exchange, routing_key = options.get("exchange") or "", options.get("routing_key")
         queue = self._queue(task, options, args, kwargs)
         routing_key = (routing_key or queue) if exchange else queue
@@ -137,8 +151,10 @@ class MessageBuilder:
         if self.announce:
             priority = signalling.before_publish(headers, args, kwargs, exchange, routing_key,
                                                  priority, policy)
+        if priority is not None:  # the broker's own field is turned around on Redis
+            headers["priority"] = priority
         serializer = options.get("serializer") or self.conf.task_serializer
-        content_type, encoding, data = dumps([args, kwargs], serializer=serializer)
+        content_type, encoding, data = serialize_call(args, kwargs, serializer, owner)
         body = data if isinstance(data, bytes) else data.encode(encoding or "utf-8")
         encoding = encoding or "binary"
         if self.conf.security_key:
@@ -161,6 +177,11 @@ class MessageBuilder:
                 "queue"):
             return str(options["routing_key"])  # the default exchange routes by queue name
         return self.router.queue_for(task, tuple(args), kwargs, options)
+
+
+def part_of(request_task: str, headers: Mapping[str, Any]) -> Node:
+    """The task node of a received part (see ``part`` in :meth:`MessageBuilder.for_node`)."""
+    return Node(TASK, request_task, options=FrozenDict(headers.get("part_options") or {}))
 
 
 def _custom_headers(task: str, given: Mapping[str, Any]) -> dict[str, Any]:

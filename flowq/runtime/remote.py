@@ -76,8 +76,9 @@ def _describe(job: Any) -> dict[str, Any]:
 
 
 @command
-def ping(worker: Worker) -> str:
-    return "pong"
+def ping(worker: Worker) -> dict[str, str]:
+    """Celery's reply: ``{"ok": "pong"}`` (``{hostname: {"ok": "pong"}}`` per worker)."""
+    return _ok("pong")
 
 
 @command

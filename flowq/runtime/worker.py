@@ -32,6 +32,7 @@ from flowq.runtime import broker, events, logs, remote, signalling
 from flowq.runtime.autoscale import Autoscaler
 from flowq.runtime.banner import banner, warn_about_a_local_backend
 from flowq.runtime.consumer import Intake, display_name
+from flowq.runtime.hooks import hooks
 from flowq.runtime.logfile import expand
 from flowq.runtime.message import Request
 from flowq.runtime.pidfile import Pidfile
@@ -115,7 +116,7 @@ class Worker:
         if conf.worker_metrics_port is not None:  # raises MissingExtra without the extra
             self.metrics = WorkerMetrics(self)
             self.intake.observers.append(self.metrics)
-            self.intake.events = events.hooks(self.intake.events, self.intake.observers)
+            self.intake.events = hooks(self.intake.events, self.intake.observers)
         self.revoked_ids: set[str] = set()
         self.revoked_stamps = RevokedStamps()
         self.warm = False

@@ -87,7 +87,11 @@ def test_chain_ending_in_a_group_piped_into_a_signature_ends_in_a_chord() -> Non
 def test_chord_header_may_be_a_list_a_generator_or_a_group() -> None:
     expected = chord(group(add.s(1, 1), add.s(2, 2)), tsum.s())
     assert chord([add.s(1, 1), add.s(2, 2)], tsum.s()) == expected
-    assert chord((add.s(i, i) for i in (1, 2)), tsum.s()) == expected
+    # a generator is taken from lazily, while the chord is sent: it is not a list (nor a
+    # value: a generator is consumed once), and runs the same
+    streamed = chord((add.s(i, i) for i in (1, 2)), tsum.s())
+    assert streamed.streamed and not expected.streamed and streamed != expected
+    assert streamed.apply().get() == expected.apply().get() == 6
 
 
 def test_chord_header_alone_has_no_body_until_called() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowq import chain, chord, fanout, group, signature
+from flowq import Signature, chain, chord, fanout, group, signature
 from flowq.canvas.dicts import from_dict, to_dict
 from flowq.canvas.frozen import thaw
 from flowq.exceptions import InvalidWorkflow
@@ -46,3 +46,32 @@ def test_a_signature_argument_arrives_as_a_dict_and_can_be_called():
 def test_a_malformed_dict_is_an_invalid_workflow(value, message):
     with pytest.raises(InvalidWorkflow, match=message):
         from_dict(value)
+
+
+def test_a_signature_is_read_as_celerys_dict():
+    sig = add.s(1, 2).set(queue="q")
+    assert dict(sig) == to_dict(sig) and sig["task"] == add.name and sig.get("args") == [1, 2]
+    assert sig.get("nothing", 5) == 5
+    assert Signature.from_dict(dict(sig)) == sig
+
+
+def test_celerys_own_dicts_are_read():
+    one = {"task": add.name, "args": [1, 1], "kwargs": {}, "options": {},
+           "subtask_type": None, "immutable": False}
+    celery_chain = {"task": "celery.chain", "args": [], "options": {}, "immutable": False,
+                    "subtask_type": "chain", "kwargs": {"tasks": [one, {**one, "args": [2]}]}}
+    assert from_dict(celery_chain) == add.s(1, 1) | add.s(2)
+    celery_chord = {"task": "celery.chord", "args": [], "options": {}, "immutable": False,
+                    "subtask_type": "chord",
+                    "kwargs": {"kwargs": {}, "header": {"task": "celery.group", "args": [],
+                                                       "options": {}, "subtask_type": "group",
+                                                       "kwargs": {"tasks": [one]}},
+                               "body": {**one, "task": tsum.name, "args": []}}}
+    assert from_dict(celery_chord) == chord([add.s(1, 1)], tsum.s())
+    as_list = {**celery_chord, "kwargs": {**celery_chord["kwargs"], "header": [one]}}
+    assert from_dict(as_list) == chord([add.s(1, 1)], tsum.s())
+
+
+def test_a_chord_streamed_from_a_generator_does_not_become_a_dict():
+    with pytest.raises(TypeError, match="give the header as a list"):
+        to_dict(chord((add.s(i, i) for i in range(3)), tsum.s()))

@@ -110,7 +110,7 @@ def test_visitor_methods_are_called_in_celerys_order():
     visitor = Recording()
     workflow = chain(add.s(1, 1), chord([ident.s()], tsum.s()),
                      group(add.s(1), mul.s(2))).on_error(errback.s())
-    workflow.stamp(visitor=visitor)
+    workflow = workflow.stamp(visitor=visitor)
     short = [call.replace("tests.canvas.tasks.", "") for call in visitor.calls]
     assert short == [
         "chain_start:chain", "errback:errback", "sig:errback",  # a part's links first
@@ -239,3 +239,40 @@ def test_the_golden_stamped_messages_still_carry_their_stamps():
                         message["content_type"], message["content_encoding"],
                         app.accepted_content)
         assert request.stamps == {"run": "golden-run", "tags": ["a", "b"]}
+
+
+def test_a_stamp_thrown_away_warns_at_its_line_as_celery_code_would_write_it():
+    """Celery's ``g.stamp(...)`` stamps ``g`` in place; here it returns the stamped copy,
+    so the statement alone warns, naming the fix."""
+    import warnings
+
+    from flowq.exceptions import DiscardedSignatureWarning
+
+    g = group(add.si(2, 2), add.si(3, 3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        g.stamp(stamp="your_custom_stamp")
+        g = g.stamp(stamp="your_custom_stamp")  # kept: no warning
+    found = [str(w.message) for w in caught if issubclass(w.category, DiscardedSignatureWarning)]
+    assert len(found) == 1
+    assert found[0].endswith("so the stamps are never applied. "
+                             "Write `g = g.stamp(stamp='your_custom_stamp')`")
+    assert all(stamps_of(sig) == {"stamp": "your_custom_stamp"} for sig in g.tasks)
+
+
+def test_a_chord_header_from_a_generator_is_stamped_member_by_member():
+    taken: list[int] = []
+
+    def parts():
+        for i in range(3):
+            taken.append(i)
+            yield add.s(i, i)
+
+    stamped = chord(parts(), tsum.s()).stamp(run="r1")
+    assert taken == [] and stamps_of(stamped.body) == {"run": "r1"}
+    runtime = EagerRuntime(app)  # the members are taken, and stamped, as they are sent
+    workflow = app.compile(stamped)
+    runtime.advancer.start(runtime.workflows.carry(workflow), workflow.seed, None)
+    sent = [m for m in runtime.publisher.pending if m.headers["task"] == add.name]
+    assert taken == [0, 1, 2] and len(sent) == 3
+    assert all(m.headers["stamps"] == {"run": "r1"} for m in sent)

@@ -225,7 +225,8 @@ def set_row(position: int, row: Any):
      "workflow.nodes[4][1]: node 1 is already a member of another join"),
     (set_row(3, [3, 1]), "workflow.nodes[3]: a range join is [3, start, count(, flags)]"),
     (set_row(3, [1, [1, 2], 0, 0]), "workflow.nodes[3]: a join is [1, members(, flags)]"),
-    (set_row(3, [1, [1, 2], 8]), "workflow.nodes[3][flags]: 8 is out of range 0..3"),
+    (set_row(3, [1, [1, 2], 8]), "workflow.nodes[3][flags]: 8 is out of range 0..7"),
+    (set_row(3, [1, [1, 2], 4]), "workflow.nodes[3][1]: a streamed join lists no members"),
     # wrong types inside a task row
     (set_row(0, [0, "0", [1, 1]]), "workflow.nodes[0][1]: expected an integer, got str"),
     (set_row(0, [0, 7, [1, 1]]), "workflow.nodes[0][1]: 7 is out of range 0..3"),
@@ -352,3 +353,11 @@ def test_values_nested_too_deeply_are_rejected_not_a_recursion_error() -> None:
     doc = broken(lambda d: d["nodes"].__setitem__(0, [0, 0, [nested(900)]]))
     with pytest.raises(MalformedCanvas, match=r"^workflow: values nested too deeply$"):
         wire.loads(json.dumps(doc))
+
+
+def test_a_streamed_join_round_trips_with_its_flag(app: Flowq) -> None:
+    streamed = app.compile(chord((add.s(i, i) for i in range(3)), tsum.s()))
+    join = streamed.nodes[0]
+    assert join.kind == "join" and join.streamed and join.members == ()
+    assert wire.loads(wire.dumps(streamed)) == streamed
+    assert wire.encode(streamed)["nodes"][0] == [1, [], 4]

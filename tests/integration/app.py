@@ -177,7 +177,6 @@ def shout(message):
 
 from tests.integration import observe_tasks  # noqa: E402,F401
 
-
 # -- worker command-line tests ----------------------------------------------------------------
 
 
@@ -188,3 +187,8 @@ def pid_after_allocating(mebibytes=0):
     block = b"\x01" * (mebibytes * 1024 * 1024)
     del block
     return os.getpid()
+
+
+# -- Celery-compatibility tests ---------------------------------------------------------------
+
+from tests.integration import compat_tasks  # noqa: E402,F401

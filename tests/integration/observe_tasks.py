@@ -1,18 +1,14 @@
 """Tasks for the observability integration tests (handles, progress, metrics, resume).
 
 Registered on the integration app: ``tests/integration/app.py`` imports this module at
-its end. Tasks that must wait for the test block on a *gate*: a ledger key the test sets
-when it is ready, so no test depends on how long a sleep takes on a loaded machine.
+its end. Tasks that must wait for the test block on a gate the test opens (the app's
+``gate`` task), so no test depends on how long a sleep takes on a loaded machine.
 """
 
 from __future__ import annotations
 
-import time
 
-from tests.integration.app import add, app, ledger, record
-
-#: Longest a gated task waits for its gate before failing (the tests open it much sooner).
-GATE_TIMEOUT = 60.0
+from tests.integration.app import add, app, gate, ledger, record
 
 
 def _key(name: str) -> str:
@@ -21,29 +17,20 @@ def _key(name: str) -> str:
     return f"{app_module.LEDGER_PREFIX}{name}"
 
 
-def wait_gate(gate: str) -> None:
-    """Block until the ledger key ``gate`` exists (set by the test)."""
-    deadline = time.monotonic() + GATE_TIMEOUT
-    while not ledger().exists(_key(gate)):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gate {gate!r} never opened")
-        time.sleep(0.02)
+@app.task
+def gated(value, token="gate"):
+    """``gate`` with the value first, so that it can follow a step in a chain: return
+    ``value`` once the test opens gate ``token`` (``Cluster.open_gate``)."""
+    return gate(token, value)
 
 
 @app.task(bind=True)
-def gated(self, value, gate="gate"):
-    """Return ``value`` once the test opens ``gate``."""
-    wait_gate(gate)
-    return value
-
-
-@app.task(bind=True)
-def stepwise(self, steps, gate_prefix="step"):
+def stepwise(self, steps, token="step"):
     """Report PROGRESS {current, total} before each step; step i waits for the gate
-    ``<gate_prefix>:<i>``; returns ``steps``."""
+    ``<token>:<i>``; returns ``steps``."""
     for current in range(steps):
         self.update_state(state="PROGRESS", meta={"current": current, "total": steps})
-        wait_gate(f"{gate_prefix}:{current}")
+        gate(f"{token}:{current}")
     return steps
 
 

@@ -82,7 +82,7 @@ def test_gauges_show_a_busy_pool_and_a_waiting_queue(db14: Cluster) -> None:
     gate = f"gate-{uuid.uuid4().hex[:6]}"
     # Given both pool processes held by gated tasks, 2 more messages held by the worker
     # (its prefetch window) and 3 more waiting in the queue
-    busy = [observe_tasks.gated.delay(i, gate=gate) for i in range(2)]
+    busy = [observe_tasks.gated.delay(i, token=gate) for i in range(2)]
     waiting = [tasks.add.delay(i, 1) for i in range(5)]
 
     def full() -> dict | None:
@@ -95,7 +95,7 @@ def test_gauges_show_a_busy_pool_and_a_waiting_queue(db14: Cluster) -> None:
     samples = wait_for(full, timeout=30, what="2 busy, 2 reserved, 3 queued", interval=0.5)
     assert value(samples, "flowq_pool_utilisation") == 1.0
     # When the gate opens, everything runs and the queue empties
-    db14.ledger.set(f"{db14.ledger_prefix}{gate}", 1)
+    db14.open_gate(gate)
     assert [r.get(timeout=30) for r in busy] == [0, 1]
     assert [r.get(timeout=30) for r in waiting] == [1, 2, 3, 4, 5]
 

@@ -196,7 +196,7 @@ def delete_queue(cluster: Cluster, name: str) -> None:
 @pytest.mark.timeout(120)
 def test_ping_status_and_inspect_answer_for_the_named_worker(ops: Cluster) -> None:
     node = node_of(ops)
-    assert app.control.ping(destination=[node], timeout=5) == [{node: "pong"}]
+    assert app.control.ping(destination=[node], timeout=5) == [{node: {"ok": "pong"}}]
 
     done = flowq(ops, "status", "-d", node, "-t", "5")
     assert done.returncode == 0, done.stderr
@@ -271,7 +271,7 @@ def test_terminate_kills_a_running_task(bare: Cluster) -> None:
     assert f"{node}: OK revoked 1 id(s), terminated 1" in done.stdout
     wait_for(lambda: long.state != states.PENDING, timeout=15)
     assert long.state == states.REVOKED
-    assert app.control.ping(destination=[node], timeout=5) == [{node: "pong"}]
+    assert app.control.ping(destination=[node], timeout=5) == [{node: {"ok": "pong"}}]
 
 
 @pytest.mark.timeout(120)

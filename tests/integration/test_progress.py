@@ -27,29 +27,25 @@ from flowq import chord, group
 from tests.integration import app as tasks, observe_tasks as gates
 gate = sys.argv[2]
 if sys.argv[1] == "chord":
-    result = chord([gates.gated.s(i, gate=f"{gate}:{i}") for i in range(3)], tasks.tsum.s()).delay()
+    result = chord([gates.gated.s(i, token=f"{gate}:{i}") for i in range(3)], tasks.tsum.s()).delay()
     print(result.root_id, flush=True)
     print(result.get(timeout=60, progress=True, interval=0.05), flush=True)
 else:
-    result = group(gates.gated.s(0, gate=f"{gate}:0"), tasks.fail.si(), gates.gated.s(2, gate=f"{gate}:2")).delay()
+    result = group(gates.gated.s(0, token=f"{gate}:0"), tasks.fail.si(), gates.gated.s(2, token=f"{gate}:2")).delay()
     print(result.root_id, flush=True)
     print(len(result.get(timeout=60, propagate=False, progress=True, interval=0.05)), flush=True)
 """
 
 
-def open_gate(cluster: Cluster, gate: str) -> None:
-    cluster.ledger.set(f"{cluster.ledger_prefix}{gate}", 1)
-
-
 def test_update_state_records_custom_states_until_the_task_ends(db14: Cluster) -> None:
     gate = f"g{uuid.uuid4().hex[:6]}"
-    result = observe_tasks.stepwise.delay(3, gate_prefix=gate)
+    result = observe_tasks.stepwise.delay(3, token=gate)
     for current in range(3):
         wait_for(lambda step=current: result.state == "PROGRESS"
                  and result.info["current"] == step, what=f"PROGRESS at step {current}")
         assert result.info == {"current": current, "total": 3}
         assert not result.ready()
-        open_gate(db14, f"{gate}:{current}")
+        db14.open_gate(f"{gate}:{current}")
     assert result.get(timeout=30) == 3
     # A state written after the task finished is ignored: the outcome is write-once
     observe_tasks.stepwise.update_state(task_id=result.id, state="PROGRESS", meta={"late": 1})
@@ -115,10 +111,10 @@ def test_get_with_progress_draws_a_bar_on_a_terminal(db14: Cluster) -> None:
     gate = f"g{uuid.uuid4().hex[:6]}"
     client = Terminal(db14, "chord", gate)
     client.read_until("] 0/4 done")  # three members and the body
-    open_gate(db14, f"{gate}:0")
+    db14.open_gate(f"{gate}:0")
     client.read_until("] 1/4 done")
-    open_gate(db14, f"{gate}:1")
-    open_gate(db14, f"{gate}:2")
+    db14.open_gate(f"{gate}:1")
+    db14.open_gate(f"{gate}:2")
     out, _ = client.finish()
     assert out.strip() == "3"
     assert "\r[" + "#" * 30 + "] 4/4 done" in client.screen
@@ -129,8 +125,8 @@ def test_group_progress_counts_failures(db14: Cluster) -> None:
     gate = f"g{uuid.uuid4().hex[:6]}"
     client = Terminal(db14, "group", gate)
     client.read_until("1/3 done, 1 failed")
-    open_gate(db14, f"{gate}:0")
-    open_gate(db14, f"{gate}:2")
+    db14.open_gate(f"{gate}:0")
+    db14.open_gate(f"{gate}:2")
     out, _ = client.finish()
     assert out.strip() == "3"
     assert "3/3 done, 1 failed" in client.screen
@@ -139,7 +135,7 @@ def test_group_progress_counts_failures(db14: Cluster) -> None:
 def test_no_bar_when_standard_error_is_not_a_terminal(db14: Cluster) -> None:
     gate = f"g{uuid.uuid4().hex[:6]}"
     for i in range(3):
-        open_gate(db14, f"{gate}:{i}")
+        db14.open_gate(f"{gate}:{i}")
     client = Terminal(db14, "chord", gate, tty=False)
     out, err = client.finish()
     assert client.proc.returncode == 0, err
@@ -155,8 +151,8 @@ def watch(cluster: Cluster, task_id: str, *args: str) -> subprocess.Popen[str]:
 
 def test_graph_watch_redraws_until_the_workflow_ends(db14: Cluster) -> None:
     gate = f"g{uuid.uuid4().hex[:6]}"
-    result = (observe_tasks.gated.s(1, gate=f"{gate}:a")
-              | observe_tasks.gated.s(gate=f"{gate}:b")).delay()
+    result = (observe_tasks.gated.s(1, token=f"{gate}:a")
+              | observe_tasks.gated.s(token=f"{gate}:b")).delay()
     watcher = watch(db14, result.id)
     frames = [""]
     assert watcher.stdout is not None
@@ -164,8 +160,8 @@ def test_graph_watch_redraws_until_the_workflow_ends(db14: Cluster) -> None:
         line = watcher.stdout.readline()
         assert line, f"the watcher ended early: {watcher.communicate()}"
         frames[-1] += line  # the first drawing: both steps pending
-    open_gate(db14, f"{gate}:a")
-    open_gate(db14, f"{gate}:b")
+    db14.open_gate(f"{gate}:a")
+    db14.open_gate(f"{gate}:b")
     out, err = watcher.communicate(timeout=60)
     assert watcher.returncode == 0, err
     drawings = (frames[0] + out).split("\n\n")
@@ -177,7 +173,7 @@ def test_graph_watch_redraws_until_the_workflow_ends(db14: Cluster) -> None:
 
 def test_graph_watch_gives_up_after_max_wait(db14: Cluster) -> None:
     gate = f"g{uuid.uuid4().hex[:6]}"
-    result = observe_tasks.gated.s(1, gate=gate).set(link=observe_tasks.gated.s(gate=gate))
+    result = observe_tasks.gated.s(1, token=gate).set(link=observe_tasks.gated.s(token=gate))
     sent = result.delay()
     watcher = watch(db14, sent.id, "--max-wait", "1")
     out, err = watcher.communicate(timeout=30)
@@ -185,5 +181,5 @@ def test_graph_watch_gives_up_after_max_wait(db14: Cluster) -> None:
     assert err.strip() == (f"Error: workflow {sent.root_id} is still running after 1s "
                            f"(--max-wait)")
     assert "[PENDING]" in out
-    open_gate(db14, gate)
+    db14.open_gate(gate)
     assert sent.get(timeout=30) == 1

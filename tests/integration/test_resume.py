@@ -75,7 +75,7 @@ def test_a_running_workflow_is_refused_then_flowq_resume_resumes_it(db14: Cluste
     kind = f"cli-{uuid.uuid4().hex[:6]}"
     gate = f"gate-{kind}"
     fail_with(db14, kind, 0)
-    result = (group(observe_tasks.flaky.s(0, kind=kind), observe_tasks.gated.s(1, gate=gate))
+    result = (group(observe_tasks.flaky.s(0, kind=kind), observe_tasks.gated.s(1, token=gate))
               | observe_tasks.count_body.s(kind=f"{kind}-body")).delay()
     with pytest.raises(ChordError):
         result.get(timeout=60)
@@ -83,7 +83,7 @@ def test_a_running_workflow_is_refused_then_flowq_resume_resumes_it(db14: Cluste
     with pytest.raises(ResumeRefused, match=f"workflow {result.root_id} is still running: 1 "
                                             f"of its nodes have not finished"):
         result.workflow().resume()
-    db14.ledger.set(f"{db14.ledger_prefix}{gate}", 1)
+    db14.open_gate(gate)
     finished(result)
     stop_failing(db14, kind)
     done = flowq(db14, "resume", result.parent.results[0].id)  # any task's id will do

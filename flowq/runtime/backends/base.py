@@ -184,6 +184,17 @@ class ResultBackend(abc.ABC):
         """
 
     @abc.abstractmethod
+    def chord_grow(self, join_id: str, claim: str, count: int,
+                   expires: float | None = None) -> int | None:
+        """Add ``count`` parts to the chord ``join_id`` and return its size before (the
+        first new part's index); None if the chord is gone (expired), complete or failed.
+
+        Once per ``claim``: a retry, or a redelivered task growing the chord with the
+        same claim, gets the same answer and grows nothing. Parts added this way count
+        like the first ones; the chord completes when every part is recorded.
+        """
+
+    @abc.abstractmethod
     def chord_values(self, join_id: str) -> dict[int, bytes | None]:
         """The parts recorded so far (index -> value, None for a failed part)."""
 

@@ -90,6 +90,7 @@ class _Chord:
     parts: dict[int, bytes | None] = attrs.Factory(dict)
     fired: str | None = None
     failed: bool = False
+    grown: dict[str, int] = attrs.Factory(dict)  # claim -> size before it grew
 
 
 class MemoryBackend(ResultBackend):
@@ -196,6 +197,22 @@ class MemoryBackend(ResultBackend):
         chord.fired = part.claimant
         values = tuple(chord.parts[index] for index in range(chord.size))
         return StoreOutcome(new, joined=cast("tuple[bytes, ...]", values))  # none failed
+
+    def chord_grow(self, join_id: str, claim: str, count: int,
+                   expires: float | None = None) -> int | None:
+        with self._cond:
+            chord = self._chords.get(join_id)
+            if chord is None:
+                return None
+            if claim in chord.grown:
+                return chord.grown[claim]
+            if chord.fired is not None or chord.failed:
+                return None
+            before = chord.grown[claim] = chord.size
+            chord.size += count
+            if expires is not None:
+                self._chords.set(join_id, chord, expires)
+            return before
 
     def chord_values(self, join_id: str) -> dict[int, bytes | None]:
         with self._cond:

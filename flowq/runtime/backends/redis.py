@@ -63,7 +63,7 @@ _SCRIPTS: dict[str, tuple[str, ...]] = {
     "store": ("lib_record", "lib_part"), "store_many": (), "reset": (), "flag_set": (),
     "delay_due": (), "lease_acquire": (), "lease_release": (),
     "store_record": ("lib_record",), "store_part": ("lib_part",), "store_absent": (),
-    "chord_init": (), "take_record": ()}
+    "chord_init": (), "take_record": (), "chord_grow": ()}
 SOURCES = {name: "\n".join(_LUA.joinpath(f"{part}.lua").read_text()
                             for part in (*libraries, name))
            for name, libraries in _SCRIPTS.items()}
@@ -248,6 +248,13 @@ class RedisBackend(ResultBackend):
                 if expires is not None:
                     pipe.pexpire(key, _ms(expires))
             pipe.execute()
+
+    def chord_grow(self, join_id: str, claim: str, count: int,
+                   expires: float | None = None) -> int | None:
+        before = int(self._retry(functools.partial(  # a retry repeats the same claim
+            self._scripts["chord_grow"], [self.keys.chord(join_id)],
+            [claim, count, _ms(expires) or ""])))
+        return None if before < 0 else before
 
     @_retried
     def chord_values(self, join_id: str) -> dict[int, bytes | None]:

@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS chords (
 CREATE TABLE IF NOT EXISTS chord_parts (
     chord_id TEXT NOT NULL, idx INTEGER NOT NULL, value BLOB,  -- NULL: the member failed
     PRIMARY KEY (chord_id, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chord_grown (  -- chord_grow(): the size before each claim grew it
+    chord_id TEXT NOT NULL, claim TEXT NOT NULL, size_before INTEGER NOT NULL,
+    PRIMARY KEY (chord_id, claim)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS flags (key TEXT PRIMARY KEY, expires_at REAL);
 CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires_at REAL);
 CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL, expires_at REAL);
@@ -137,8 +140,9 @@ class SqliteBackend(ResultBackend):
 
     def _prune(self, db: sqlite3.Connection) -> None:
         now = {"now": time.time()}
-        db.execute("DELETE FROM chord_parts WHERE chord_id IN "
-                   "(SELECT id FROM chords WHERE expires_at <= :now)", now)
+        for table in ("chord_parts", "chord_grown"):
+            db.execute(f"DELETE FROM {table} WHERE chord_id IN "
+                       f"(SELECT id FROM chords WHERE expires_at <= :now)", now)
         for table in _EXPIRED_TABLES:
             db.execute(f"DELETE FROM {table} WHERE expires_at <= :now", now)
         self._next_prune = time.monotonic() + _PRUNE_EVERY
@@ -234,6 +238,27 @@ class SqliteBackend(ResultBackend):
         values = db.execute("SELECT value FROM chord_parts WHERE chord_id = ? ORDER BY idx",
                             (part.join_id,))
         return StoreOutcome(new, joined=tuple(value for (value,) in values))
+
+    def chord_grow(self, join_id: str, claim: str, count: int,
+                   expires: float | None = None) -> int | None:
+        now = time.time()
+        with self._transaction() as db:
+            chord = db.execute(f"SELECT size, fired, failed FROM chords WHERE id = :id AND "
+                               f"{_ALIVE}", {"id": join_id, "now": now}).fetchone()
+            if chord is None:
+                return None
+            seen = db.execute("SELECT size_before FROM chord_grown WHERE chord_id = ? AND "
+                              "claim = ?", (join_id, claim)).fetchone()
+            if seen is not None:
+                return int(seen[0])
+            size, fired, failed = chord
+            if fired is not None or failed:
+                return None
+            db.execute("INSERT INTO chord_grown VALUES (?, ?, ?)", (join_id, claim, size))
+            db.execute("UPDATE chords SET size = size + :count, "
+                       "expires_at = coalesce(:until, expires_at) WHERE id = :id",
+                       {"count": count, "until": _until(now, expires), "id": join_id})
+            return int(size)
 
     def chord_values(self, join_id: str) -> dict[int, bytes | None]:
         rows = self._read(f"SELECT idx, value FROM chord_parts WHERE chord_id = :id AND EXISTS "
@@ -473,6 +498,7 @@ def _until(now: float, expires: float | None) -> float | None:
 def _drop_expired_chord(db: sqlite3.Connection, join_id: str, now: float) -> None:
     """Delete a chord that expired, parts first, so its id can start a fresh count."""
     params = {"id": join_id, "now": now}
-    db.execute("DELETE FROM chord_parts WHERE chord_id = :id AND EXISTS "
-               "(SELECT 1 FROM chords WHERE id = :id AND expires_at <= :now)", params)
+    for table in ("chord_parts", "chord_grown"):
+        db.execute(f"DELETE FROM {table} WHERE chord_id = :id AND EXISTS "
+                   f"(SELECT 1 FROM chords WHERE id = :id AND expires_at <= :now)", params)
     db.execute("DELETE FROM chords WHERE id = :id AND expires_at <= :now", params)

@@ -206,6 +206,35 @@ def test_a_failed_redelivery_keeps_the_first_success(backend: ResultBackend) -> 
     assert member(backend, "j", 1, 2).joined == values(2)
 
 
+def test_a_chord_grown_waits_for_its_new_parts(backend: ResultBackend) -> None:
+    backend.chord_init([("j", 2)], expires=LONG)
+    member(backend, "j", 0, 2)
+    assert backend.chord_grow("j", "m0:0", 2, expires=LONG) == 2  # parts 2 and 3 added
+    assert member(backend, "j", 1, 4).joined is None  # the first two no longer complete it
+    assert member(backend, "j", 3, 4).joined is None
+    assert member(backend, "j", 2, 4).joined == values(4)
+
+
+def test_growing_again_with_the_same_claim_grows_once(backend: ResultBackend) -> None:
+    backend.chord_init([("j", 1)], expires=LONG)
+    assert backend.chord_grow("j", "claim", 1) == 1
+    assert backend.chord_grow("j", "claim", 1) == 1  # a retry, or a redelivered task
+    assert backend.chord_grow("j", "other", 3) == 2
+    member(backend, "j", 0, 5), member(backend, "j", 1, 5), member(backend, "j", 2, 5)
+    member(backend, "j", 3, 5)
+    assert member(backend, "j", 4, 5).joined == values(5)
+
+
+def test_a_chord_that_is_gone_complete_or_failed_cannot_grow(backend: ResultBackend) -> None:
+    assert backend.chord_grow("nowhere", "c", 1) is None
+    backend.chord_init([("done", 1), ("failed", 2)], expires=LONG)
+    member(backend, "done", 0, 1)
+    member(backend, "failed", 0, 2, failed=True)
+    assert backend.chord_grow("done", "c", 1) is None
+    assert backend.chord_grow("failed", "c", 1) is None
+    assert backend.chord_values("done") == {0: b"v0"}  # its claims are not parts
+
+
 def test_a_part_for_a_chord_never_created_is_lost(backend: ResultBackend) -> None:
     outcome = member(backend, "nowhere", 0, 2)
     assert (outcome.new, outcome.lost, outcome.joined) == (True, True, None)
