@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
         sending = time.perf_counter() - started
         time.sleep(3.0)  # a worker holding them would have fetched them by now
         after = worker_rss(worker)
-        queued = sum(stack.redis.llen(key) for key in stack.queue_keys())
+        queued = stack.queued()
         emit(NAME, f"{count:,} tasks with countdown=3600, one idle worker",
              **stack.description, tasks=count, send_seconds=round(sending, 2),
              worker_main_rss_mib_before=before["main"], worker_main_rss_mib_after=after["main"],

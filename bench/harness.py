@@ -33,6 +33,8 @@ from typing import Any
 
 import redis
 
+from flowq.runtime.keys import BrokerKeys
+
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = "redis://127.0.0.1:6379"
 #: Redis database the benches use unless ``--redis-db`` says otherwise (tests use 4, 5, 15).
@@ -380,10 +382,14 @@ class Stack:
         records = self.app.backend.get_many(list(ids))
         return sum(1 for record in records if record is None or record.state != "SUCCESS")
 
-    def queue_keys(self) -> list[bytes]:
-        """The Redis lists kombu keeps this stack's queue in (one per priority step)."""
-        return [key for key in self.redis.scan_iter(match=f"{self.queue}*", count=1000)
-                if self.redis.type(key) == b"list"]
+    def queue_streams(self) -> list[str]:
+        """The Redis streams flowq's transport keeps this stack's queue in (one per
+        priority)."""
+        return BrokerKeys().streams(self.queue)
+
+    def queued(self) -> int:
+        """Messages in the stack's queue (Redis): waiting or held, not yet acknowledged."""
+        return sum(int(self.redis.xlen(key)) for key in self.queue_streams())
 
     def close(self) -> None:
         """Stop workers and delete every key, queue and file this stack wrote."""
@@ -394,9 +400,7 @@ class Stack:
             pass
         if self.kind == "redis":
             self.delete_keys(f"{self.prefix}*")
-            self.delete_keys(f"{self.queue}*")
-            self.delete_keys(f"_kombu.binding*.{self.queue}*")  # kombu's exchange bindings
-            self._drop_binding_deadlines()
+            self.delete_keys(f"flowq:*{self.queue}*")  # the queue's streams and bindings
         self.redis.close()
         if self.options.keep_logs:
             kept = Path(tempfile.gettempdir()) / f"{self.tmp.name}-logs"
@@ -405,19 +409,6 @@ class Stack:
                 shutil.copy(log, kept / log.name)
             progress(f"worker logs kept in {kept}")
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def _drop_binding_deadlines(self) -> None:
-        """Remove kombu's expiry entries for our exchanges, and for any exchange whose
-        binding table is already gone (e.g. the remote-control reply exchange)."""
-        deadlines = "_kombu.binding_deadlines"
-        stale = []
-        for member, _ in self.redis.zscan_iter(deadlines):
-            exchange = member.decode(errors="replace")
-            if self.queue in exchange or not self.redis.exists(
-                    f"_kombu.binding.{exchange}", f"_kombu.binding_permanent.{exchange}"):
-                stale.append(member)
-        if stale:
-            self.redis.zrem(deadlines, *stale)
 
     def delete_keys(self, pattern: str) -> int:
         keys = list(self.redis.scan_iter(match=pattern, count=1000))

@@ -8,7 +8,7 @@ Measured, per case (``--quick``: a chain of 100 and a chord of 1,000):
 * ``blob_bytes``: the workflow stored once in the backend (workflows over
   ``workflow_inline_limit`` travel as a 64-character ``wf_ref``);
 * ``redis_payload_bytes_producer``: the producer's messages exactly as kombu stored them
-  in the Redis list (JSON envelope, base64 body), read back before the worker starts;
+  in the Redis streams (JSON envelope, base64 body), read back before the worker starts;
   the difference per message is kombu's envelope, the same for any protocol.
 
 Celery's bytes for the same two workflows are measured by ``bench/celery_bytes.py``, which
@@ -28,14 +28,18 @@ NAME = "bytes"
 
 
 def list_bytes(stack: Stack) -> tuple[int, int]:
-    """(messages, bytes) waiting in the stack's queue, as kombu stored them in Redis."""
+    """(messages, bytes) waiting in the stack's queue, as the transport stored them in
+    Redis (kombu's message JSON in each stream entry)."""
     count = size = 0
-    for key in stack.queue_keys():
-        length = stack.redis.llen(key)
-        for start in range(0, length, 1000):
-            items = stack.redis.lrange(key, start, start + 999)
-            count += len(items)
-            size += sum(len(item) for item in items)
+    for key in stack.queue_streams():
+        start = "-"
+        while True:
+            entries = stack.redis.xrange(key, start, "+", count=1000)
+            count += len(entries)
+            size += sum(len(fields.get(b"m", b"")) for _, fields in entries)
+            if len(entries) < 1000:
+                break
+            start = "(" + entries[-1][0].decode()
     return count, size
 
 

@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Setting] = {
     "broker_connection_retry": Setting(bool, True, "Retry publishing on a dropped connection."),
     "broker_connection_max_retries": Setting(int, 5, "Publish retries before BrokerUnavailable."),
     "broker_publish_confirm": Setting(bool, True, "Wait for RabbitMQ publisher confirms."),
+    "broker_lease_seconds": Setting(_NUM, 10.0, "Redis, embedded: how long a consumer's hold on "
+                                                "a message outlives its last heartbeat."),
     "broker_queue_type": Setting(str, "classic", "RabbitMQ task queues: classic, or quorum "
                                  "(replicated; delivery limit task_max_deliveries).",
                                  ("classic", "quorum")),

@@ -1,6 +1,6 @@
 """Grouping for parallel runs (pytest-xdist, ``-n``): the tests of one file run in one
 process, so a module's worker cluster starts once, and the reliability suite runs as one
-group, since its tests share a Redis database with short visibility timeouts.
+group, since its tests share a Redis database (and kill workers all the time).
 
 Also the Redis Cluster every suite may use (``redis_cluster``): three masters on loopback,
 started once per test process and stopped by pid at its end.

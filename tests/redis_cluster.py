@@ -109,11 +109,42 @@ class RedisClusterServers:
                 raise RuntimeError(f"Redis Cluster fixture: timed out waiting for {what}")
             time.sleep(0.1)
 
-    def delete_prefix(self, prefix: str) -> None:
-        """Delete every key starting with ``prefix``, on every master."""
+    def move_slot(self, key: str) -> tuple[int, int]:
+        """Move the slot of ``key`` (with its keys) to another master, as a resharding
+        does; return the (from, to) ports."""
+        slot = int(self._client(self.ports[0]).cluster("KEYSLOT", key))
+        ids = {port: self._client(port).cluster("MYID") for port in self.ports}
+        ids = {port: value.decode() if isinstance(value, bytes) else value
+               for port, value in ids.items()}
+        source = next(port for port in self.ports if self._owns(port, slot))
+        target = next(port for port in self.ports if port != source)
+        self._client(target).execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING",
+                                             ids[source])
+        self._client(source).execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING",
+                                             ids[target])
+        while keys := self._client(source).execute_command("CLUSTER", "GETKEYSINSLOT", slot,
+                                                           100):
+            self._client(source).execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000,
+                                                 "KEYS", *keys)
+        for port in self.ports:
+            self._client(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+        return source, target
+
+    def _owns(self, port: int, slot: int) -> bool:
+        for start, end, master, *_ in self._client(port).execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return int(master[1]) == port
+        return False
+
+    def client(self) -> redis.RedisCluster:
+        """A cluster client (the caller closes it)."""
+        return redis.RedisCluster(host="127.0.0.1", port=self.ports[0])
+
+    def delete_matching(self, pattern: str) -> None:
+        """Delete every key matching the glob ``pattern``, on every master."""
         for port in self.ports:
             client = self._client(port)
-            for key in list(client.scan_iter(match=f"{prefix}*", count=1000)):
+            for key in list(client.scan_iter(match=pattern, count=1000)):
                 client.delete(key)  # one at a time: the keys of one node span many slots
 
     def stop(self) -> None:

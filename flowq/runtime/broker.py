@@ -1,8 +1,10 @@
 """Broker connections and queue declarations, all through kombu.
 
-URLs: ``redis://`` (kombu's Redis transport), ``amqp://`` (RabbitMQ), ``memory://``
-(one process only) and ``sqlite:///path`` (the embedded default, a kombu transport of
-ours). ``None`` means the embedded default under the app's ``data_dir``.
+URLs: ``redis://`` and ``rediss://`` (flowq's Redis transport; ``redis-cluster://`` and
+``rediss-cluster://`` on a Redis Cluster), ``amqp://`` (RabbitMQ),
+``memory://`` (one process only) and ``sqlite:///path`` (the embedded default). ``None``
+means the embedded default under the app's ``data_dir``. flowq's own transports (Redis,
+SQLite) hold a message a consumer took under a lease of ``broker_lease_seconds``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ from typing import Any
 
 from kombu import Connection, Exchange, Queue
 
+import flowq.runtime  # noqa: F401 - registers flowq's transports with kombu
 from flowq.exceptions import ConfigurationError
 from flowq.settings import Settings, mask_url
 
 DEAD_LETTER_SUFFIX = ".dead"
+#: URL schemes of flowq's transports, whose consumers hold messages under a lease.
+LEASED = ("redis", "rediss", "redis-cluster", "rediss-cluster", "sqlite")
+#: Header of a dead letter saying why it was not run (``Type: message``).
+REASON_HEADER = "x-flowq-reason"
 AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 #: AMQP's reply code for a declaration that contradicts the existing entity.
 PRECONDITION_FAILED = 406
@@ -49,22 +56,18 @@ def connect(conf: Settings, url: str | None = None, retry: bool = True) -> Conne
                         if retry and conf.broker_connection_retry else 0),
         "interval_start": RETRY_START, "interval_step": RETRY_STEP, "interval_max": RETRY_MAX,
         **conf.broker_transport_options}
-    kwargs: dict[str, Any] = {}
     scheme = url.split("://", 1)[0]
-    if scheme in ("redis", "rediss"):
-        # one Redis list per priority level, so all ten levels (0-9) are distinct
-        options.setdefault("priority_steps", list(range(10)))
-        # kombu guards its restore of unacked messages with a lock held 300 s by default;
-        # a worker killed while holding it would stop redeliveries that long
-        options.setdefault("unacked_mutex_expire", 5)
-    if scheme == "redis":  # (rediss keeps kombu's own, which sets up TLS from the scheme)
-        from flowq.runtime.transports.redis import Transport as RedisTransport
-
-        kwargs["transport"] = RedisTransport
+    if scheme in LEASED:
+        if conf.broker_lease_seconds <= 0:
+            raise ConfigurationError(
+                f"broker_lease_seconds must be more than 0 (how long a worker's hold on a "
+                f"message outlives its last heartbeat; default 10), got "
+                f"{conf.broker_lease_seconds!r}")
+        options.setdefault("lease_seconds", conf.broker_lease_seconds)
     if scheme in ("amqp", "amqps", "pyamqp") and conf.broker_publish_confirm:
         options.setdefault("confirm_publish", True)
     return Connection(url, transport_options=options, heartbeat=10 if scheme.startswith(
-        ("amqp", "pyamqp")) else 0, **kwargs)
+        ("amqp", "pyamqp")) else 0)
 
 
 def describe(conf: Settings) -> str:

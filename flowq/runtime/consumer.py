@@ -61,7 +61,7 @@ OUTAGES: tuple[type[BaseException], ...] = (BackendError, BrokerError, OSError,
                                             redis_errors.ConnectionError,
                                             redis_errors.TimeoutError)
 security_log = logging.getLogger("flowq.security")
-REASON_HEADER = "x-flowq-reason"
+REASON_HEADER = broker.REASON_HEADER
 _REPR_LIMIT = 1024
 
 
@@ -212,16 +212,23 @@ class Intake:
         self.finished.put((job, None, error))
 
     def _delivered_too_often(self, job: Job) -> bool:
-        """Count deliveries of a late-acked message durably (before it runs); past
+        """Count the runs of a late-acked message durably (before it runs); past
         ``task_max_deliveries`` it fails and is dead-lettered instead of looping.
 
-        A quorum queue counts them itself (``x-delivery-count``), including deliveries to
-        workers that died before starting the task; elsewhere the result backend counts
-        the starts."""
+        A quorum queue counts deliveries itself (``x-delivery-count``), including those to
+        workers that died before starting the task. Elsewhere a first delivery (the broker
+        says it was never delivered before) costs nothing, and a redelivery is counted in
+        the result backend, the first delivery included: whether that one ran is not known
+        (the worker holding it may have died with it still prefetched), so the count is at
+        most one too high, never low. A broker that does not say counts every run.
+        """
         request = job.request
+        redelivered = (job.message.delivery_info or {}).get("redelivered")
         limit = self.app.conf.task_max_deliveries
         count = broker.quorum_deliveries(job.message.headers) if self.quorum else None
         if count is None:
+            if redelivered is False:
+                return False
             key = delivery_counter(request.id, request.retries)
             try:
                 count = self.app.runtime.backend.incr(key, expires=self.app.conf.result_expires)
@@ -229,6 +236,7 @@ class Intake:
                 log.warning("Could not count deliveries of %s: %s", request.id, exc,
                             extra=logs.about(request))  # and returns
                 return False
+            count += 1 if redelivered else 0
         if count <= limit:
             return False
         error = WorkerLostError(f"{request.task}[{request.id}] was delivered {count} times "

@@ -123,3 +123,74 @@ class ClusterKeys(Keys):
     @property
     def delay_payloads(self) -> str:
         return f"{self.prefix}delay:{{{self.prefix}delay}}:msg"
+
+
+#: What separates a kombu list transport's queue name from its priority step.
+KOMBU_PRIORITY_SEP = "\x06\x16"
+#: Priority levels of a Redis queue: 0-9, 9 first (RabbitMQ's meaning).
+PRIORITY_LEVELS = 10
+
+
+@attrs.frozen(slots=True)
+class BrokerKeys:
+    """The key names of flowq's Redis transport under one prefix.
+
+    Every key of one queue carries the queue's name as a hash tag (``{name}``), so they
+    all live in one slot of a Redis Cluster and a script may touch them together; no
+    script touches the keys of two queues.
+    """
+
+    prefix: str = DEFAULT_PREFIX
+
+    def stream(self, queue: str, priority: int) -> str:
+        # stream: the queue's messages of one priority; field "m" holds kombu's message
+        # JSON, optional "d" the deliveries it had before this stream (an upgrade)
+        return f"{self.prefix}{{{queue}}}:p{priority}"
+
+    def streams(self, queue: str) -> list[str]:
+        """The queue's streams, highest priority first (the order consumers read them)."""
+        return [self.stream(queue, priority) for priority in reversed(range(PRIORITY_LEVELS))]
+
+    def meta(self, queue: str) -> str:
+        # hash: the queue's declared options (max_length, expires); exists iff the queue does
+        return f"{self.prefix}{{{queue}}}:meta"
+
+    def wake(self, queue: str) -> str:
+        # string, expiring after a second: a wake-up entry was added to the queue (at most
+        # one a second: a burst of given-back messages needs one look)
+        return f"{self.prefix}{{{queue}}}:wake"
+
+    def queue_bindings(self, queue: str) -> str:
+        # set: "<exchange>\x06\x16<binding member>" for every binding of the queue
+        return f"{self.prefix}{{{queue}}}:bound"
+
+    def bindings(self, exchange: str) -> str:
+        # set: "<routing key>\x06\x16<pattern>\x06\x16<queue>" per binding (kombu's format)
+        return f"{self.prefix}binding:{exchange}"
+
+    @property
+    def exchanges(self) -> str:
+        # hash: exchange name -> type, for producers that did not declare it themselves
+        return f"{self.prefix}exchanges"
+
+    def fanout(self, db: int, exchange: str) -> str:
+        # pub/sub channel of a fanout exchange (channels span databases: the db is named)
+        return f"{self.prefix}{db}:fanout:{exchange}"
+
+
+@attrs.frozen(slots=True)
+class KombuListKeys:
+    """The keys kombu's Redis list transport (flowq before its own transport) used, read
+    only to move what it left behind into the streams."""
+
+    def queue(self, queue: str, step: int) -> str:
+        # list per priority step; step 0 was consumed first (flowq priority 9)
+        return queue if step == 0 else f"{queue}{KOMBU_PRIORITY_SEP}{step}"
+
+    def queues(self, queue: str) -> list[str]:
+        return [self.queue(queue, step) for step in range(PRIORITY_LEVELS)]
+
+    #: hash: delivery tag -> JSON [message, exchange, routing key] of unacked messages
+    unacked: str = "unacked"
+    #: sorted set: delivery tag -> unix time it was delivered
+    unacked_index: str = "unacked_index"

@@ -31,7 +31,6 @@ from flowq.settings import Settings
 DELAY_THRESHOLD = 0.05
 #: Messages per pipelined round trip when publishing a group or chord header.
 BATCH_SIZE = 500
-MAX_PRIORITY = 9
 #: AMQP's reply code for a ``mandatory`` message no queue took.
 NO_ROUTE = 312
 
@@ -47,9 +46,10 @@ class Publisher:
         self._producer: Producer | None = None
         self._declared: set[str] = set()
         url = broker.broker_url(conf)
-        self._redis = url.startswith(("redis://", "rediss://"))
-        # On RabbitMQ messages are mandatory: one no queue takes comes back, not vanishes.
-        self._amqp = url.startswith(("amqp://", "amqps://", "pyamqp://"))
+        # Messages are mandatory: on RabbitMQ one no queue takes comes back instead of
+        # vanishing; on Redis the queue it finds missing is declared again.
+        self._mandatory = url.startswith(("amqp://", "amqps://", "pyamqp://", "redis://",
+                                          "rediss://", "redis-cluster://", "rediss-cluster://"))
         self._embedded = url.startswith("sqlite:")
 
     @property
@@ -140,10 +140,10 @@ class Publisher:
                          routing_key=message.routing_key or message.queue,
                          headers=message.headers, content_type=message.content_type,
                          content_encoding=message.content_encoding,
-                         priority=self._priority(message.priority),
+                         priority=message.priority,
                          correlation_id=message.id, delivery_mode=2,
                          declare=self._declare(message.queue) if default else [],
-                         mandatory=self._amqp)
+                         mandatory=self._mandatory)
         if self._embedded and default:
             warn_if_never_consumed(producer.channel, message.queue)
 
@@ -162,13 +162,6 @@ class Publisher:
         except ChannelError as exc:
             raise PublishRejected(f"RabbitMQ returned the message for queue "
                                   f"{message.queue!r} as unroutable twice: {exc}") from exc
-
-    def _priority(self, priority: int | None) -> int | None:
-        """flowq's priorities are AMQP's: 9 is highest, none is lowest. kombu's Redis
-        transport runs 0 first, so there the scale is turned around."""
-        if not self._redis:
-            return priority
-        return MAX_PRIORITY - min(max(priority or 0, 0), MAX_PRIORITY)
 
     def _get_producer(self) -> Producer:
         if self._producer is None:

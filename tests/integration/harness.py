@@ -78,6 +78,18 @@ def require_server(name: str, port: int) -> None:
     pytest.skip(message)
 
 
+def delete_broker_keys(client: redis.Redis, token: str) -> None:
+    """Delete every key flowq's Redis transport made for names holding ``token``: the
+    queues (``<queue>``, ``<queue>.dead``, mailboxes of the cluster's control exchange),
+    their bindings and recorded exchange types."""
+    keys = list(client.scan_iter(match=f"flowq:*{token}*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start:start + 500])
+    types = [name for name, _ in client.hscan_iter("flowq:exchanges", match=f"*{token}*")]
+    if types:
+        client.hdel("flowq:exchanges", *types)
+
+
 class WorkerProcess:
     """``flowq worker`` in a subprocess with its own process group."""
 
@@ -139,7 +151,7 @@ class Cluster:
         """``urls``: (broker URL, backend URL template) instead of ``CONFIGS[name]``'s."""
         self.name = name
         self.tmp = tmp
-        token = uuid.uuid4().hex[:10]
+        self.token = token = uuid.uuid4().hex[:10]
         self.queue = f"flowq-test-{token}"
         self.prefix = f"flowq-test-{token}:"
         broker, backend = urls or CONFIGS[name]
@@ -214,9 +226,7 @@ class Cluster:
             backend = redis.Redis.from_url(self.backend_url.split("?")[0])
             self._delete_keys(backend, self.prefix)
         if self.broker_url and self.broker_url.startswith("redis"):
-            broker = redis.Redis.from_url(self.broker_url)
-            for prefix in ("", "_kombu.binding.", "_kombu.binding_permanent."):
-                self._delete_keys(broker, prefix + self.queue)  # its queues and their bindings
+            delete_broker_keys(redis.Redis.from_url(self.broker_url), self.token)
         if self.broker_url and self.broker_url.startswith("amqp"):
             self._delete_amqp_queues()
 

@@ -183,11 +183,8 @@ def delete_queue(cluster: Cluster, name: str) -> None:
                 except Exception:  # noqa: BLE001 - already gone
                     pass
     elif cluster.broker_url:
-        import redis
-
-        client = redis.Redis.from_url(cluster.broker_url)
-        Cluster._delete_keys(client, name)
-        client.delete(f"_kombu.binding.{name}")
+        with Connection(cluster.broker_url) as connection:
+            connection.channel().queue_delete(name)
 
 
 # -- ping, status, inspect ---------------------------------------------------------------------

@@ -1,18 +1,15 @@
 """Fixtures of the reliability suite: fault clusters, a private Redis, raw messages.
 
 A :class:`FaultCluster` is the integration harness's :class:`Cluster` on a Redis
-database of its own (``FAULT_DB``). Fault workers run with a visibility timeout of a
-few seconds, and kombu's Redis transport restores *every* unacked message of a database
-older than that, so sharing a database with workers of other test runs would redeliver
-their long tasks. Workers are told apart by a unique ``-n`` hostname, and are killed
-(not drained) at teardown: nothing in a fault test depends on a graceful stop it did not
-ask for.
+database of its own (``FAULT_DB``). Fault workers that must see a killed worker's messages
+come back run with a lease of a few seconds (``LEASE``). Workers are told apart by a unique
+``-n`` hostname, and are killed (not drained) at teardown: nothing in a fault test depends
+on a graceful stop it did not ask for.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import time
 import uuid
@@ -37,10 +34,9 @@ CONFIGS: dict[str, tuple[str | None, str | None]] = {
     "amqp": (AMQP_URL, f"{REDIS_URL}/{FAULT_DB}?key_prefix={{prefix}}"),
     "embedded": (None, None),
 }
-#: The visibility timeout of workers that must see unacked messages come back.
-VISIBILITY = 2.0
-#: Seconds kombu's Redis restore lock (``unacked_mutex_expire``) outlives its holder.
-RESTORE_LOCK = 1.0
+#: The lease (``broker_lease_seconds``) of workers that must see a killed worker's
+#: messages come back.
+LEASE = 2.0
 
 
 class FaultCluster(Cluster):
@@ -54,9 +50,6 @@ class FaultCluster(Cluster):
         self.broker_url = broker_url or default_broker
         template = backend_url or default_backend
         self.backend_url = template.format(prefix=self.prefix) if template else None
-        # Workers are SIGKILLed all the time here; one killed inside kombu's restore lock
-        # would stop every restore on the database for 300 s (see RESTORE_LOCK).
-        self.env["FLOWQ_TEST_RESTORE_LOCK"] = str(RESTORE_LOCK)
         for key, value in (("FLOWQ_BROKER_URL", self.broker_url),
                            ("FLOWQ_RESULT_BACKEND", self.backend_url)):
             self.env.pop(key, None)
@@ -79,27 +72,6 @@ class FaultCluster(Cluster):
             super().cleanup()
         except (redis.ConnectionError, OSError):
             pass  # a private server already stopped: nothing of ours is left in it
-        if self.broker_url and self.broker_url.startswith("redis"):
-            try:
-                client = redis.Redis.from_url(self.broker_url)
-                forget_unacked(client, self.queue)
-                client.delete(*(f"_kombu.binding_permanent.{self.queue}{suffix}"
-                                for suffix in ("", ".dead")))
-            except (redis.ConnectionError, OSError):
-                pass
-
-
-def forget_unacked(client: redis.Redis, queue: str) -> None:
-    """Drop kombu's unacked records of ``queue`` (workers killed with messages in hand),
-    so no later worker on the database restores them into a queue nobody reads."""
-    for tag, raw in client.hgetall("unacked").items():
-        try:
-            _, exchange, routing_key = json.loads(raw)
-        except (ValueError, TypeError):
-            continue
-        if queue in (exchange, routing_key):
-            client.hdel("unacked", tag)
-            client.zrem("unacked_index", tag)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -316,8 +288,9 @@ def ran_or_dead_lettered(target: Cluster, kind: str, timeout: float = 10.0) -> N
              "the message to run or be dead-lettered")
 
 
-def delivery_count(target: Cluster, task_id: str, retries: int = 0) -> int:
-    """How many deliveries of ``task_id`` the worker counted (``task_max_deliveries``)."""
+def redeliveries_counted(target: Cluster, task_id: str, retries: int = 0) -> int:
+    """How many redeliveries of ``task_id`` the worker counted in the backend for
+    ``task_max_deliveries`` (a first delivery is not counted: the broker says it is one)."""
     key = f"deliveries:{task_id}:{retries}"
     if target.backend_url and target.backend_url.startswith("redis"):
         client = redis.Redis.from_url(target.backend_url.split("?")[0])
@@ -327,6 +300,11 @@ def delivery_count(target: Cluster, task_id: str, retries: int = 0) -> int:
     with sqlite3.connect(f"{target.data_dir}/results.db") as db:
         row = db.execute("SELECT value FROM counters WHERE key = ?", (key,)).fetchone()
     return int(row[0]) if row else 0
+
+
+def release(target: Cluster, token: str) -> None:
+    """Let a task blocked with ``fault="block", token=token`` carry on."""
+    target.ledger.set(f"{target.ledger_prefix}release:{token}", 1)
 
 
 def wait_result_state(result: Any, states: set[str], timeout: float = 20.0) -> str:

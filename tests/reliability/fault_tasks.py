@@ -4,10 +4,8 @@ Imported at the end of ``tests.integration.app`` so every test worker registers 
 Worker settings come from ``FLOWQ_TEST_*`` variables a test puts in the worker's
 environment (the test process never sets them, so its app keeps the defaults):
 
-* ``FLOWQ_TEST_VISIBILITY``: the broker's ``visibility_timeout`` (Redis, embedded), seconds;
-* ``FLOWQ_TEST_RESTORE_LOCK``: the Redis transport's ``unacked_mutex_expire``, seconds (a
-  worker SIGKILLed while holding that lock stops every restore on its database until it
-  expires: 300 s by default);
+* ``FLOWQ_TEST_LEASE``: ``broker_lease_seconds`` (Redis, embedded): how long a killed
+  worker's messages stay held before another worker takes them;
 * ``FLOWQ_TEST_MAX_DELIVERIES``: ``task_max_deliveries``;
 * ``FLOWQ_TEST_MAX_NODES``: ``workflow_max_nodes``;
 * ``FLOWQ_TEST_BODY_LIMIT``: ``message_body_limit`` in bytes;
@@ -36,13 +34,8 @@ from tests.integration.app import app, ledger, record
 
 def _configure_from_environment() -> None:
     env = os.environ
-    transport: dict[str, float] = {}
-    if env.get("FLOWQ_TEST_VISIBILITY"):
-        transport["visibility_timeout"] = float(env["FLOWQ_TEST_VISIBILITY"])
-    if env.get("FLOWQ_TEST_RESTORE_LOCK"):
-        transport["unacked_mutex_expire"] = float(env["FLOWQ_TEST_RESTORE_LOCK"])
-    if transport:
-        app.conf.broker_transport_options = {**app.conf.broker_transport_options, **transport}
+    if env.get("FLOWQ_TEST_LEASE"):
+        app.conf.broker_lease_seconds = float(env["FLOWQ_TEST_LEASE"])
     if env.get("FLOWQ_TEST_MAX_DELIVERIES"):
         app.conf.task_max_deliveries = int(env["FLOWQ_TEST_MAX_DELIVERIES"])
     if env.get("FLOWQ_TEST_MAX_NODES"):

@@ -30,10 +30,11 @@ from tests.integration.harness import REDIS_URL
 from tests.reliability.checker import Ledger, assert_total_queue
 from tests.reliability.conftest import (
     FAULT_DB,
-    VISIBILITY,
+    LEASE,
     FaultCluster,
     queue_size,
     recording_advancer,
+    release,
     send_workflow,
     task_ids,
 )
@@ -47,11 +48,6 @@ Fault = TaskFault.Method
 
 def kind() -> str:
     return f"k-{uuid.uuid4().hex[:8]}"
-
-
-def release(target: FaultCluster, token: str) -> None:
-    """Let a task blocked with ``fault="block", token=token`` carry on."""
-    target.ledger.set(f"{target.ledger_prefix}release:{token}", 1)
 
 
 @pytest.fixture
@@ -75,12 +71,9 @@ def test_redis_restart_mid_flight(private_cluster, private_redis):
     worker reconnects and carries on; every task published before the crash completes;
     a publish during the outage fails (it is never silently dropped) and never runs.
 
-    The crash comes while the prefetch window is full and the running tasks are blocked
-    (no fetch outstanding): a crash inside kombu's take-then-record window loses the
-    message it took, the documented gap (docs/runtime.md, Brokers) that
-    test_worker_faults.test_redis_brpop_window_is_documented stands for.
+    The crash comes while the prefetch window is full and the running tasks are blocked.
     """
-    worker = private_cluster.start(env={"FLOWQ_TEST_VISIBILITY": str(VISIBILITY)},
+    worker = private_cluster.start(env={"FLOWQ_TEST_LEASE": str(LEASE)},
                                    concurrency=2)
     k = kind()
     ledger = Ledger(private_cluster, k)
@@ -102,11 +95,12 @@ def test_redis_restart_mid_flight(private_cluster, private_redis):
     assert [r.get(timeout=T) for r in before] == [i + 1 for i in range(30)]
     assert after.get(timeout=T) == 201
     published = [r.id for r in before] + [after.id]
-    completed = ledger.settle(published, quiet=VISIBILITY + 1)
+    completed = ledger.settle(published, quiet=LEASE + 1)
     assert worker.alive(), worker.log()[-3000:]
     assert "Lost the broker connection" in worker.log()
     # The blocked tasks finish while their delivery tags are dead: not acked, so they
-    # come back after the visibility timeout and run again (at most twice).
+    # come back once the lease of the consumer that took them lapses and run again (at
+    # most twice).
     history = assert_total_queue(published, completed, uncertain=[uncertain],
                                  max_completions=2)
     assert history.recovered == []  # the failed publish never reached the broker
@@ -283,7 +277,7 @@ def test_backend_down_when_late_acked_member_finishes(private_backend, private_r
     stored, so its message is not acked: after the backend is back (and a worker runs,
     see the next test for why a fresh one) the member runs again, the chord counts it
     once and the body runs once, with the members' results in order."""
-    env = {"FLOWQ_TEST_VISIBILITY": str(VISIBILITY)}
+    env = {"FLOWQ_TEST_LEASE": str(LEASE)}
     private_backend.start(env=env, concurrency=2)
     k, kb = kind(), kind()
     ledger, bodies = Ledger(private_backend, k), Ledger(private_backend, kb)

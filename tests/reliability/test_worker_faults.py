@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from flowq import chord, states
 from flowq.exceptions import (
@@ -21,15 +20,15 @@ from flowq.exceptions import (
     TimeLimitExceeded,
     WorkerLostError,
 )
-from flowq.runtime import broker
 from tests.integration.app import app
 from tests.reliability.checker import Ledger, assert_total_queue
 from tests.reliability.conftest import (
-    VISIBILITY,
+    LEASE,
     FaultCluster,
     dead_letters,
-    delivery_count,
     queue_size,
+    redeliveries_counted,
+    release,
     require_servers,
     scratch_app,
     send_workflow,
@@ -101,7 +100,7 @@ def test_sigkill_child_mid_task_redelivers_once(pool):
     assert [s.attempt for s in starts] == [1, 2]
     assert starts[1].pid != first.pid and not pid_alive(first.pid)
     assert len(ledger.ends()) == 1 and result.state == states.SUCCESS
-    assert delivery_count(pool, result.id) == 2
+    assert redeliveries_counted(pool, result.id) == 1  # the second delivery; the first is free
     processes = wait_for(lambda: [p for p in pool_pids(app, pool.pool.hostname)
                                   if p != first.pid], 5, "the child to be replaced")
     assert len(processes) == 2  # the pool is back to full size
@@ -312,15 +311,14 @@ def test_soft_limit_above_hard_limit_is_rejected_when_declared_or_sent():
 @pytest.mark.parametrize("fault_cluster", CONFIGS, indirect=True)
 def test_sigkill_whole_worker_redelivers_prefetched_and_running(fault_cluster):
     """A3: SIGKILL the worker and its pool while 2 late-acked tasks run and 6 more are
-    prefetched; a new worker gets every one of them back within the visibility timeout
-    (Redis, embedded) or at once (RabbitMQ). Nothing is lost, nothing ends twice.
+    prefetched; a new worker gets every one of them back once the lease lapses (Redis,
+    embedded) or at once (RabbitMQ). Nothing is lost, nothing ends twice.
 
     The kill lands while the prefetch window (2 x 4) is full and the running tasks are
-    blocked, so nothing is acked and no fetch is outstanding: kombu's Redis transport has
-    a documented loss window between taking a message and recording it as unacked
-    (:func:`test_redis_brpop_window_is_documented`) that this test must not straddle.
+    blocked, so nothing is acked yet. (Kills at any other instant: the soak in
+    test_leases.py.)
     """
-    env = {"FLOWQ_TEST_VISIBILITY": str(VISIBILITY)}
+    env = {"FLOWQ_TEST_LEASE": str(LEASE)}
     first = fault_cluster.start(env=env, concurrency=2)
     k = kind()
     ledger = Ledger(fault_cluster, k)
@@ -335,46 +333,10 @@ def test_sigkill_whole_worker_redelivers_prefetched_and_running(fault_cluster):
 
     fault_cluster.start(env=env, concurrency=2)  # blocked tasks run clean on attempt 2
     assert [r.get(timeout=T) for r in results] == [i + 1 for i in range(14)]
-    assert time.monotonic() - killed_at < VISIBILITY + 10
+    assert time.monotonic() - killed_at < LEASE + 10
     completed = ledger.settle([r.id for r in results], quiet=1.0)
     assert [s.attempt for s in ledger.starts() if s.task_id == results[0].id] == [1, 2]
     assert_total_queue([r.id for r in results], completed)
-
-
-def test_redelivery_bound_holds_after_a_kill_inside_the_restore_lock(private_cluster,
-                                                                     private_redis):
-    """A3: the visibility-timeout bound on redelivery holds even when the killed worker
-    died inside kombu's restore lock (planted here as such a worker leaves it)."""
-    from kombu.transport.redis import Channel
-
-    expiry = broker.connect(app.conf).transport_options.get(
-        "unacked_mutex_expire", Channel.unacked_mutex_expire)
-    assert expiry <= 10, f"a worker killed inside the restore lock blocks restores {expiry}s"
-    env = {"FLOWQ_TEST_VISIBILITY": str(VISIBILITY), "FLOWQ_TEST_RESTORE_LOCK": ""}
-    first = private_cluster.start(env=env, concurrency=1)
-    k = kind()
-    ledger = Ledger(private_cluster, k)
-    results = [step.apply_async((0,), {"kind": k, "fault": Fault.BLOCK})]
-    wait_for(ledger.starts, T, "the blocked task to run")
-    results += [step.apply_async((i,), {"kind": k}) for i in range(1, 4)]
-    wait_for(lambda: queue_size(private_cluster) == 0, T, "the prefetch window to fill")
-    lock = redis.Redis(port=private_redis.port)
-    lock.set("unacked_mutex", "token-of-a-killed-worker", px=int(expiry * 1000))
-    WorkerKill.apply(first, WorkerKill.Method.SIGKILL)
-    first.wait(10)
-
-    private_cluster.start(env=env, concurrency=1)
-    assert [r.get(timeout=VISIBILITY + expiry + 4) for r in results] == [1, 2, 3, 4]
-    assert_total_queue([r.id for r in results], ledger.settle([r.id for r in results], quiet=0))
-
-
-@pytest.mark.skip(reason=(
-    "known, documented loss window (docs/runtime.md, Brokers): kombu's Redis transport "
-    "takes a message with BRPOP and records it as unacked in a second round trip; a "
-    "worker SIGKILLed between the two loses it (celery#7950). flowq does not close this "
-    "window yet (an LMOVE-style Lua fetch would); A3 kills outside it"))
-def test_redis_brpop_window_is_documented():
-    pass
 
 
 # -- A6: crash loop ---------------------------------------------------------------------------------
@@ -384,9 +346,9 @@ def test_crash_loop_is_dead_lettered_after_max_deliveries(fault_cluster):
     """A6: a task that kills its process on every delivery fails with WorkerLostError and
     is dead-lettered after ``task_max_deliveries`` (4 here) deliveries, counted durably:
     the count survives the worker being SIGKILLed halfway (2 deliveries on each)."""
-    # Each crash takes ~1.5 s to be noticed; the visibility timeout must be longer, or a
-    # delivery still in hand is restored by the timeout *and* requeued (two copies: A15).
-    env = {"FLOWQ_TEST_VISIBILITY": "4", "FLOWQ_TEST_MAX_DELIVERIES": "4"}
+    # Each crash takes ~1.5 s to be noticed; the lease is longer, and renewed anyway: the
+    # worker holding the delivery lives (only its child dies).
+    env = {"FLOWQ_TEST_LEASE": "4", "FLOWQ_TEST_MAX_DELIVERIES": "4"}
     first = fault_cluster.start(env=env, concurrency=1)
     k = kind()
     ledger = Ledger(fault_cluster, k)
@@ -395,7 +357,7 @@ def test_crash_loop_is_dead_lettered_after_max_deliveries(fault_cluster):
     wait_for(lambda: len(ledger.starts()) >= 2, T, "two deliveries")
     WorkerKill.apply(first, WorkerKill.Method.SIGKILL)
     first.wait(10)
-    assert delivery_count(fault_cluster, result.id) == 2
+    assert redeliveries_counted(fault_cluster, result.id) == 1
 
     fault_cluster.start(env=env, concurrency=1)
     with pytest.raises(WorkerLostError, match="delivered 5 times"):
@@ -408,19 +370,19 @@ def test_crash_loop_is_dead_lettered_after_max_deliveries(fault_cluster):
     assert_total_queue([result.id], [result.id] if result.failed() else [])
 
 
-# -- A14: an ETA beyond the visibility timeout ----------------------------------------------------
+# -- A14: an ETA beyond the lease ----------------------------------------------------
 
 
 @pytest.mark.parametrize("fault_cluster", ["redis", "embedded"], indirect=True)
-def test_an_eta_beyond_the_visibility_timeout_runs_once(fault_cluster):
-    """A14: with a visibility timeout of 2 s, tasks due in 5 s run once each: they wait in
-    the delay index, not unacked in the worker, so no timeout brings them back."""
-    worker = fault_cluster.start(env={"FLOWQ_TEST_VISIBILITY": str(VISIBILITY)})
+def test_an_eta_beyond_the_lease_runs_once(fault_cluster):
+    """A14: with a lease of 2 s, tasks due in 5 s run once each: they wait in the delay
+    index, not held by the worker."""
+    worker = fault_cluster.start(env={"FLOWQ_TEST_LEASE": str(LEASE)})
     k = kind()
     ledger = Ledger(fault_cluster, k)
-    sent = [step.apply_async((i,), {"kind": k}, countdown=VISIBILITY * 2.5) for i in range(3)]
+    sent = [step.apply_async((i,), {"kind": k}, countdown=LEASE * 2.5) for i in range(3)]
     assert [r.get(timeout=T) for r in sent] == [1, 2, 3]
-    completed = ledger.settle([r.id for r in sent], quiet=VISIBILITY + 1)
+    completed = ledger.settle([r.id for r in sent], quiet=LEASE + 1)
     assert_total_queue([r.id for r in sent], completed)
     assert len(ledger.starts()) == 3 and worker.alive()
 
@@ -458,21 +420,21 @@ def test_max_tasks_per_child_one_under_load(fault_cluster, tasks, members):
 def test_warm_shutdown_finishes_running_and_returns_prefetched_at_once(fault_cluster):
     """A11 / A13: one SIGTERM. The running late-acked task finishes and is acked; the 3
     prefetched messages go back at once (a second worker runs them while the first is
-    still draining, with a visibility timeout of an hour); one SIGTERM does not escalate
+    still draining, long before any lease could lapse); one SIGTERM does not escalate
     by itself: the worker waits for its running task however long, then exits 0."""
     first = fault_cluster.start(concurrency=1)
     k = kind()
     ledger = Ledger(fault_cluster, k)
-    token = uuid.uuid4().hex  # the long task runs until the test releases it
-    running = step.apply_async((0,), {"kind": k, "fault": "block", "token": token})
+    token = uuid.uuid4().hex
+    running = step.apply_async((0,), {"kind": k, "fault": Fault.BLOCK, "token": token})
     waiting = [step.apply_async((i,), {"kind": k}) for i in range(1, 4)]
     wait_for(ledger.starts, T, "the long task to start")
     second = fault_cluster.start(concurrency=1)
 
     WorkerKill.apply(first, WorkerKill.Method.SIGTERM)
     assert [r.get(timeout=T) for r in waiting] == [2, 3, 4]
-    assert running.ready() is False, "the prefetched tasks waited for the running one"
-    fault_cluster.ledger.set(f"{fault_cluster.ledger_prefix}release:{token}", 1)
+    assert running.ready() is False  # still blocked: the first worker is draining
+    release(fault_cluster, token)
     assert running.get(timeout=T) == 1
     assert first.wait(15) == 0
     assert "Returned 3 unstarted message(s)" in first.log()
@@ -504,5 +466,5 @@ def test_cold_shutdown_interrupts_and_returns_the_running_task(fault_cluster, me
     assert result.get(timeout=T) == 1
     completed = ledger.settle([result.id])
     assert [s.attempt for s in ledger.starts()] == [1, 2]
-    assert delivery_count(fault_cluster, result.id) == 2
+    assert redeliveries_counted(fault_cluster, result.id) == 1
     assert_total_queue([result.id], completed)

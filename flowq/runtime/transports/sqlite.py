@@ -13,15 +13,19 @@ The path follows SQLAlchemy's convention: ``sqlite:///relative.db`` and
 
 Delivery is at least once and survives the death of any process:
 
-* a consumer *claims* a message: its row gets a fresh delivery tag and a deadline
-  (``visibility_timeout``, default 3600 s) instead of being deleted;
+* a consumer *claims* a message: its row gets a fresh delivery tag, the consumer's name and
+  a deadline (``lease_seconds`` from now, ``broker_lease_seconds``) instead of being
+  deleted; while the consumer lives it pushes the deadline of everything it holds forward
+  every third of the lease (a heartbeat, one statement), so a long task keeps its message;
 * ``ack`` and ``reject(requeue=False)`` delete the row; ``reject(requeue=True)``, closing
   the channel or connection, and kombu's restore at shutdown make it ready again at once,
   in its original place;
 * a claim whose holder died (SIGKILL, OOM kill, ``os._exit``) lapses at its deadline and is
   made ready again by the next sweep of any consumer (every ``sweep_interval`` s);
 * a message claimed again after any of these carries ``delivery_info['redelivered']``
-  True, and ``delivery_info['delivery_count']`` counts its claims (1 on first delivery).
+  True, and ``delivery_info['delivery_count']`` counts its claims (1 on first delivery);
+* a row that is not a valid kombu message is moved to ``<queue>.dead`` with the reason
+  (one transaction, one log line) and the consumer carries on.
 
 Exchanges and bindings are stored in the file, so a producer that never declared a queue
 routes to it; direct, topic and fanout exchanges work across processes (fanout copies the
@@ -34,7 +38,7 @@ A consumer records the queues it consumes in the file, so a producer can tell (w
 Transport options (``Connection(..., transport_options={...})``):
 
 =====================  =========  ================================================
-``visibility_timeout``   3600.0   seconds an unacked claim lasts before it lapses
+``lease_seconds``          10.0   seconds a claim outlives its holder's last heartbeat
 ``sweep_interval``          1.0   seconds between looks for lapsed claims
 ``busy_timeout``            5.0   seconds a statement waits for the write lock
 ``synchronous``         NORMAL    SQLite ``synchronous``; NORMAL survives process
@@ -53,20 +57,22 @@ from pathlib import Path
 from queue import Empty
 from typing import Any, cast
 
-from kombu.transport.base import to_rabbitmq_queue_arguments
 from kombu.transport import virtual
+from kombu.transport.base import to_rabbitmq_queue_arguments
 from kombu.transport.virtual.exchange import ExchangeType
-from kombu.utils.json import dumps, loads
+from kombu.utils.json import dumps
 from kombu.utils.uuid import uuid
 
+from flowq.runtime.broker import DEAD_LETTER_SUFFIX
+from flowq.runtime.transports import envelope
 from flowq.runtime.transports.sqlite_store import Claimed, Store
 
 __all__ = ["Channel", "QoS", "Transport", "database_path", "warn_if_never_consumed"]
 
+log = logging.getLogger("flowq.broker")
+
 #: Where the broker lives when the URL names no file (``sqlite://``).
 DEFAULT_PATH = ".flowq/broker.db"
-
-log = logging.getLogger(__name__)
 
 #: (broker file, queue) pairs this process has checked for a consumer: a producer looks
 #: once per queue, and says so at most once.
@@ -116,7 +122,7 @@ class QoS(virtual.QoS):
         """Make every message this channel holds unacked ready again, in one transaction.
 
         Returns kombu's ``(error, message)`` pairs for messages that could not be released;
-        those are not lost, their claims lapse at the visibility timeout. A forked child
+        those are not lost, their claims lapse with the lease. A forked child
         that closes an inherited connection (kombu's pools do, after fork) releases
         nothing: the parent still holds those messages and will ack them.
         """
@@ -143,14 +149,14 @@ class Channel(virtual.Channel):
     connection: Transport
 
     supports_fanout = True
-    visibility_timeout: float = 3600.0
+    lease_seconds: float = 10.0
     sweep_interval: float = 1.0
     busy_timeout: float = 5.0
     synchronous: str = "NORMAL"
 
     # kombu's class attribute is inferred as a 2-tuple; ours is longer, not a different kind.
     from_transport_options = virtual.Channel.from_transport_options + (  # type: ignore[assignment]
-        "visibility_timeout",
+        "lease_seconds",
         "sweep_interval",
         "busy_timeout",
         "synchronous",
@@ -164,6 +170,9 @@ class Channel(virtual.Channel):
         self._no_ack_queues: set[str] = set()
         self._idle_version: tuple[int, int] | None = None
         self._next_sweep = 0.0
+        #: This channel's name on the rows it claims, for its heartbeat.
+        self.holder = uuid()
+        self._next_heartbeat = 0.0
 
     # -- consuming --------------------------------------------------------------------------
 
@@ -172,17 +181,48 @@ class Channel(virtual.Channel):
         return self._fetch(queue, no_ack=queue in self._no_ack_queues)
 
     def _fetch(self, queue: str, no_ack: bool) -> dict[str, Any]:
-        """Claim (or, for ``no_ack``, remove) the next ready message; Empty when none is ready."""
+        """Claim (or, for ``no_ack``, remove) the next ready message; Empty when none is
+        ready. A row that is not a kombu message is dead-lettered and the next one taken."""
         self._sweep_if_due()
-        if no_ack:
-            tag = None
-            claimed = self.store.take(queue)
-        else:
-            tag = uuid()
-            claimed = self.store.claim(queue, tag, time.time() + float(self.visibility_timeout))
-        if claimed is None:
-            raise Empty()
-        return _delivered_message(claimed, tag)
+        while True:
+            if no_ack:
+                tag = None
+                claimed = self.store.take(queue)
+            else:
+                tag = uuid()
+                claimed = self.store.claim(queue, tag, time.time() + float(self.lease_seconds),
+                                           self.holder)
+            if claimed is None:
+                raise Empty()
+            try:
+                return _delivered_message(claimed, tag)
+            except envelope.UndecodableEntry as exc:
+                self._dead_letter(queue, claimed, tag, str(exc))
+
+    def _dead_letter(self, queue: str, claimed: Claimed, tag: str | None, reason: str) -> None:
+        """Move an undecodable row to ``<queue>.dead`` (a valid message carrying it)."""
+        dead = queue + DEAD_LETTER_SUFFIX
+        raw = claimed.payload
+        payload = envelope.dead_letter(
+            raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape"),
+            queue, reason)
+        self.store.dead_letter(tag, dead, dumps(payload))
+        log.error("Undecodable message in queue %s dead-lettered to %s: %s", queue, dead, reason)
+
+    def heartbeat(self) -> None:
+        """Push the deadline of every message this channel holds a lease ahead, at most
+        every third of the lease (so a long task keeps its message)."""
+        now = time.monotonic()
+        if now < self._next_heartbeat or os.getpid() != self.qos._owner_pid:
+            return
+        self._next_heartbeat = now + float(self.lease_seconds) / 3
+        if self.qos._delivered:
+            self.store.renew(self.holder, time.time() + float(self.lease_seconds))
+
+    def drain_events(self, timeout: float | None = None, callback: Any = None) -> Any:
+        """kombu's, after the heartbeat: it runs even when the prefetch window is full."""
+        self.heartbeat()
+        return super().drain_events(timeout=timeout, callback=callback)
 
     def _sweep_if_due(self) -> bool:
         """Release lapsed claims at most once per ``sweep_interval``; True if any came back."""
@@ -382,16 +422,17 @@ def warn_if_never_consumed(channel: Channel, queue: str) -> None:
 
 
 def _delivered_message(claimed: Claimed, tag: str | None) -> dict[str, Any]:
-    """Decode a claimed row into kombu's message dict, stamped with this delivery's facts.
+    """Decode a claimed row into kombu's message dict, stamped with this delivery's facts
+    (UndecodableEntry if it is not one).
 
     The tag is per claim, not the one given at publish: a fanout copies one message into
     several rows, and a lapsed claim must not be ackable once the message is claimed again.
     """
-    message: dict[str, Any] = loads(claimed.payload)
+    message = envelope.decode(claimed.payload)
     properties = message["properties"]
     if tag is not None:
         properties["delivery_tag"] = tag
-    info = properties.setdefault("delivery_info", {})
+    info = properties["delivery_info"]
     info["redelivered"] = claimed.deliveries > 1
     info["delivery_count"] = claimed.deliveries
     return message
@@ -422,3 +463,8 @@ class Transport(virtual.Transport):
 
     def driver_version(self) -> str:
         return sqlite3.sqlite_version
+
+    def heartbeat_check(self, connection: Any, rate: int = 2) -> None:
+        """Renew every channel's leases (kombu's heartbeat hook; the worker calls it)."""
+        for channel in list(self.channels):
+            channel.heartbeat()

@@ -2,10 +2,11 @@
 
 Every process that opens the file sees the same broker state::
 
-    messages(id, queue, priority, payload, tag, deadline, deliveries)
+    messages(id, queue, priority, payload, tag, deadline, deliveries, holder)
         One row per message per queue; ``payload`` is kombu's message dict as JSON.
         Ready when ``tag`` is NULL. Reserved otherwise: ``tag`` is the delivery tag of the
-        current claim and ``deadline`` (unix time) is when an unacked claim lapses.
+        current claim, ``holder`` the claiming channel and ``deadline`` (unix time) when
+        the claim lapses unless its holder renews it.
         ``id`` gives FIFO order inside a priority; ``deliveries`` counts claims.
     queues(name)                                 declared queues (passive declares)
     exchanges(name, type)                        declared exchanges, to route by type
@@ -39,7 +40,8 @@ CREATE TABLE IF NOT EXISTS messages (
     payload TEXT NOT NULL,
     tag TEXT,
     deadline REAL,
-    deliveries INTEGER NOT NULL DEFAULT 0
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    holder TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_ready
     ON messages (queue, priority DESC, id) WHERE tag IS NULL;
@@ -63,16 +65,18 @@ _NEXT_READY = (
     " ORDER BY priority DESC, id LIMIT 1"
 )
 _CLAIM = (
-    "UPDATE messages SET tag = :tag, deadline = :deadline, deliveries = deliveries + 1"
-    f" WHERE id = ({_NEXT_READY}) RETURNING payload, deliveries"
+    "UPDATE messages SET tag = :tag, deadline = :deadline, holder = :holder,"
+    f" deliveries = deliveries + 1 WHERE id = ({_NEXT_READY}) RETURNING payload, deliveries"
 )
 _TAKE = f"DELETE FROM messages WHERE id = ({_NEXT_READY}) RETURNING payload, deliveries + 1"
 _INSERT = "INSERT INTO messages (queue, priority, payload) VALUES (?, ?, ?)"
 _DELETE_TAG = "DELETE FROM messages WHERE tag = ?"
-_RELEASE_TAG = "UPDATE messages SET tag = NULL, deadline = NULL WHERE tag = ?"
+_RELEASE_TAG = "UPDATE messages SET tag = NULL, deadline = NULL, holder = NULL WHERE tag = ?"
 _RELEASE_LAPSED = (
-    "UPDATE messages SET tag = NULL, deadline = NULL WHERE tag IS NOT NULL AND deadline <= ?"
+    "UPDATE messages SET tag = NULL, deadline = NULL, holder = NULL"
+    " WHERE tag IS NOT NULL AND deadline <= ?"
 )
+_RENEW = "UPDATE messages SET deadline = ? WHERE holder = ? AND tag IS NOT NULL"
 
 # Drop the oldest ready messages of a capped queue beyond its max_length (RabbitMQ's
 # x-max-length, overflow drop-head).
@@ -120,12 +124,20 @@ class Store:
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
+        # A row that is not UTF-8 must reach the transport (to be dead-lettered), not fail
+        # the read: its bytes come back as lone surrogates, which decoding refuses.
+        conn.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.executescript(SCHEMA)
         columns = {row[1] for row in conn.execute("PRAGMA table_info(queues)")}
         if "max_length" not in columns:  # a file made before queues could be capped
             conn.execute("ALTER TABLE queues ADD COLUMN max_length INTEGER")
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
+        if "holder" not in columns:  # a file made before leases were renewed
+            conn.execute("ALTER TABLE messages ADD COLUMN holder TEXT")
+        conn.execute("CREATE INDEX IF NOT EXISTS messages_held ON messages (holder)"
+                     " WHERE tag IS NOT NULL")
         return conn
 
     @contextmanager
@@ -213,10 +225,24 @@ class Store:
                     f" AND name IN ({marks})", list(queues)).fetchall():
                 conn.execute(_TRIM, {"queue": queue, "max_length": max_length})
 
-    def claim(self, queue: str, tag: str, deadline: float) -> Claimed | None:
-        """Reserve the next ready message (highest priority, then oldest) until ``deadline``."""
-        rows = self._rows(_CLAIM, {"queue": queue, "tag": tag, "deadline": deadline})
+    def claim(self, queue: str, tag: str, deadline: float, holder: str) -> Claimed | None:
+        """Reserve the next ready message (highest priority, then oldest) for ``holder``
+        until ``deadline``."""
+        rows = self._rows(_CLAIM, {"queue": queue, "tag": tag, "deadline": deadline,
+                                   "holder": holder})
         return Claimed(*rows[0]) if rows else None
+
+    def renew(self, holder: str, deadline: float) -> int:
+        """Extend every claim of ``holder`` to ``deadline`` (its heartbeat)."""
+        return self._change(_RENEW, (deadline, holder))
+
+    def dead_letter(self, tag: str | None, dead_queue: str, payload: str) -> None:
+        """In one transaction, delete the row claimed under ``tag`` (None: already taken)
+        and append ``payload`` to ``dead_queue``."""
+        with self._transaction() as conn:
+            if tag is not None:
+                conn.execute(_DELETE_TAG, (tag,))
+            conn.execute(_INSERT, (dead_queue, 0, payload))
 
     def take(self, queue: str) -> Claimed | None:
         """Remove and return the next ready message, for consumers that never ack."""

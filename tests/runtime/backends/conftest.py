@@ -63,7 +63,7 @@ def cluster_backend(redis_cluster: RedisClusterServers) -> Iterator[RedisCluster
     backend = RedisClusterBackend(redis_cluster.url, key_prefix=prefix)
     yield backend
     backend.close()
-    redis_cluster.delete_prefix(prefix)
+    redis_cluster.delete_matching(f"{prefix}*")
 
 
 def _make(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> ResultBackend:
