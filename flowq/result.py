@@ -94,6 +94,14 @@ class _Handle:
         target = self.root_id if workflow else self.id
         self.app.control.revoke(target, terminate=terminate, signal=signal)
 
+    def revoke_by_stamped_headers(self, headers: dict[str, Any], terminate: bool = False,
+                                  signal: str | None = None, wait: bool = False,
+                                  timeout: float | None = None) -> None:
+        """Revoke every task with one of these stamps (Celery's method; the handle's own
+        id plays no part): see ``app.control.revoke_by_stamped_headers``."""
+        self.app.control.revoke_by_stamped_headers(headers, terminate=terminate,
+                                                   signal=signal or "SIGTERM", reply=wait,
+                                                   timeout=timeout or 1.0)
 
 class AsyncResult(_Handle, Generic[R]):
     """The result of one task (or the last step of a chain).

@@ -70,6 +70,11 @@ class SharedTask:
 
         return self._declaration.tasks[current_app()]  # every app registers on creation
 
+    def _get_current_object(self) -> Task[Any, Any]:
+        """The current app's task itself (Celery's proxies' name; signals connected with
+        ``sender=`` a shared task listen to this)."""
+        return self._task
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._task, name)
 

@@ -9,6 +9,10 @@ RETRY = "RETRY"  #: waiting to be retried
 SUCCESS = "SUCCESS"
 FAILURE = "FAILURE"
 REVOKED = "REVOKED"  #: revoked or expired before it could finish
+#: How a run ended when the task raised Ignore (or replaced itself) or Reject: the
+#: ``state`` of ``task_postrun`` (as in Celery); never stored as a result.
+IGNORED = "IGNORED"
+REJECTED = "REJECTED"
 
 #: States after which nothing changes.
 READY_STATES = frozenset({SUCCESS, FAILURE, REVOKED})

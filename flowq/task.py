@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from flowq.app import Flowq
     from flowq.result import AsyncResult
     from flowq.result import AsyncResult as PartResult  # (Task.AsyncResult shadows the name)
+    from flowq.runtime.message import Request
 
 @attrs.define(slots=True)
 class Context:
@@ -57,12 +58,43 @@ class Context:
     #: headers the caller added with ``apply_async(headers={...})``
     headers: dict[str, Any] = attrs.Factory(dict)
     timelimit: tuple[float | None, float | None] = (None, None)
+    #: the stamps of this task (``sig.stamp(...)``), by name, and their names
+    stamps: dict[str, Any] = attrs.Factory(dict)
+    stamped_headers: list[str] = attrs.Factory(list)
     #: the runtime executing this request (a worker's, or an eager run's); internal
     runtime: Any = attrs.field(default=None, repr=False, eq=False)
     #: where in its workflow this request runs (an ``At``), and how many parts it added
     #: to its chord so far (``add_to_chord``); internal
     place: Any = attrs.field(default=None, repr=False, eq=False)
     parts_added: int = attrs.field(default=0, repr=False, eq=False)
+
+    @classmethod
+    def of(cls, request: Request, args: Iterable[Any], kwargs: Mapping[str, Any],
+           **fields: Any) -> Context:
+        """The context of a received message (``fields``: where and how it runs)."""
+        from flowq.runtime.message import RESERVED_HEADERS
+
+        return cls(id=request.id, task=request.task, root_id=request.root_id,
+                   parent_id=request.parent_id, group=request.group,
+                   group_index=request.group_index, retries=request.retries,
+                   args=tuple(args), kwargs=dict(kwargs), eta=request.eta,
+                   expires=request.expires, called_directly=False,
+                   headers={k: v for k, v in request.headers.items()
+                            if k not in RESERVED_HEADERS},
+                   timelimit=(request.soft_time_limit, request.time_limit),
+                   stamps=dict(request.stamps), stamped_headers=list(request.stamps),
+                   **fields)
+
+    def __getattr__(self, name: str) -> Any:
+        """A header the caller (or a ``before_task_publish`` receiver) added, as an
+        attribute, as in Celery: tracing integrations read ``request.traceparent``."""
+        if name.startswith("__") or name == "headers":
+            raise AttributeError(name)
+        try:
+            return self.headers[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r} "
+                                 f"(and the message has no header of that name)") from None
 
 
 class _RequestStack(threading.local):

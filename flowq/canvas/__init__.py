@@ -9,6 +9,8 @@ from flowq.canvas.dag import Node, Workflow, compile_workflow
 from flowq.canvas.fanout import Fanout, fanout
 from flowq.canvas.group import Group, group
 from flowq.canvas.signature import Canvas, Signature, signature
+from flowq.canvas.stamping import StampingVisitor
 
-__all__ = ["Canvas", "Chain", "Chord", "Fanout", "Group", "Node", "Signature", "Workflow",
-           "chain", "chord", "compile_workflow", "fanout", "group", "signature"]
+__all__ = ["Canvas", "Chain", "Chord", "Fanout", "Group", "Node", "Signature",
+           "StampingVisitor", "Workflow", "chain", "chord", "compile_workflow", "fanout",
+           "group", "signature"]

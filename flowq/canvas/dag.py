@@ -31,7 +31,7 @@ from flowq.canvas.chord import Chord
 from flowq.canvas.fanout import Fanout
 from flowq.canvas.frozen import EMPTY, FrozenDict
 from flowq.canvas.group import Group
-from flowq.canvas.options import ENTRY, NOT_PROPAGATED
+from flowq.canvas.options import ENTRY, NOT_PROPAGATED, stamp_names
 from flowq.canvas.signature import Canvas, Signature, freeze_options
 from flowq.canvas.stream import Stream
 from flowq.exceptions import InvalidWorkflow
@@ -361,6 +361,8 @@ class _Builder:
         options.update((k, v) for k, v in sig.options.items() if k not in ("link", "link_error"))
         options.update((k, v) for k, v in call.items()
                        if k not in NOT_PROPAGATED or (k in ENTRY and input is None))
+        if "stamped_headers" in options:
+            _keep_stamps(options, inherited, sig.options, call)
         task_id = options.pop("task_id", None)
         self.nodes.append({"kind": TASK, "task": sig.task, "args": sig.args,
                            "kwargs": sig.kwargs, "options": FrozenDict(options),
@@ -467,6 +469,8 @@ class _Builder:
         options.update((k, v) for k, v in template.options.items() if k not in NOT_PROPAGATED)
         options.update((k, v) for k, v in call.items()
                        if k not in NOT_PROPAGATED or (k in ENTRY and input is None))
+        if "stamped_headers" in options:
+            _keep_stamps(options, inherited, template.options, call)
         if input is None and fan.items is None and not deferred:
             raise InvalidWorkflow([(prefix, "fanout at the start of a workflow needs its list: "
                                             "pass it as the first argument")])
@@ -475,6 +479,12 @@ class _Builder:
                            "immutable": template.immutable, "input": input,
                            "items": fan.items, "path": prefix})
         return len(self.nodes) - 1
+
+
+def _keep_stamps(options: dict[str, Any], *layers: Mapping[str, Any]) -> None:
+    """Stamps from every layer survive the merge (a call's ``stamped_headers`` would
+    otherwise replace the signature's own list)."""
+    options["stamped_headers"] = stamp_names(*layers)
 
 
 def _scoped(own: FrozenDict[str, Any], inherited: FrozenDict[str, Any],

@@ -1,11 +1,11 @@
 """A loud warning where Celery code expects a signature to change in place.
 
-In Celery ``sig.link(cb)``, ``sig.link_error(eb)``, ``sig.set(queue="q")`` and
-``sig.set_immutable(True)`` change ``sig``. flowq's signatures are values: those calls
-return a new signature and leave ``sig`` as it was, so a Celery line written as a
-statement (its result unused) silently does nothing. :func:`check` catches exactly that
-case: the caller's next bytecode instruction after the call is ``POP_TOP`` (the value of
-an expression statement is dropped). ``sig = sig.link(cb)``, ``return sig.set(...)``,
+In Celery ``sig.link(cb)``, ``sig.link_error(eb)``, ``sig.set(queue="q")``,
+``sig.set_immutable(True)`` and ``sig.stamp(...)`` change ``sig``. flowq's signatures are
+values: those calls return a new signature and leave ``sig`` as it was, so a Celery line
+written as a statement (its result unused) silently does nothing. :func:`check` catches
+exactly that case: the caller's next bytecode instruction after the call is ``POP_TOP``
+(the value of an expression statement is dropped). ``sig = sig.link(cb)``, ``return sig.set(...)``,
 ``sig.set(queue="q").delay()`` and arguments to other calls all use the result and never
 warn; neither does an interactive prompt, which prints the value.
 
@@ -34,6 +34,7 @@ EFFECTS = {
     "on_error": "the errback is never attached",
     "set": "the options are never applied",
     "set_immutable": "the flag is never set",
+    "stamp": "the stamps are never applied",
 }
 
 _FLOWQ = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep

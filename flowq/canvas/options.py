@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from numbers import Real
 from typing import TYPE_CHECKING, Any, Callable, TypedDict
 
@@ -99,6 +99,10 @@ def _headers(value: Any) -> bool:
     return isinstance(value, Mapping) and _json(value)
 
 
+def _names(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(_text(name) for name in value)
+
+
 #: Celery's retry_policy keys (what kombu's ``ensure`` takes) and their checks.
 RETRY_POLICY: dict[str, Callable[[Any], bool]] = {
     "max_retries": lambda v: v is None or (_non_negative(v) and isinstance(v, int)),
@@ -138,7 +142,46 @@ OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
                                     "interval_start, interval_step, interval_max (seconds >= 0)"),
     "link": (_anything, "a signature or a list of signatures"),
     "link_error": (_anything, "a signature or a list of signatures"),
+    "stamped_headers": (_names, "a list of stamp names (set by sig.stamp())"),
 }
+#: Header names stamps travel in: no stamp may be called that.
+STAMP_HEADERS = frozenset({"stamped_headers", "stamps"})
+
+
+def check_options(options: Mapping[str, Any]) -> list[str]:
+    """What is wrong with each of ``options``: stamps (the names ``stamped_headers``
+    lists, see :mod:`flowq.canvas.stamping`) are checked as stamps, the rest as options."""
+    stamps: Any = ()
+    if "stamped_headers" in options:
+        stamped = options["stamped_headers"]
+        stamps = set(stamped) if _names(stamped) else ()
+    problems = []
+    for name, value in options.items():
+        problem = check_stamp(name, value) if name in stamps else check_option(name, value)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def check_stamp(name: Any, value: Any) -> str | None:
+    """What is wrong with stamp ``name=value``, or None."""
+    if not _text(name):
+        return f"a stamp name must be a non-empty string, got {name!r}"
+    if name in OPTIONS or name in STAMP_HEADERS:
+        return f"stamp {name!r} has the name of a call option; give the stamp another name"
+    if not _json(value):
+        return (f"stamp {name!r} must be a JSON value (string, number, bool, None, or lists "
+                f"and objects of those), got {value!r}")
+    return None
+
+
+def stamp_names(*layers: Mapping[str, Any]) -> tuple[str, ...]:
+    """The stamp names of options merged from ``layers`` (every layer's, in order):
+    merging options must not let one layer's ``stamped_headers`` hide another's stamps."""
+    names: dict[str, None] = {}
+    for layer in layers:
+        names.update(dict.fromkeys(layer.get("stamped_headers") or ()))
+    return tuple(names)
 
 
 class CallOptions(TypedDict, total=False):
@@ -163,6 +206,7 @@ class CallOptions(TypedDict, total=False):
     retry_policy: Mapping[str, Any]
     link: Canvas | Iterable[Canvas]
     link_error: Canvas | Iterable[Canvas]
+    stamped_headers: Sequence[str]
 
 
 def check_option(name: str, value: Any) -> str | None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import networkx as nx
 
     from flowq.app import Flowq
+    from flowq.canvas.stamping import StampingVisitor
     from flowq.result import AsyncResult
 
 C = TypeVar("C", bound="Canvas")
@@ -221,6 +222,18 @@ class Canvas:
         linked = self._add_scope("link_error", errback)
         discarded.check("on_error")
         return linked
+
+    def stamp(self: C, visitor: StampingVisitor | None = None, append_stamps: bool = False,
+              **headers: Any) -> C:
+        """A copy whose every task signature (links and errbacks included) carries the
+        stamps ``headers`` and those ``visitor`` gives, as Celery 5.3 stamps; write
+        ``sig = sig.stamp(...)``. With ``append_stamps`` a stamp a signature already has
+        becomes a list of both values. See :mod:`flowq.canvas.stamping`."""
+        from flowq.canvas.stamping import stamp
+
+        stamped = stamp(self, visitor, append_stamps, headers)
+        discarded.check("stamp")
+        return stamped  # type: ignore[return-value]
 
     def _add_scope(self: C, name: str, canvas: Canvas) -> C:
         current = self.options.get(name, ())

@@ -43,7 +43,8 @@ class Stream(Canvas):
     """
 
     source: Iterator[Any]
-    #: ("partial", (args, kwargs)) or ("immutable", flag), in the order they were applied
+    #: ("partial", (args, kwargs)), ("immutable", flag) or ("stamp", a function stamping
+    #: one member: see :mod:`flowq.canvas.stamping`), in the order they were applied
     steps: tuple[tuple[str, Any], ...] = ()
     options: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=freeze_options)
     #: marks the source taken, and keeps the members if they were taken as a list; shared
@@ -91,8 +92,12 @@ class Stream(Canvas):
                                         f"a chord header member must be a signature, got "
                                         f"{item!r}")])
             for kind, value in self.steps:
-                member = (member._with_immutable(value) if kind == "immutable"
-                          else member.partial(*value))
+                if kind == "immutable":
+                    member = member._with_immutable(value)
+                elif kind == "stamp":
+                    member = value(member)
+                else:
+                    member = member.partial(*value)
             yield member
 
     def __repr__(self) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from flowq.canvas.dag import FANOUT, JOIN, Node, Workflow
-from flowq.canvas.options import check_option, check_time_limits
+from flowq.canvas.options import check_options, check_time_limits
 
 
 class TaskInfo(Protocol):
@@ -47,10 +47,8 @@ def validate(workflow: Workflow, lookup: Callable[[str], TaskInfo | None],
         if node.kind == JOIN:
             continue
         where = _where(node, position)
-        for name, value in node.options.items():
-            problem = check_option(name, value)
-            if problem:
-                problems.append((where, problem))
+        if node.options:
+            problems.extend((where, problem) for problem in check_options(node.options))
         limits = check_time_limits(node.options)
         if limits:
             problems.append((where, limits))

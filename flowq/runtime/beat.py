@@ -43,6 +43,7 @@ import attrs
 from flowq.canvas.frozen import FrozenDict
 from flowq.canvas.signature import Canvas, Signature
 from flowq.exceptions import BackendError, ConfigurationError, FlowqError
+from flowq.runtime import signalling
 from flowq.schedules import crontab, maybe_schedule
 
 if TYPE_CHECKING:
@@ -286,8 +287,10 @@ class Beat:
 
     # -- running ----------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Schedule until :meth:`stop`; give the lease back on the way out."""
+    def run(self, embedded: bool = False) -> None:
+        """Schedule until :meth:`stop`; give the lease back on the way out. ``embedded``:
+        this beat runs inside a worker (``-B``)."""
+        signalling.beat_starting(self, embedded)
         with self.turn_lock:
             log.info("%s", self.banner())
         if not self.entries:
@@ -431,7 +434,8 @@ def beat_thread(beat: Beat) -> Iterator[threading.Thread]:
     lock = beat.turn_lock
     os.register_at_fork(before=lock.acquire, after_in_parent=lock.release,
                         after_in_child=lock.release)
-    thread = threading.Thread(target=beat.run, name="flowq-beat", daemon=True)
+    thread = threading.Thread(target=beat.run, kwargs={"embedded": True}, name="flowq-beat",
+                              daemon=True)
     thread.start()
     try:
         yield thread

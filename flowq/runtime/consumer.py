@@ -41,7 +41,7 @@ from flowq.exceptions import (
     TimeLimitExceeded,
     WorkerLostError,
 )
-from flowq.runtime import broker, logs, signing
+from flowq.runtime import broker, logs, signalling, signing
 from flowq.runtime.advance import At
 from flowq.runtime.events import DISABLED
 from flowq.runtime.hooks import TaskHook
@@ -78,6 +78,7 @@ class Job:
     started: float | None = None
     handle: Any = None  # the pool's handle on the running job (to terminate it)
     killed: bool = False  # terminated by a revoke
+    signum: int | None = None  # the signal that terminated it
     interrupted: bool = False  # by a cold shutdown: settled, whatever the pool says later
 
 
@@ -125,6 +126,7 @@ class Intake:
                 self._verify(request)
         except ProtocolError as exc:
             self.dead_letter(message, queue_name, exc)
+            signalling.rejected(self, message, exc)
             return
         task = self.app.tasks.get(request.task)
         if task is None:
@@ -138,6 +140,7 @@ class Intake:
         if reason:
             self.settle_revoked(job, reason)
             return
+        signalling.received(self, request)
         self.buffer.append(job)
 
     def _verify(self, request: Request) -> None:
@@ -246,13 +249,16 @@ class Intake:
 
     def terminate(self, task_ids: set[str], signum: int) -> list[str]:
         """Kill the processes running any of ``task_ids`` (or their workflows), once each."""
+        return self.terminate_matching(
+            lambda request: request.id in task_ids or request.root_id in task_ids, signum)
+
+    def terminate_matching(self, match: Callable[[Request], Any], signum: int) -> list[str]:
+        """Kill the processes running tasks ``match`` selects, once each; their ids."""
         killed = []
         for job in list(self.active.values()):
-            request = job.request
-            if (request.id in task_ids or request.root_id in task_ids) and \
-                    not job.killed and self.pool.kill(job.handle, signum):
-                job.killed = True
-                killed.append(request.id)
+            if not job.killed and match(job.request) and self.pool.kill(job.handle, signum):
+                job.killed, job.signum = True, signum
+                killed.append(job.request.id)
         return killed
 
     def _limit(self, request: Request, name: str) -> float | None:
@@ -290,7 +296,9 @@ class Intake:
             error_type = getattr(exceptions, outcome.error or "", ProtocolError)
             if not (isinstance(error_type, type) and issubclass(error_type, ProtocolError)):
                 error_type = ProtocolError
-            self.dead_letter(job.message, job.queue, error_type(outcome.summary), job)
+            error = error_type(outcome.summary)
+            self.dead_letter(job.message, job.queue, error, job)
+            signalling.rejected(self, job.message, error)
             return
         if outcome.status == REJECT:
             if job.late_ack and outcome.requeue:
@@ -389,16 +397,21 @@ class Intake:
             self.unadvanced.popleft()
 
     def _fail(self, job: Job, error: BaseException, state: str = states.FAILURE) -> None:
-        """Record ``error`` for the job's node and fail everything downstream."""
+        """Record ``error`` for the job's node and fail everything downstream; a failure
+        of a known task is also announced (``task_failure``), since the process that ran
+        it could not."""
         request = job.request
         runtime = self.app.runtime
         try:
             carried = runtime.workflows.load(request.headers, request.task, request.id)
         except MalformedCanvas:
             runtime.backend.store(request.id, state, self.app.result_codec.failure(error))
-            return
-        runtime.advancer.failed(At(carried, request.node, request.root_id, request.item),
-                                error, None, state=state, late_ack=job.late_ack)
+        else:
+            runtime.advancer.failed(At(carried, request.node, request.root_id, request.item),
+                                    error, None, state=state, late_ack=job.late_ack)
+        if state == states.FAILURE:
+            signalling.failed_elsewhere(self.app.tasks.get(request.task), request,
+                                        self.app.accepted_content, error)
 
     # -- special outcomes --------------------------------------------------------------------
 
@@ -411,12 +424,16 @@ class Intake:
         self._fail(job, TaskRevokedError(f"task {request.task}[{request.id}] {what}"),
                    states.REVOKED)
         self._ack(job)
+        signalling.revoked(self.app.tasks.get(request.task), request, self.app.accepted_content,
+                           terminated=terminated, signum=job.signum if terminated else None,
+                           expired=reason == "expired")
 
     def reject_unknown(self, message: Message, queue_name: str, request: Request) -> None:
         error = NotRegistered(self.app.unknown_task_message(request.task))
         job = Job(message, request, queue_name, False, self.generation)
         self._fail(job, error)
         self.dead_letter(message, queue_name, error)
+        signalling.unknown(self, message, request, error)
 
     def dead_letter(self, message: Message, queue_name: str, error: BaseException,
                     job: Job | None = None) -> None:

@@ -9,7 +9,7 @@ workers that are busy, restarting or not yet started.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ from kombu import Connection
 from kombu.pidbox import Mailbox
 
 from flowq.exceptions import BrokerUnavailable
-from flowq.runtime import broker
+from flowq.runtime import broker, revoked_stamps
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
@@ -118,6 +118,27 @@ class Control:
         # after the broadcast, which workers then hear before the messages come.
         self.app.backend.delay_expedite(ids, time.time())
         return replies
+
+    def revoke_by_stamped_headers(self, headers: Mapping[str, Any], destination:
+                                  Sequence[str] | None = None, terminate: bool = False,
+                                  signal: str = "SIGTERM", reply: bool = False,
+                                  timeout: float = 1.0) -> Replies:
+        """Revoke every task stamped with one of ``headers``' values (``{name: value or
+        [values]}``, see :mod:`flowq.runtime.revoked_stamps`): those waiting or sent
+        later never run; with ``terminate``, running ones are killed with ``signal``.
+        Kept in the backend like :meth:`revoke`, and broadcast."""
+        entries = revoked_stamps.entries(headers)
+        if terminate:
+            from flowq.runtime.remote import signal_number
+
+            self.app.backend.revoke_and_terminate(entries, signal_number(signal),
+                                                  expires=self._revocation_lifetime())
+        else:
+            self.app.backend.revoke(entries, expires=self._revocation_lifetime())
+        return self._call("revoke_by_stamped_headers",
+                          headers=revoked_stamps.normalized(headers), terminate=terminate,
+                          signal=signal, destination=destination, reply=reply,
+                          timeout=timeout)
 
     def _revocation_lifetime(self) -> float | None:
         """``result_expires``, stretched to outlast every delayed message now waiting,

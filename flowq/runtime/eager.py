@@ -45,7 +45,7 @@ class EagerRuntime:
         self.publish = self.publisher.publish  # nothing stored outlives an eager run
         self.workflows = WorkflowStore(self.backend, conf.workflow_inline_limit,
                                        conf.workflow_max_nodes, None)
-        self.builder = MessageBuilder(conf, app.tasks.get)
+        self.builder = MessageBuilder(conf, app.tasks.get, announce=False)
         self.advancer = Advancer(self.backend, app.result_codec, self.builder,
                                  self.publish, None)
 

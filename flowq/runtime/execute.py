@@ -30,11 +30,12 @@ from flowq.exceptions import (
     SoftTimeLimitExceeded,
     WorkerLostError,
 )
+from flowq.runtime import signalling
 from flowq.runtime.advance import At
 from flowq.runtime.backends.base import Record
 from flowq.canvas.dag import JOIN
 from flowq.runtime.codec import exception_from_dict
-from flowq.runtime.message import RESERVED_HEADERS, Request, decode_body, iso
+from flowq.runtime.message import Request, decode_body, iso
 from flowq.runtime.outgoing import part_of
 from flowq.runtime.workflows import is_trivial
 from flowq.task import Context, _requests
@@ -106,65 +107,78 @@ def execute(app: Flowq, request: Request, *, late_ack: bool = False,
         if late_ack:  # the delivery that stored it may have died before advancing
             runtime.advancer.replay(at, finished)
         return Outcome(DUPLICATE, summary=f"already {finished.state}: not run again")
-    context = Context(id=request.id, task=request.task, root_id=request.root_id,
-                      parent_id=request.parent_id, group=request.group,
-                      group_index=request.group_index, retries=request.retries,
-                      args=tuple(args), kwargs=kwargs, eta=request.eta,
-                      expires=request.expires, hostname=hostname, is_eager=eager,
-                      called_directly=False,
-                      delivery_info={**(delivery_info or {}),
-                                     "priority": request.headers.get("priority")},
-                      headers={k: v for k, v in request.headers.items()
-                               if k not in RESERVED_HEADERS},
-                      timelimit=(request.soft_time_limit, request.time_limit),
-                      runtime=runtime, place=at)
-    started = time.perf_counter()
+    context = Context.of(request, args, kwargs, hostname=hostname, is_eager=eager,
+                         delivery_info={**(delivery_info or {}),
+                                        "priority": request.headers.get("priority")},
+                         runtime=runtime, place=at)
     _requests.stack.append(context)
+    try:
+        signalling.prerun(task, context)
+        outcome, retval, state = _run(app, runtime, task, context, request, at, late_ack, eager)
+        signalling.postrun(task, context, retval, state)
+    finally:
+        _requests.stack.pop()
+    return outcome
+
+
+def _run(app: Flowq, runtime: Any, task: Task[Any, Any], context: Context, request: Request,
+         at: At, late_ack: bool, eager: bool) -> tuple[Outcome, Any, str]:
+    """Call the task and record how it ended; return the outcome, the value (or the
+    exception) and the state's name, for ``task_postrun``."""
+    started = time.perf_counter()
     try:
         if app.track_started(task):
             runtime.backend.store(request.id, states.STARTED, app.result_codec.success(None))
         try:
-            value = task(*args, **kwargs)
+            value = task(*context.args, **context.kwargs)
         except Exception as exc:
             replacement = _autoretry(task, exc)
             if replacement is exc:
                 raise
             raise replacement from exc
     except Retry as retry:
-        return _retry(app, runtime, request, at, retry, args, kwargs, started)
+        return _retry(app, runtime, task, context, request, at, retry, started)
     except Reject as reject:
-        return Outcome(REJECT, time.perf_counter() - started, str(reject.reason),
-                       requeue=reject.requeue)
-    except Ignore:
-        return Outcome(IGNORE, time.perf_counter() - started)
-    except Replace as replace:
+        return (Outcome(REJECT, time.perf_counter() - started, str(reject.reason),
+                        requeue=reject.requeue), reject, states.REJECTED)
+    except Ignore as ignored:
+        return Outcome(IGNORE, time.perf_counter() - started), ignored, states.IGNORED
+    except Replace as replace:  # Celery's replace ends the task with Ignore, hence IGNORED
         try:
             _replace(app, runtime, request, at, replace.replacement)
         except (InvalidWorkflow, EncodeError) as exc:  # a replacement that cannot be sent
             runtime.advancer.failed(at, exc, None, late_ack=late_ack)
-            return Outcome(FAILURE, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
-        return Outcome(REPLACED, time.perf_counter() - started, short(replace.replacement))
+            signalling.failed(task, context, exc)
+            return (Outcome(FAILURE, time.perf_counter() - started,
+                            f"{type(exc).__name__}: {exc}"), exc, states.FAILURE)
+        return (Outcome(REPLACED, time.perf_counter() - started, short(replace.replacement)),
+                replace, states.IGNORED)
     except SystemExit as exc:
         if not eager:  # let the process end: its worker reports it as lost (A2)
             raise
         error = WorkerLostError(f"task raised SystemExit({exc.code})")
         runtime.advancer.failed(at, error, tb.format_exc())
-        return Outcome(FAILURE, time.perf_counter() - started, short(error))
+        signalling.failed(task, context, error)
+        return Outcome(FAILURE, time.perf_counter() - started, short(error)), error, states.FAILURE
     except Exception as exc:
         runtime.advancer.failed(at, exc, tb.format_exc(), late_ack=late_ack,
                                 request=_described(context))
-        return Outcome(FAILURE, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
-    finally:
-        _requests.stack.pop()
+        signalling.failed(task, context, exc)
+        return (Outcome(FAILURE, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"),
+                exc, states.FAILURE)
     ignore = task.ignore_result or request.headers.get("ignore_result") is True
     joins = 0
-    if not (ignore and is_trivial(carried.workflow)):
+    if not (ignore and is_trivial(at.workflow)):
         try:
             joins = runtime.advancer.succeeded(at, value, late_ack=late_ack)
         except EncodeError as exc:  # the result serializer cannot carry the value
             runtime.advancer.failed(at, exc, None, late_ack=late_ack)
-            return Outcome(FAILURE, time.perf_counter() - started, f"EncodeError: {exc}")
-    return Outcome(SUCCESS, time.perf_counter() - started, short(value), joins=joins)
+            signalling.failed(task, context, exc)
+            return (Outcome(FAILURE, time.perf_counter() - started, f"EncodeError: {exc}"),
+                    exc, states.FAILURE)
+    signalling.succeeded(task, value)
+    return (Outcome(SUCCESS, time.perf_counter() - started, short(value), joins=joins), value,
+            states.SUCCESS)
 
 
 #: What a new-style errback's ``request`` tells of the failed run (Celery's names).
@@ -199,6 +213,8 @@ def _replace(app: Flowq, runtime: Any, request: Request, at: At, replacement: An
     where = builtins.place(at, request.task)
     workflow = (replacement | app.tasks[builtins.RESUME].s(where=where)).on_error(
         app.tasks[builtins.RESUME_FAILURE].s(where=where))
+    if request.stamps:  # the replacement keeps the task's stamps, as in Celery
+        workflow = workflow.stamp(**request.stamps)
     carried = runtime.workflows.carry(app.compile(workflow))
     runtime.advancer.start(carried, request.root_id, request.id)
 
@@ -239,8 +255,8 @@ def _autoretry(task: Task[Any, Any], exc: Exception) -> Exception:
         return exhausted
 
 
-def _retry(app: Flowq, runtime: Any, request: Request, at: At, retry: Retry, args: list[Any],
-           kwargs: dict[str, Any], started: float) -> Outcome:
+def _retry(app: Flowq, runtime: Any, task: Task[Any, Any], context: Context, request: Request,
+           at: At, retry: Retry, started: float) -> tuple[Outcome, Any, str]:
     """Record RETRY and send the same task (same id, same place) again later.
 
     The retry keeps the original expiry; if it can no longer run in time, the task
@@ -255,17 +271,21 @@ def _retry(app: Flowq, runtime: Any, request: Request, at: At, retry: Retry, arg
     joined = at.workflow.nodes[request.node].kind == JOIN  # an added or streamed part
     try:
         message = runtime.builder.for_node(
-            at.carried, request.node, args if retry.retry_args is None else retry.retry_args,
-            kwargs if retry.retry_kwargs is None else retry.retry_kwargs,
+            at.carried, request.node,
+            context.args if retry.retry_args is None else retry.retry_args,
+            context.kwargs if retry.retry_kwargs is None else retry.retry_kwargs,
             root_id=request.root_id, parent_id=request.parent_id, item=request.item,
             retries=request.retries + 1, task_id=request.id,
             eta=None if retry.eta is not None else time.time() + float(retry.when or 0),
             extra=extra, part=part_of(request.task, request.headers) if joined else None)
     except (InvalidWorkflow, EncodeError) as exc:
         runtime.advancer.failed(at, exc)
-        return Outcome(FAILURE, time.perf_counter() - started, f"cannot retry: {exc}")
+        signalling.failed(task, context, exc)
+        return (Outcome(FAILURE, time.perf_counter() - started, f"cannot retry: {exc}"), exc,
+                states.FAILURE)
     runtime.backend.store(request.id, states.RETRY,
                           app.result_codec.failure(reason, "".join(tb.format_exception(reason))),
                           expires=app.conf.result_expires)
     runtime.publish([message])
-    return Outcome(RETRY, time.perf_counter() - started, short(reason))
+    signalling.retried(task, context, retry)
+    return Outcome(RETRY, time.perf_counter() - started, short(reason)), retry, states.RETRY

@@ -19,7 +19,7 @@ import os
 import socket
 from pathlib import Path
 
-from flowq.runtime import logs
+from flowq.runtime import logs, signalling
 
 
 def process_index() -> int:
@@ -91,10 +91,15 @@ class ProcessFileHandler(logging.Handler):
 
 
 def log_to_file(pattern: str, nodename: str, level: str,
-                log_format: str = "text") -> ProcessFileHandler:
+                 log_format: str = "text") -> ProcessFileHandler:
     """Send every log record of this process (and its pool processes) to ``pattern``'s files
-    instead of stderr, as ``log_format`` lines; returns the handler."""
+    instead of stderr, as ``log_format`` lines (unless a ``setup_logging`` receiver
+    configures logging itself); returns the handler."""
     handler = ProcessFileHandler(pattern, nodename)
-    logs.install(handler, level, log_format)
-    handler._current()  # open the main process's file now: a bad path fails at start-up
+
+    def configure() -> None:
+        logs.install(handler, level, log_format)
+        handler._current()  # open the main process's file now: a bad path fails at start-up
+
+    signalling.set_up_logging(level, pattern, log_format, configure)
     return handler

@@ -23,6 +23,8 @@ Body: ``[args, kwargs]`` in the task serializer (JSON by default). Headers (plai
                       ``item`` of a join, whose task the workflow does not list)
 ``priority``          the priority it was sent with (0-9, 9 highest), when one was
                       (``self.request.delivery_info["priority"]``, on every broker)
+``stamped_headers``   the names of the task's stamps (``sig.stamp(...)``)
+``stamps``            ``{name: value}`` of those stamps
 ====================  =========================================================
 
 Headers a caller adds with ``apply_async(headers={...})`` travel beside these (a name
@@ -55,7 +57,8 @@ _REQUIRED = ("id", "task", "root_id")
 RESERVED_HEADERS = frozenset({
     "flowq", "id", "task", "root_id", "parent_id", "group", "group_index", "retries", "eta",
     "expires", "timelimit", "wf", "wf_ref", "node", "item", "shadow", "ignore_result",
-    "priority", "errback", "part_options", "redelivered", "x-flowq-signature"})
+    "priority", "errback", "part_options", "stamped_headers", "stamps", "redelivered",
+    "x-flowq-signature"})
 
 
 @attrs.frozen(slots=True)
@@ -116,6 +119,17 @@ class Request:
     body: bytes
     content_type: str
     content_encoding: str
+    #: the task's stamps (``stamped_headers`` and ``stamps`` headers), by name
+    stamps: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The task's name (Celery's request has it as ``name``)."""
+        return self.task
+
+    @property
+    def stamped_headers(self) -> list[str]:
+        return list(self.stamps)
 
     @property
     def workflow_header(self) -> Any:
@@ -229,7 +243,21 @@ def parse(headers: Mapping[str, Any] | None, body: bytes, content_type: str | No
         group=_text(headers, "group", required=False),
         group_index=_count(headers, "group_index", None),
         headers=headers, body=body if isinstance(body, bytes) else body.encode(),
-        content_type=content_type, content_encoding=content_encoding or "utf-8")
+        content_type=content_type, content_encoding=content_encoding or "utf-8",
+        stamps=_stamps(headers))
+
+
+def _stamps(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """``{name: value}`` for each name ``stamped_headers`` lists, from ``stamps``."""
+    names = headers.get("stamped_headers")
+    if names is None:
+        return {}
+    values = headers.get("stamps")
+    if (not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)
+            or not isinstance(values, dict)):
+        raise MalformedMessage("headers 'stamped_headers' and 'stamps' must be a list of "
+                               "names and an object of their values")
+    return {name: values.get(name) for name in names}
 
 
 def check_size(headers: Mapping[str, Any] | None, body: bytes | str, header_limit: int,

@@ -11,7 +11,7 @@ from flowq.canvas.dag import TASK, Node, Workflow
 from flowq.canvas.frozen import FrozenDict, thaw
 from flowq.canvas.options import NOT_PROPAGATED
 from flowq.exceptions import InvalidWorkflow
-from flowq.runtime import signing
+from flowq.runtime import signalling, signing
 from flowq.runtime.codec import serialize_call
 from flowq.runtime.message import (
     PROTOCOL,
@@ -34,9 +34,11 @@ TASK_CALL_DEFAULTS = ("queue", "priority", "serializer", "expires")
 class MessageBuilder:
     """Turns (workflow, node, arguments) into an :class:`Outgoing` message."""
 
-    def __init__(self, conf: Settings, tasks: Callable[[str], Any]):
+    def __init__(self, conf: Settings, tasks: Callable[[str], Any], announce: bool = True):
         self.conf = conf
         self.tasks = tasks
+        #: send ``before_task_publish`` (not for eager runs, which publish nothing)
+        self.announce = announce
         self._router: Router | None = None
 
     @property
@@ -108,6 +110,14 @@ class MessageBuilder:
             headers["eta"] = iso(eta)
         if expires is not None:
             headers["expires"] = iso(expires)
+        self._option_headers(task, options, headers, errback, part)
+        headers.update(carried.headers)
+        owner = f"task {task!r}" + (f" at {node.path}" if node.path and len(workflow) > 1 else "")
+        return self._finish(task, owner, headers, thaw(args), thaw(kwargs), options, eta, now)
+
+    def _option_headers(self, task: str, options: Mapping[str, Any], headers: dict[str, Any],
+                        errback: bool, part: Node | None) -> None:
+        """Headers that call options ask for: time limits, shadow name, stamps, ..."""
         soft, hard = options.get("soft_time_limit"), options.get("time_limit")
         if soft is not None or hard is not None:
             self._check_limits(task, soft, hard)
@@ -123,25 +133,35 @@ class MessageBuilder:
                                             if k not in NOT_PROPAGATED})
         if options.get("headers"):
             headers.update(_custom_headers(task, options["headers"]))
+        stamped = options.get("stamped_headers")
+        if stamped:
+            headers["stamped_headers"] = list(stamped)
+            headers["stamps"] = {name: thaw(options.get(name)) for name in stamped}
+
+    def _finish(self, task: str, owner: str, headers: dict[str, Any], args: list[Any],
+                kwargs: dict[str, Any], options: Mapping[str, Any], eta: float | None,
+                now: float) -> Outgoing:
+        """Route, announce (``before_task_publish``), serialize and sign the message
+        (``owner`` names it in an encoding error)."""
+        exchange, routing_key = options.get("exchange") or "", options.get("routing_key")
+        queue = self._queue(task, options, args, kwargs)
+        routing_key = (routing_key or queue) if exchange else queue
         priority = options.get("priority", self.conf.task_default_priority)
+        policy = _publish_policy(options)
+        if self.announce:
+            priority = signalling.before_publish(headers, args, kwargs, exchange, routing_key,
+                                                 priority, policy)
         if priority is not None:  # the broker's own field is turned around on Redis
             headers["priority"] = priority
-        headers.update(carried.headers)
         serializer = options.get("serializer") or self.conf.task_serializer
-        plain_args, plain_kwargs = thaw(args), thaw(kwargs)
-        owner = f"task {task!r}" + (f" at {node.path}" if node.path and len(workflow) > 1 else "")
-        content_type, encoding, data = serialize_call(plain_args, plain_kwargs, serializer,
-                                                      owner)
+        content_type, encoding, data = serialize_call(args, kwargs, serializer, owner)
         body = data if isinstance(data, bytes) else data.encode(encoding or "utf-8")
         encoding = encoding or "binary"
         if self.conf.security_key:
             signing.sign(headers, body, content_type, encoding, self.conf.security_key,
                          self.conf.security_key_id, now)
-        exchange, routing_key = options.get("exchange") or "", options.get("routing_key")
-        queue = self._queue(task, options, plain_args, plain_kwargs)
         return Outgoing(queue, headers, body, content_type, encoding, priority, eta,
-                        exchange=exchange, routing_key=(routing_key or queue) if exchange
-                        else queue, policy=_publish_policy(options))
+                        exchange=exchange, routing_key=routing_key, policy=policy)
 
     def queue_of(self, workflow: Workflow, position: int) -> str:
         """The queue the node at ``position`` is sent to (judged by its own arguments:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from flowq.runtime import signalling
 from flowq.runtime.execute import Outcome, execute, install_soft_limit_handler
 from flowq.runtime.message import parse
 
@@ -75,7 +76,7 @@ def use_app(app: Flowq, pool_child: bool = False) -> None:
     child killed while idle could die holding the pool's queue lock and hang the
     shutdown (a ``kill`` of the whole process group, systemd's default, does that).
     Revoking with ``terminate`` sends :data:`TERMINATE_SIGNAL` instead, and hard time
-    limits end with SIGKILL.
+    limits end with SIGKILL. A pool child then sends ``worker_process_init``.
     """
     global _child_app, _soft_limits
     _child_app = app
@@ -84,6 +85,7 @@ def use_app(app: Flowq, pool_child: bool = False) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(TERMINATE_SIGNAL, _leave_task)
+        signalling.process_started()
 
 
 class Pool:
@@ -135,7 +137,8 @@ class PreforkPool(Pool):
                                   # over finishes that task, then is replaced
                                   max_memory_per_child=self.max_memory_per_child,
                                   putlocks=False,
-                                  threads=True, enable_timeouts=True, lost_worker_timeout=1.0)
+                                  threads=True, enable_timeouts=True, lost_worker_timeout=1.0,
+                                  on_process_exit=signalling.process_exiting)
 
     def apply(self, payload: Payload, on_done: OnDone, on_error: OnError,
               soft: float | None, hard: float | None) -> Any:
@@ -247,6 +250,7 @@ class SoloPool(Pool):
 
     def start(self) -> None:
         use_app(self.app)
+        signalling.process_started()  # the worker's process is the pool's, as in Celery
 
     def apply(self, payload: Payload, on_done: OnDone, on_error: OnError,
               soft: float | None, hard: float | None) -> Any:

@@ -23,6 +23,7 @@ from flowq.runtime.control import mailbox
 from flowq.runtime.message import iso
 from flowq.runtime.publisher import decode_delayed
 from flowq.runtime.ratelimit import parse_rate
+from flowq.runtime.revoked_stamps import RevokedStamps
 
 if TYPE_CHECKING:
     from flowq.runtime.worker import Worker
@@ -90,6 +91,20 @@ def revoke(worker: Worker, task_id: str | list[str], terminate: bool = False,
     if terminate:
         killed = worker.intake.terminate(ids, signal_number(signal))
     return _ok(f"revoked {len(ids)} id(s)" + (f", terminated {len(killed)}" if killed else ""))
+
+
+@command
+def revoke_by_stamped_headers(worker: Worker, headers: dict[str, Any], terminate: bool = False,
+                              signal: str = "SIGTERM") -> dict[str, Any]:
+    """Forget queued tasks with these stamps at once; with ``terminate``, kill the
+    processes running them."""
+    revoked = RevokedStamps.of(headers)
+    worker.revoked_stamps = worker.revoked_stamps.union(revoked)
+    killed: list[str] = []
+    if terminate:
+        killed = worker.intake.terminate_matching(revoked.revokes, signal_number(signal))
+    return _ok(f"revoked stamps {sorted(headers)}"
+               + (f", terminated {len(killed)}" if killed else ""))
 
 
 def signal_number(name: str | int) -> int:

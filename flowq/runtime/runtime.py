@@ -10,6 +10,7 @@ from flowq.canvas.dag import Workflow
 from flowq.canvas.validate import validate
 from flowq.exceptions import MalformedCanvas
 
+from flowq.runtime import signalling
 from flowq.runtime.advance import Advancer
 from flowq.runtime.backends import backend_from_url
 from flowq.runtime.backends.base import ResultBackend
@@ -50,6 +51,7 @@ class Runtime:
         """Send ``messages``, keeping the stored workflows they refer to alive."""
         self.workflows.keep_alive(messages)
         self.publisher.publish(messages)
+        signalling.after_publish(messages)
 
     def close(self) -> None:
         self.publisher.close()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from kombu import Consumer
 
 from flowq.exceptions import BrokerUnavailable, ConfigurationError, FlowqError
-from flowq.runtime import broker, events, logs, remote
+from flowq.runtime import broker, events, logs, remote, signalling
 from flowq.runtime.autoscale import Autoscaler
 from flowq.runtime.banner import banner, warn_about_a_local_backend
 from flowq.runtime.consumer import Intake, display_name
@@ -39,6 +39,7 @@ from flowq.runtime.pidfile import Pidfile
 from flowq.runtime.metrics import WorkerMetrics
 from flowq.runtime.pool import Pool, make_pool
 from flowq.runtime.publisher import decode_delayed
+from flowq.runtime.revoked_stamps import RevokedStamps
 
 if TYPE_CHECKING:
     from flowq.app import Flowq
@@ -117,6 +118,7 @@ class Worker:
             self.intake.observers.append(self.metrics)
             self.intake.events = hooks(self.intake.events, self.intake.observers)
         self.revoked_ids: set[str] = set()
+        self.revoked_stamps = RevokedStamps()
         self.warm = False
         self.cold = False
         self.connection: Any = None
@@ -147,6 +149,7 @@ class Worker:
                 self.pidfile.release()
 
     def _run(self) -> int:
+        signalling.worker_starting(self)
         self._install_signals()
         log.info("%s", banner(self))
         warn_about_a_local_backend(self.app)
@@ -173,6 +176,7 @@ class Worker:
                     if not announced:  # it consumes and answers remote control
                         log.info("Worker %s%s%s)", self.hostname, READY,
                                  broker.describe(self.app.conf))
+                        signalling.worker_ready(self.intake)
                         announced = True
                     self._loop()
                     break
@@ -364,14 +368,19 @@ class Worker:
             log.warning("Could not refresh revoked ids: %s", exc)
             return
         self.revoked_ids = set(revocations.ids)
+        self.revoked_stamps = revocations.stamps
         by_signal: dict[int, set[str]] = {}
         for task_id, signum in revocations.terminate.items():
             by_signal.setdefault(signum, set()).add(task_id)
         for signum, task_ids in by_signal.items():
             self.intake.terminate(task_ids, signum)
+        for signum, stamps in revocations.terminate_stamps.items():
+            self.intake.terminate_matching(stamps.revokes, signum)
 
     def _revoked_reason(self, request: Request) -> str | None:
         if request.id in self.revoked_ids or request.root_id in self.revoked_ids:
+            return "revoked"
+        if self.revoked_stamps and request.stamps and self.revoked_stamps.revokes(request):
             return "revoked"
         if request.expires is not None and request.expires < time.time():
             return "expired"
@@ -433,6 +442,7 @@ class Worker:
         else:
             self.pool.stop()
         self.intake.collect()
+        signalling.worker_stopping(self)
         self.events.stop()
         if self.metrics is not None:
             self.metrics.stop()
@@ -465,5 +475,7 @@ class Worker:
 
 
 def setup_logging(level: str, log_format: str = "text") -> None:
-    """One line per record on stderr: text, or JSON objects (see :mod:`flowq.runtime.logs`)."""
-    logs.install(logging.StreamHandler(sys.stderr), level, log_format)
+    """One line per record on stderr: text, or JSON objects (see :mod:`flowq.runtime.logs`);
+    unless a ``setup_logging`` receiver configures logging itself."""
+    signalling.set_up_logging(level, None, log_format, lambda: logs.install(
+        logging.StreamHandler(sys.stderr), level, log_format))

@@ -157,6 +157,7 @@ def remember(value, kind="values"):
 # FLOWQ_TEST_BEAT: a beat_schedule as JSON (schedules in seconds), set per beat process.
 app.conf.beat_schedule = json.loads(os.environ.get("FLOWQ_TEST_BEAT", "{}"))
 from tests.integration import semantics_tasks  # noqa: E402,F401
+from tests.integration import signal_receivers  # noqa: E402,F401
 from tests.reliability import fault_tasks  # noqa: E402,F401
 
 

@@ -37,9 +37,11 @@ CONFIGS: dict[str, tuple[str | None, str | None]] = {
     "redis3": (f"{REDIS_URL}/3", f"{REDIS_URL}/3?key_prefix={{prefix}}"),
     # the observability tests (handles, progress, metrics, resume): all in db 14
     "redis-db14": (f"{REDIS_URL}/14", f"{REDIS_URL}/14?key_prefix={{prefix}}"),
+    # the signal and stamping tests: all in db 10
+    "redis-db10": (f"{REDIS_URL}/10", f"{REDIS_URL}/10?key_prefix={{prefix}}"),
 }
 #: Where each configuration keeps its ledger (default: LEDGER_DB).
-LEDGER_DBS = {"redis3": 3, "redis-db14": 14}
+LEDGER_DBS = {"redis3": 3, "redis-db14": 14, "redis-db10": 10}
 
 
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:

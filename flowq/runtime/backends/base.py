@@ -32,6 +32,8 @@ import attrs
 
 from flowq import states
 from flowq.exceptions import TimeoutError
+from flowq.runtime import revoked_stamps
+from flowq.runtime.revoked_stamps import RevokedStamps
 
 T = TypeVar("T")
 
@@ -51,10 +53,12 @@ TERMINATE_MARK = "terminate:"
 @attrs.frozen(slots=True)
 class Revocations:
     """Revoked ids (task ids or workflow root ids), and the signal that kills a process
-    running each of those revoked with ``terminate``."""
+    running each of those revoked with ``terminate``; the same for revoked stamps."""
 
     ids: frozenset[str]
     terminate: dict[str, int]
+    stamps: RevokedStamps = attrs.field(factory=RevokedStamps)
+    terminate_stamps: dict[int, RevokedStamps] = attrs.field(factory=dict)
 
 
 @attrs.frozen(slots=True)
@@ -295,16 +299,25 @@ class ResultBackend(abc.ABC):
         self.revoke([*ids, *(f"{TERMINATE_MARK}{signum}:{i}" for i in ids)], expires)
 
     def revocations(self) -> Revocations:
-        """What :meth:`revoked` holds, the terminating entries read apart."""
-        ids, terminate = set(), {}
+        """What :meth:`revoked` holds, the terminating entries and stamps read apart."""
+        ids, terminate, stamps = set(), {}, []
+        by_signal: dict[int, list[str]] = {}
         for entry in self.revoked():
             if entry.startswith(TERMINATE_MARK):
                 signum, _, task_id = entry.removeprefix(TERMINATE_MARK).partition(":")
-                if signum.isdigit():
+                if not signum.isdigit():
+                    continue
+                if task_id.startswith(revoked_stamps.MARK):
+                    by_signal.setdefault(int(signum), []).append(task_id)
+                else:
                     terminate[task_id] = int(signum)
+            elif entry.startswith(revoked_stamps.MARK):
+                stamps.append(entry)
             else:
                 ids.add(entry)
-        return Revocations(frozenset(ids), terminate)
+        return Revocations(frozenset(ids), terminate, RevokedStamps.parse(stamps),
+                           {signum: RevokedStamps.parse(found)
+                            for signum, found in by_signal.items()})
 
     @abc.abstractmethod
     def revoked(self) -> set[str]:

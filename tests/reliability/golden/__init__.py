@@ -59,6 +59,9 @@ def canvases() -> dict[str, Any]:
                            | step.s().set(queue="golden-other"),
         # over workflow_inline_limit (4 KiB): travels as wf_ref, the blob is in the file
         "by-reference": step.s(0, token="x" * 5000) | step.s() | step.s(),
+        # stamps: node options, and the stamped_headers / stamps headers of each message
+        "stamped": chord([step.s(1), step.s(2)], body.s()).stamp(run="golden-run",
+                                                                tags=["a", "b"]),
     }
 
 
